@@ -1,0 +1,164 @@
+import type { Server } from 'node:http';
+import { App, type Logger as BoltLogger, ExpressReceiver, LogLevel } from '@slack/bolt';
+import express, { type Express } from 'express';
+import type { Logger } from 'pino';
+import type { Config } from './config/config.js';
+import { DevinClient } from './devin/client.js';
+import { healthRouter } from './http/health.js';
+import { pagerDutyWebhookRouter } from './http/pagerduty-webhook.js';
+import { rejectSlackClockSkew } from './http/slack-timestamp.js';
+import { JobRunner, type JobRunnerOptions } from './jobs/runner.js';
+import { PostmortemService } from './postmortems/service.js';
+import { slackChat } from './slack/chat.js';
+import { registerListeners } from './slack/listeners/index.js';
+import { SqliteStore } from './store/sqlite.js';
+import type { Store } from './store/store.js';
+
+export interface BotIdentity {
+  botId: string;
+  botUserId: string;
+}
+
+export interface AppDeps {
+  logger: Logger;
+  /** Who the bot is in Slack (from auth.test at start-up), so Bolt never calls auth.test itself. */
+  botIdentity: BotIdentity;
+  store?: Store;
+  now?: () => number;
+  jobs?: Partial<Omit<JobRunnerOptions, 'store' | 'handlers' | 'logger' | 'now'>>;
+  devinTimeoutMs?: number;
+  devinGiveUpAfterMs?: number;
+}
+
+export interface PostmortemBot {
+  express: Express;
+  bolt: App;
+  store: Store;
+  service: PostmortemService;
+  jobs: JobRunner;
+  /** Listens on `port` (0 for any) and starts the job workers. */
+  start(port: number): Promise<Server>;
+  /** Graceful: stop intake, finish in-flight requests and jobs, close the store. */
+  stop(): Promise<void>;
+}
+
+/** The composition root: everything is built here from the validated config and handed down. */
+export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBot {
+  const { logger } = deps;
+  const now = deps.now ?? Date.now;
+  const store = deps.store ?? new SqliteStore({ path: config.database.path, now });
+  let accepting = true;
+
+  const expressApp = express();
+  expressApp.disable('x-powered-by');
+  // Our own routes come first, each with its own body parser; Bolt needs the raw body of /slack/events.
+  expressApp.use(healthRouter({ store, accepting: () => accepting }));
+  expressApp.use(
+    pagerDutyWebhookRouter({
+      store,
+      logger,
+      webhookSecrets: config.pagerduty.webhookSecrets,
+      sharedSecret: config.pagerduty.sharedSecret,
+      now,
+      accepting: () => accepting,
+    }),
+  );
+  expressApp.use('/slack/events', rejectSlackClockSkew(now));
+
+  const receiver = new ExpressReceiver({
+    signingSecret: config.slack.signingSecret,
+    app: expressApp,
+    endpoints: '/slack/events',
+    processBeforeResponse: false,
+    logger: boltLogger(logger),
+  });
+  const bolt = new App({
+    token: config.slack.botToken,
+    receiver,
+    botId: deps.botIdentity.botId,
+    botUserId: deps.botIdentity.botUserId,
+    logger: boltLogger(logger),
+    clientOptions: {
+      ...(config.slack.apiUrl ? { slackApiUrl: config.slack.apiUrl } : {}),
+      // Retries belong to our durable job queue, not to an in-memory client queue that a restart loses.
+      retryConfig: { retries: 0 },
+      rejectRateLimitedCalls: true,
+      timeout: 15_000,
+    },
+  });
+  bolt.error(async (err) => {
+    logger.error({ err: err.message, code: (err as { code?: string }).code }, 'Slack listener failed');
+  });
+
+  const service = new PostmortemService({
+    store,
+    devin: new DevinClient({ ...config.devin, timeoutMs: deps.devinTimeoutMs }),
+    slack: slackChat(bolt.client),
+    policy: {
+      autoStartPriorities: config.autoStartPriorities,
+      defaultChannel: config.slack.defaultChannel,
+      routing: config.routing,
+    },
+    session: config.devin,
+    logger,
+    now,
+    devinGiveUpAfterMs: deps.devinGiveUpAfterMs,
+  });
+  registerListeners(bolt, { service });
+
+  const jobs = new JobRunner({
+    ...deps.jobs,
+    store,
+    logger,
+    now,
+    handlers: {
+      process_event: (job) => service.processEvent(String(job.payload.eventId)),
+      start_session: (job) => service.startSession(String(job.payload.runId), job),
+      sync_message: (job) => service.syncMessage(String(job.payload.runId)),
+    },
+  });
+
+  let server: Server | undefined;
+  return {
+    express: expressApp,
+    bolt,
+    store,
+    service,
+    jobs,
+    start(port) {
+      return new Promise((resolve, reject) => {
+        const s = expressApp.listen(port, (err?: Error) => {
+          if (err) return reject(err);
+          jobs.start();
+          resolve(s);
+        });
+        // Keep-alive sockets from a load balancer must not hold shutdown hostage.
+        s.keepAliveTimeout = 5000;
+        server = s;
+      });
+    },
+    async stop() {
+      accepting = false;
+      if (server) {
+        const closing = new Promise<void>((resolve) => server?.close(() => resolve()));
+        server.closeIdleConnections();
+        await closing;
+      }
+      await jobs.stop();
+      await store.close();
+    },
+  };
+}
+
+function boltLogger(logger: Logger): BoltLogger {
+  const child = logger.child({ component: 'bolt' });
+  return {
+    debug: (...msg) => child.debug(msg.map(String).join(' ')),
+    info: (...msg) => child.info(msg.map(String).join(' ')),
+    warn: (...msg) => child.warn(msg.map(String).join(' ')),
+    error: (...msg) => child.error(msg.map(String).join(' ')),
+    setLevel: () => {},
+    getLevel: () => LogLevel.INFO,
+    setName: () => {},
+  };
+}

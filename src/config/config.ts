@@ -1,0 +1,210 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { parseRoutingFile, type Routing, RoutingFileError } from './routing.js';
+
+/**
+ * The one place that reads the environment. Everything else receives the typed Config.
+ */
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Empty values in a .env file (`FOO=`) mean "not set". */
+const optional = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), schema.optional());
+
+const required = (what: string) =>
+  z
+    .string({ error: (i) => (i.input === undefined ? `is required: ${what}` : `expected ${what}`) })
+    .trim()
+    .min(1, `is required: ${what}`);
+
+const commaList = (item: z.ZodString, what: string) =>
+  z
+    .string()
+    .transform((s) =>
+      s
+        .split(',')
+        .map((x) => x.trim())
+        .filter((x) => x.length > 0),
+    )
+    .pipe(z.array(item, { error: `expected ${what}` }));
+
+const httpsOrLocalUrl = (what: string) =>
+  z
+    .url({ protocol: /^https?$/, error: `expected ${what} (an http(s) URL)` })
+    .transform((u) => u.replace(/\/+$/, ''));
+
+const envSchema = z.object({
+  PORT: optional(z.coerce.number({ error: 'expected a port number' }).int().min(1).max(65535)).default(3000),
+  LOG_LEVEL: optional(z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` })).default(
+    'info',
+  ),
+
+  SLACK_BOT_TOKEN: required('the bot token (xoxb-…) from the Slack app’s OAuth & Permissions page').refine(
+    (s) => s.startsWith('xoxb-'),
+    'expected a bot token starting with xoxb-',
+  ),
+  SLACK_SIGNING_SECRET: required('the signing secret from the Slack app’s Basic Information page'),
+  SLACK_API_URL: optional(httpsOrLocalUrl('the Slack Web API base URL, e.g. https://slack.com/api/')),
+  SLACK_DEFAULT_CHANNEL: required('a Slack channel ID such as C0123456789').regex(
+    /^[CG][A-Z0-9]{4,}$/,
+    'expected a Slack channel ID such as C0123456789 (not a #name)',
+  ),
+
+  PAGERDUTY_WEBHOOK_SECRET: optional(
+    commaList(
+      z.string().min(8, 'each secret must be at least 8 characters'),
+      'comma-separated signing secrets',
+    ),
+  ),
+  WEBHOOK_SECRET: optional(z.string().min(16, 'expected at least 16 characters')),
+
+  DEVIN_API_KEY: required('a Devin service-user API key (cog_…)'),
+  DEVIN_ORG_ID: required('the Devin organization ID (org-…)'),
+  DEVIN_API_URL: optional(httpsOrLocalUrl('the Devin API base URL')).default('https://api.devin.ai'),
+  DEVIN_PLAYBOOK_ID: optional(z.string().trim()),
+  DEVIN_KNOWLEDGE_IDS: optional(commaList(z.string(), 'comma-separated knowledge note IDs')),
+  DEVIN_REPOS: optional(
+    commaList(
+      z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'expected owner/name'),
+      'comma-separated owner/name repos',
+    ),
+  ),
+  DEVIN_MAX_ACU_LIMIT: optional(
+    z.coerce.number({ error: 'expected a positive whole number' }).int().positive(),
+  ),
+
+  AUTO_START_PRIORITIES: z
+    .string()
+    .default('P1,P2')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    ),
+  DATABASE_URL: optional(
+    z.string().refine((s) => s.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(s), {
+      error: 'expected sqlite:<path> or postgres://…',
+    }),
+  ).default('sqlite:./data/postmortem-bot.db'),
+  ROUTING_FILE: optional(z.string()),
+});
+
+/** Only SQLite for now; postgres:// URLs are refused at start-up until that store exists. */
+export type DatabaseConfig = { kind: 'sqlite'; path: string };
+
+export interface Config {
+  port: number;
+  logLevel: (typeof LOG_LEVELS)[number];
+  slack: {
+    botToken: string;
+    signingSecret: string;
+    apiUrl: string | undefined;
+    defaultChannel: string;
+  };
+  pagerduty: {
+    /** v3 subscription signing secrets; several during rotation. */
+    webhookSecrets: string[];
+    /** Shared X-Webhook-Secret header value (the public guide's scheme). */
+    sharedSecret: string | undefined;
+  };
+  devin: {
+    apiKey: string;
+    orgId: string;
+    apiUrl: string;
+    playbookId: string | undefined;
+    knowledgeIds: string[];
+    repos: string[];
+    maxAcuLimit: number | undefined;
+  };
+  autoStartPriorities: string[];
+  database: DatabaseConfig;
+  routing: Routing;
+}
+
+/** Start-up configuration problems, one line per bad variable. */
+export class ConfigError extends Error {
+  readonly code = 'config_invalid';
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+export type Env = Record<string, string | undefined>;
+
+export function loadConfig(
+  env: Env,
+  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): Config {
+  const problems: string[] = [];
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      problems.push(`${String(issue.path[0] ?? '(environment)')}: ${issue.message}`);
+    }
+  }
+  const e = parsed.data;
+  const hasHmac =
+    (e?.PAGERDUTY_WEBHOOK_SECRET?.length ?? 0) > 0 || (env.PAGERDUTY_WEBHOOK_SECRET ?? '').trim() !== '';
+  const hasShared = (env.WEBHOOK_SECRET ?? '').trim() !== '';
+  if (!hasHmac && !hasShared) {
+    problems.push(
+      'PAGERDUTY_WEBHOOK_SECRET: is required (the v3 subscription signing secret), unless WEBHOOK_SECRET is set',
+    );
+  }
+  if (e?.DATABASE_URL && /^postgres/.test(e.DATABASE_URL)) {
+    problems.push('DATABASE_URL: the Postgres store is not available in this version; use sqlite:<path>');
+  }
+  let routing: Routing = { services: {} };
+  if (e?.ROUTING_FILE) {
+    try {
+      routing = parseRoutingFile(e.ROUTING_FILE, readFile(e.ROUTING_FILE));
+    } catch (err) {
+      problems.push(
+        err instanceof RoutingFileError
+          ? `ROUTING_FILE: ${err.message}`
+          : `ROUTING_FILE: cannot read ${e.ROUTING_FILE} (${(err as Error).message})`,
+      );
+    }
+  }
+  if (problems.length > 0 || !e) throw new ConfigError(problems);
+
+  return {
+    port: e.PORT,
+    logLevel: e.LOG_LEVEL,
+    slack: {
+      botToken: e.SLACK_BOT_TOKEN,
+      signingSecret: e.SLACK_SIGNING_SECRET,
+      // The Web API client joins method names onto this URL, so it must end in a slash.
+      apiUrl: e.SLACK_API_URL ? `${e.SLACK_API_URL}/` : undefined,
+      defaultChannel: e.SLACK_DEFAULT_CHANNEL,
+    },
+    pagerduty: { webhookSecrets: e.PAGERDUTY_WEBHOOK_SECRET ?? [], sharedSecret: e.WEBHOOK_SECRET },
+    devin: {
+      apiKey: e.DEVIN_API_KEY,
+      orgId: e.DEVIN_ORG_ID,
+      apiUrl: e.DEVIN_API_URL,
+      playbookId: e.DEVIN_PLAYBOOK_ID,
+      knowledgeIds: e.DEVIN_KNOWLEDGE_IDS ?? [],
+      repos: e.DEVIN_REPOS ?? [],
+      maxAcuLimit: e.DEVIN_MAX_ACU_LIMIT,
+    },
+    autoStartPriorities: e.AUTO_START_PRIORITIES,
+    database: { kind: 'sqlite', path: e.DATABASE_URL.slice('sqlite:'.length) },
+    routing,
+  };
+}
+
+/**
+ * The process's configuration: `.env` in the working directory (if present) fills in what the real
+ * environment does not set, then the whole environment is validated.
+ */
+export function loadConfigFromProcess(envFile = '.env'): Config {
+  try {
+    process.loadEnvFile(envFile);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  return loadConfig(process.env);
+}

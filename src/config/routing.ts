@@ -1,0 +1,66 @@
+import { z } from 'zod';
+
+/**
+ * The routing file maps a PagerDuty service (by ID or by name) to where and how its postmortems run.
+ * JSON, so it needs no extra parser; unknown keys are errors so that typos do not silently do nothing.
+ */
+const serviceRouteSchema = z.strictObject({
+  channel: z
+    .string()
+    .regex(/^[CG][A-Z0-9]{4,}$/, 'expected a Slack channel ID such as C0123456789')
+    .optional(),
+  auto_start_priorities: z.array(z.string().min(1)).optional(),
+  playbook_id: z.string().min(1).optional(),
+  repos: z.array(z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'expected owner/name')).optional(),
+});
+
+const routingSchema = z.strictObject({
+  services: z.record(z.string().min(1), serviceRouteSchema),
+});
+
+export interface ServiceRoute {
+  channel?: string | undefined;
+  autoStartPriorities?: string[] | undefined;
+  playbookId?: string | undefined;
+  repos?: string[] | undefined;
+}
+
+export interface Routing {
+  /** Keyed by PagerDuty service ID or service name, exactly as written in the file. */
+  services: Record<string, ServiceRoute>;
+}
+
+export class RoutingFileError extends Error {
+  readonly code = 'routing_invalid';
+}
+
+export function parseRoutingFile(path: string, text: string): Routing {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new RoutingFileError(`${path} is not valid JSON (${(err as Error).message})`);
+  }
+  const parsed = routingSchema.safeParse(json);
+  if (!parsed.success) {
+    const details = parsed.error.issues.map(
+      (i) => `${i.path.map(String).join('.') || '(top level)'}: ${i.message}`,
+    );
+    throw new RoutingFileError(`${path}: ${details.join('; ')}`);
+  }
+  const services: Record<string, ServiceRoute> = {};
+  for (const [key, r] of Object.entries(parsed.data.services)) {
+    services[key] = {
+      channel: r.channel,
+      autoStartPriorities: r.auto_start_priorities,
+      playbookId: r.playbook_id,
+      repos: r.repos,
+    };
+  }
+  return { services };
+}
+
+/** A service's route: by ID first (stable), then by name (readable). */
+export function routeFor(routing: Routing, service: { id: string; name: string }): ServiceRoute {
+  return routing.services[service.id] ?? routing.services[service.name] ?? {};
+}

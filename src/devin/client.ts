@@ -1,0 +1,193 @@
+import { z } from 'zod';
+import { AppError } from '../errors.js';
+
+/** Devin API v3 (docs.devin.ai/api-reference/v3): the calls the bot makes, and their failures told apart. */
+
+const sessionSchema = z.looseObject({
+  session_id: z.string().min(1),
+  url: z.string().min(1),
+  status: z.string().nullish(),
+  status_detail: z.string().nullish(),
+  tags: z.array(z.string()).nullish(),
+});
+
+export type DevinSession = z.infer<typeof sessionSchema>;
+
+const sessionListSchema = z.looseObject({
+  items: z.array(sessionSchema),
+  end_cursor: z.string().nullish(),
+  has_next_page: z.boolean().nullish(),
+});
+
+export interface CreateSessionRequest {
+  prompt: string;
+  title: string;
+  tags: string[];
+  playbook_id?: string;
+  knowledge_ids?: string[];
+  repos?: string[];
+  max_acu_limit?: number;
+}
+
+export type DevinErrorCode =
+  | 'devin_timeout'
+  | 'devin_unreachable'
+  | 'devin_unavailable'
+  | 'devin_rate_limited'
+  | 'devin_rejected'
+  | 'devin_bad_response';
+
+export class DevinApiError extends AppError {
+  constructor(
+    override readonly code: DevinErrorCode,
+    message: string,
+    readonly status?: number,
+    readonly retryAfterMs?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+
+  /** Worth trying again later: Devin was down, slow or rate-limiting, not refusing the request itself. */
+  get retryable(): boolean {
+    return this.code !== 'devin_rejected';
+  }
+}
+
+export interface DevinClientOptions {
+  apiUrl: string;
+  apiKey: string;
+  orgId: string;
+  /** Generous on purpose: a create that times out is only reconciled by its tag later. */
+  timeoutMs?: number;
+}
+
+export class DevinClient {
+  private readonly base: string;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly options: DevinClientOptions) {
+    this.base = `${options.apiUrl.replace(/\/+$/, '')}/v3/organizations/${encodeURIComponent(options.orgId)}`;
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+  }
+
+  async createSession(body: CreateSessionRequest): Promise<DevinSession> {
+    return sessionSchema.parse(await this.request('POST', '/sessions', body));
+  }
+
+  /** The session carrying this exact tag, if Devin has one (tags are re-checked here, not trusted). */
+  async findSessionByTag(tag: string): Promise<DevinSession | undefined> {
+    let cursor: string | undefined;
+    for (let page = 0; page < 20; page++) {
+      const query = new URLSearchParams({ tags: tag });
+      if (cursor) query.set('after', cursor);
+      const list = sessionListSchema.parse(await this.request('GET', `/sessions?${query}`));
+      const found = list.items.find((s) => s.tags?.includes(tag));
+      if (found) return found;
+      if (!list.has_next_page || !list.end_cursor) return undefined;
+      cursor = list.end_cursor;
+    }
+    return undefined;
+  }
+
+  async getSession(sessionId: string): Promise<DevinSession> {
+    return sessionSchema.parse(await this.request('GET', `/sessions/${encodeURIComponent(sessionId)}`));
+  }
+
+  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.base}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.options.apiKey}`,
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      if ((err as Error).name === 'TimeoutError') {
+        throw new DevinApiError(
+          'devin_timeout',
+          `Devin did not answer within ${this.timeoutMs / 1000}s`,
+          undefined,
+          undefined,
+          {
+            cause: err,
+          },
+        );
+      }
+      const cause = (err as { cause?: { code?: string } }).cause?.code;
+      throw new DevinApiError(
+        'devin_unreachable',
+        `Devin API unreachable${cause ? ` (${cause})` : ''}`,
+        undefined,
+        undefined,
+        {
+          cause: err,
+        },
+      );
+    }
+    const text = await res.text().catch(() => '');
+    if (res.ok) {
+      try {
+        return JSON.parse(text);
+      } catch {
+        throw new DevinApiError(
+          'devin_bad_response',
+          `Devin answered ${res.status} with a body that is not JSON`,
+          res.status,
+        );
+      }
+    }
+    const detail = problemDetail(text);
+    if (res.status === 429) {
+      throw new DevinApiError(
+        'devin_rate_limited',
+        'Devin API rate limit reached',
+        429,
+        retryAfterMs(res.headers.get('retry-after')),
+      );
+    }
+    if (res.status >= 500 || res.status === 408) {
+      throw new DevinApiError(
+        'devin_unavailable',
+        `Devin API error ${res.status}${detail ? `: ${detail}` : ''}`,
+        res.status,
+      );
+    }
+    throw new DevinApiError(
+      'devin_rejected',
+      `Devin refused the request (${res.status}${detail ? `: ${detail}` : ''})`,
+      res.status,
+    );
+  }
+}
+
+/** RFC 9457 problem+json `detail`, or FastAPI-style 422 `detail: [{loc, msg}]`, as one short line. */
+function problemDetail(text: string): string | undefined {
+  try {
+    const body = JSON.parse(text) as { detail?: unknown; title?: unknown };
+    if (typeof body.detail === 'string') return body.detail.slice(0, 300);
+    if (Array.isArray(body.detail)) {
+      return body.detail
+        .map((d: { loc?: unknown[]; msg?: unknown }) => `${(d.loc ?? []).join('.')}: ${String(d.msg ?? '')}`)
+        .join('; ')
+        .slice(0, 300);
+    }
+    if (typeof body.title === 'string') return body.title.slice(0, 300);
+  } catch {
+    // Not JSON: fall through to the status alone.
+  }
+  return undefined;
+}
+
+function retryAfterMs(header: string | null): number | undefined {
+  if (!header) return undefined;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const at = Date.parse(header);
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
+}

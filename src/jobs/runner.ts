@@ -1,0 +1,131 @@
+import type { Logger } from 'pino';
+import { AppError, errorMessage, RetryableError } from '../errors.js';
+import type { Job, JobKind, Store } from '../store/store.js';
+
+export type JobHandler = (job: Job) => Promise<void>;
+
+export interface JobRunnerOptions {
+  store: Store;
+  handlers: Record<JobKind, JobHandler>;
+  logger: Logger;
+  now?: () => number;
+  concurrency?: number;
+  /** How often idle workers look for due jobs (retries coming due) when nothing wakes them. */
+  pollIntervalMs?: number;
+  /** A job not finished within its lease is handed to another worker (its first one is presumed dead). */
+  leaseMs?: number;
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  /** Unexpected errors (bugs, not "try later") are retried this many times, then the job is buried. */
+  maxUnexpectedAttempts?: number;
+}
+
+/**
+ * Runs the durable job queue: every side effect (Slack, Devin) is a job in the store, so a crash, a
+ * restart or an outage only delays it. Jobs in one lane run one at a time, in order.
+ */
+export class JobRunner {
+  private readonly o: Required<Omit<JobRunnerOptions, 'now'>> & { now: () => number };
+  private running = false;
+  private loops: Promise<void>[] = [];
+  private wakers: (() => void)[] = [];
+
+  constructor(options: JobRunnerOptions) {
+    this.o = {
+      now: Date.now,
+      concurrency: 4,
+      pollIntervalMs: 1000,
+      leaseMs: 10 * 60_000,
+      backoffBaseMs: 2000,
+      backoffMaxMs: 10 * 60_000,
+      maxUnexpectedAttempts: 10,
+      ...options,
+    };
+    options.store.onJobsQueued(() => this.wake());
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loops = Array.from({ length: this.o.concurrency }, () => this.loop());
+  }
+
+  /** Stops taking jobs and waits for the ones in flight to finish. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake();
+    await Promise.all(this.loops);
+    this.loops = [];
+  }
+
+  wake(): void {
+    const wakers = this.wakers;
+    this.wakers = [];
+    for (const w of wakers) w();
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      let job: Job | undefined;
+      try {
+        const now = this.o.now();
+        await this.o.store.releaseExpiredLeases(now);
+        job = await this.o.store.claimJob(now, now + this.o.leaseMs);
+      } catch (err) {
+        this.o.logger.error({ err: errorMessage(err) }, 'job queue unavailable');
+      }
+      if (job) await this.execute(job);
+      else await this.idle();
+    }
+  }
+
+  private idle(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, this.o.pollIntervalMs);
+      const waker = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      function done() {
+        resolve();
+      }
+      this.wakers.push(waker);
+    });
+  }
+
+  private async execute(job: Job): Promise<void> {
+    const { store, logger } = this.o;
+    const log = logger.child({ jobId: job.id, kind: job.kind, lane: job.lane, attempt: job.attempts });
+    try {
+      await this.o.handlers[job.kind](job);
+      await store.completeJob(job.id);
+    } catch (err) {
+      try {
+        if (err instanceof RetryableError) {
+          const delay = Math.max(err.retryAfterMs ?? 0, this.backoff(job.attempts));
+          log.warn({ code: err.code, err: err.message, retryInMs: delay }, 'job will be retried');
+          await store.retryJob(job.id, this.o.now() + delay, err.message);
+        } else if (err instanceof AppError || job.attempts >= this.o.maxUnexpectedAttempts) {
+          log.error({ err: errorMessage(err), code: (err as AppError).code }, 'job failed for good');
+          await store.buryJob(job.id, errorMessage(err));
+        } else {
+          const delay = this.backoff(job.attempts);
+          log.error(
+            { err: errorMessage(err), stack: (err as Error).stack, retryInMs: delay },
+            'job crashed; will retry',
+          );
+          await store.retryJob(job.id, this.o.now() + delay, errorMessage(err));
+        }
+      } catch (storeErr) {
+        // The lease will run out and the job will be retried then.
+        log.error({ err: errorMessage(storeErr) }, 'could not record the job failure');
+      }
+    }
+  }
+
+  /** Exponential backoff with jitter: base, 2×base, 4×base… capped. */
+  private backoff(attempts: number): number {
+    const exp = Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** Math.max(0, attempts - 1));
+    return Math.round(exp / 2 + (Math.random() * exp) / 2);
+  }
+}

@@ -1,0 +1,64 @@
+import { createPostmortemBot } from './app.js';
+import { ConfigError, loadConfigFromProcess } from './config/config.js';
+import { AppError } from './errors.js';
+import { createLogger } from './logging.js';
+import { resolveBotIdentity } from './slack/identity.js';
+
+/** Entry point: configuration, Slack identity, then the server. Every start-up failure says what to fix. */
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadConfigFromProcess>;
+  try {
+    config = loadConfigFromProcess();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(
+        `postmortem-bot cannot start.\n${err.message}\nSee .env.example and the README for each variable.\n`,
+      );
+      process.exit(1);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  let botIdentity: Awaited<ReturnType<typeof resolveBotIdentity>>;
+  try {
+    botIdentity = await resolveBotIdentity(config.slack.botToken, config.slack.apiUrl);
+  } catch (err) {
+    logger.fatal({ code: (err as AppError).code }, (err as Error).message);
+    process.exit(1);
+  }
+  const bot = createPostmortemBot(config, { logger, botIdentity });
+  const server = await bot.start(config.port);
+  const address = server.address();
+  logger.info(
+    { port: typeof address === 'object' && address ? address.port : config.port },
+    'postmortem-bot listening',
+  );
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: finishing in-flight work');
+    const force = setTimeout(() => {
+      logger.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, 30_000);
+    force.unref();
+    bot.stop().then(
+      () => process.exit(0),
+      (err) => {
+        logger.error({ err: (err as Error).message }, 'error during shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  process.stderr.write(
+    `postmortem-bot crashed during start-up: ${err instanceof AppError ? err.message : (err as Error).stack}\n`,
+  );
+  process.exit(1);
+});

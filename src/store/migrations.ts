@@ -1,0 +1,61 @@
+/**
+ * Schema migrations, applied in order at start-up. Plain portable SQL (SQLite now, Postgres next): text IDs,
+ * integer millisecond timestamps, JSON kept as text, ON CONFLICT and RETURNING.
+ */
+export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: 'events, incidents, runs, jobs',
+    sql: `
+      CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        incident_id TEXT,
+        occurred_at TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        payload TEXT NOT NULL
+      );
+      CREATE TABLE incidents (
+        id TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        incident_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        slack_ts TEXT,
+        decided_by TEXT,
+        decided_at INTEGER,
+        devin_tag TEXT NOT NULL UNIQUE,
+        devin_session_id TEXT,
+        devin_url TEXT,
+        create_attempted_at INTEGER,
+        error TEXT,
+        incident TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (incident_id, attempt)
+      );
+      CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        lane TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        dedupe_key TEXT,
+        state TEXT NOT NULL,
+        run_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        locked_until INTEGER,
+        last_error TEXT,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX jobs_due ON jobs (state, run_at, id);
+      CREATE INDEX jobs_lane ON jobs (lane, id);
+      CREATE INDEX jobs_dedupe ON jobs (dedupe_key, state);
+    `,
+  },
+];

@@ -1,0 +1,398 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
+import { MIGRATIONS } from './migrations.js';
+import type { Job, NewJob, NewRun, ReceivedEvent, RunPatch, Store } from './store.js';
+
+interface RunRow {
+  id: string;
+  incident_id: string;
+  attempt: number;
+  state: RunState;
+  trigger: PostmortemRun['trigger'];
+  channel: string;
+  slack_ts: string | null;
+  decided_by: string | null;
+  decided_at: number | null;
+  devin_tag: string;
+  devin_session_id: string | null;
+  devin_url: string | null;
+  create_attempted_at: number | null;
+  error: string | null;
+  incident: string;
+  created_at: number;
+  updated_at: number;
+}
+
+const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
+  channel: 'channel',
+  slackTs: 'slack_ts',
+  decidedBy: 'decided_by',
+  decidedAt: 'decided_at',
+  devinSessionId: 'devin_session_id',
+  devinUrl: 'devin_url',
+  createAttemptedAt: 'create_attempted_at',
+  error: 'error',
+};
+
+export interface SqliteStoreOptions {
+  path: string;
+  now?: () => number;
+}
+
+/**
+ * SQLite store (WAL, synchronous=FULL). Webhook events are written with group commit: every event that
+ * arrives while a transaction is being prepared joins it, and each request is answered after that commit.
+ * One fsync then serves a burst of deliveries instead of one each.
+ */
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly now: () => number;
+  private pendingEvents: {
+    event: ReceivedEvent;
+    resolve: (r: 'recorded' | 'duplicate') => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  private flushScheduled = false;
+  private readonly queuedListeners: (() => void)[] = [];
+
+  constructor(options: SqliteStoreOptions) {
+    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+    this.db = new Database(options.path, { timeout: 5000 });
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.now = options.now ?? Date.now;
+    this.migrate();
+    // A SQLite file has one owning process: jobs still marked running belonged to one that died.
+    this.db.prepare(`UPDATE jobs SET state = 'queued', locked_until = NULL WHERE state = 'running'`).run();
+  }
+
+  private migrate(): void {
+    this.db.exec(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)',
+    );
+    const applied = new Set(
+      this.db
+        .prepare('SELECT version FROM schema_migrations')
+        .all()
+        .map((r) => (r as { version: number }).version),
+    );
+    for (const m of MIGRATIONS) {
+      if (applied.has(m.version)) continue;
+      this.db
+        .transaction(() => {
+          this.db.exec(m.sql);
+          this.db
+            .prepare('INSERT INTO schema_migrations (version, name) VALUES (?, ?)')
+            .run(m.version, m.name);
+        })
+        .immediate();
+    }
+  }
+
+  /** Called whenever jobs were queued, so workers in this process can wake at once. */
+  onJobsQueued(listener: () => void): void {
+    this.queuedListeners.push(listener);
+  }
+
+  private notifyQueued(): void {
+    for (const l of this.queuedListeners) l();
+  }
+
+  async ping(): Promise<void> {
+    // Taking the write lock proves the file is writable and not locked by someone else.
+    this.db.exec('BEGIN IMMEDIATE');
+    this.db.exec('ROLLBACK');
+  }
+
+  recordEvent(event: ReceivedEvent): Promise<'recorded' | 'duplicate'> {
+    return new Promise((resolve, reject) => {
+      this.pendingEvents.push({ event, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flushEvents());
+      }
+    });
+  }
+
+  private flushEvents(): void {
+    const batch = this.pendingEvents;
+    this.pendingEvents = [];
+    this.flushScheduled = false;
+    let results: ('recorded' | 'duplicate')[];
+    try {
+      const insertEvent = this.db.prepare(
+        `INSERT INTO events (id, type, incident_id, occurred_at, received_at, payload)
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+      );
+      results = this.db
+        .transaction(() =>
+          batch.map(({ event: e }) => {
+            const inserted =
+              insertEvent.run(e.id, e.type, e.incidentId, e.occurredAt, e.receivedAt, e.payload).changes ===
+              1;
+            if (inserted && e.incidentId) {
+              this.insertJob({
+                kind: 'process_event',
+                lane: `incident:${e.incidentId}`,
+                payload: { eventId: e.id },
+              });
+            }
+            return inserted ? 'recorded' : 'duplicate';
+          }),
+        )
+        .immediate();
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+      return;
+    }
+    for (const [i, b] of batch.entries()) b.resolve(results[i] ?? 'duplicate');
+    if (results.includes('recorded')) this.notifyQueued();
+  }
+
+  async getEvent(id: string): Promise<ReceivedEvent | undefined> {
+    const row = this.db.prepare('SELECT * FROM events WHERE id = ?').get(id) as
+      | {
+          id: string;
+          type: string;
+          incident_id: string | null;
+          occurred_at: string;
+          received_at: number;
+          payload: string;
+        }
+      | undefined;
+    return row
+      ? {
+          id: row.id,
+          type: row.type,
+          incidentId: row.incident_id,
+          occurredAt: row.occurred_at,
+          receivedAt: row.received_at,
+          payload: row.payload,
+        }
+      : undefined;
+  }
+
+  async getIncident(id: string): Promise<Incident | undefined> {
+    const row = this.db.prepare('SELECT data FROM incidents WHERE id = ?').get(id) as
+      | { data: string }
+      | undefined;
+    return row ? (JSON.parse(row.data) as Incident) : undefined;
+  }
+
+  async saveIncident(incident: Incident): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO incidents (id, data, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
+      )
+      .run(incident.id, JSON.stringify(incident), this.now());
+  }
+
+  async openRun(run: NewRun, jobs: NewJob[]): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    const opened = this.db
+      .transaction(() => {
+        const row = this.db
+          .prepare(
+            `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, slack_ts, decided_by, decided_at,
+               devin_tag, devin_session_id, devin_url, create_attempted_at, error, incident, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (incident_id, attempt) DO NOTHING
+             RETURNING *`,
+          )
+          .get(
+            run.id,
+            run.incidentId,
+            run.attempt,
+            run.state,
+            run.trigger,
+            run.channel,
+            run.slackTs,
+            run.decidedBy,
+            run.decidedAt,
+            run.devinTag,
+            run.devinSessionId,
+            run.devinUrl,
+            run.createAttemptedAt,
+            run.error,
+            JSON.stringify(run.incident),
+            now,
+            now,
+          ) as RunRow | undefined;
+        if (row) for (const job of jobs) this.insertJob(job);
+        return row;
+      })
+      .immediate();
+    if (opened && jobs.length > 0) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
+  }
+
+  async getRun(id: string): Promise<PostmortemRun | undefined> {
+    const row = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
+    return row ? toRun(row) : undefined;
+  }
+
+  async runsForIncident(incidentId: string): Promise<PostmortemRun[]> {
+    const rows = this.db
+      .prepare('SELECT * FROM runs WHERE incident_id = ? ORDER BY attempt')
+      .all(incidentId) as RunRow[];
+    return rows.map(toRun);
+  }
+
+  async transitionRun(
+    id: string,
+    from: readonly RunState[],
+    to: RunState,
+    patch: RunPatch,
+    jobs: NewJob[],
+  ): Promise<PostmortemRun | undefined> {
+    const { sets, values } = patchSql(patch);
+    const updated = this.db
+      .transaction(() => {
+        const row = this.db
+          .prepare(
+            `UPDATE runs SET state = ?, updated_at = ?${sets}
+             WHERE id = ? AND state IN (${from.map(() => '?').join(', ')})
+             RETURNING *`,
+          )
+          .get(to, this.now(), ...values, id, ...from) as RunRow | undefined;
+        if (row) for (const job of jobs) this.insertJob(job);
+        return row;
+      })
+      .immediate();
+    if (updated && jobs.length > 0) this.notifyQueued();
+    return updated ? toRun(updated) : undefined;
+  }
+
+  async updateRun(id: string, patch: RunPatch): Promise<void> {
+    const { sets, values } = patchSql(patch);
+    this.db.prepare(`UPDATE runs SET updated_at = ?${sets} WHERE id = ?`).run(this.now(), ...values, id);
+  }
+
+  async enqueueJob(job: NewJob): Promise<void> {
+    this.insertJob(job);
+    this.notifyQueued();
+  }
+
+  private insertJob(job: NewJob): void {
+    const now = this.now();
+    this.db
+      .prepare(
+        `INSERT INTO jobs (kind, lane, payload, dedupe_key, state, run_at, created_at)
+         SELECT ?, ?, ?, ?, 'queued', ?, ?
+         WHERE ? IS NULL OR NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = ? AND state = 'queued')`,
+      )
+      .run(
+        job.kind,
+        job.lane,
+        JSON.stringify(job.payload),
+        job.dedupeKey ?? null,
+        job.runAt ?? now,
+        now,
+        job.dedupeKey ?? null,
+        job.dedupeKey ?? null,
+      );
+  }
+
+  async claimJob(now: number, leaseUntil: number): Promise<Job | undefined> {
+    const row = this.db
+      .prepare(
+        `UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = ?
+         WHERE id = (
+           SELECT j.id FROM jobs j
+           WHERE j.state = 'queued' AND j.run_at <= ?
+             AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.lane = j.lane AND k.id < j.id AND k.state <> 'dead')
+           ORDER BY j.run_at, j.id
+           LIMIT 1)
+         RETURNING id, kind, lane, payload, attempts, created_at`,
+      )
+      .get(leaseUntil, now) as
+      | { id: number; kind: Job['kind']; lane: string; payload: string; attempts: number; created_at: number }
+      | undefined;
+    if (!row) return undefined;
+    return {
+      id: row.id,
+      kind: row.kind,
+      lane: row.lane,
+      payload: JSON.parse(row.payload) as Record<string, unknown>,
+      attempts: row.attempts,
+      createdAt: row.created_at,
+    };
+  }
+
+  async completeJob(id: number): Promise<void> {
+    this.db.prepare('DELETE FROM jobs WHERE id = ?').run(id);
+    // Finishing a job may unblock the next one in its lane.
+    this.notifyQueued();
+  }
+
+  async retryJob(id: number, runAt: number, error: string): Promise<void> {
+    this.db
+      .prepare(
+        `UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, last_error = ? WHERE id = ?`,
+      )
+      .run(runAt, error, id);
+  }
+
+  async buryJob(id: number, error: string): Promise<void> {
+    this.db
+      .prepare(`UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = ? WHERE id = ?`)
+      .run(error, id);
+    this.notifyQueued();
+  }
+
+  async releaseExpiredLeases(now: number): Promise<number> {
+    return this.db
+      .prepare(
+        `UPDATE jobs SET state = 'queued', locked_until = NULL WHERE state = 'running' AND locked_until < ?`,
+      )
+      .run(now).changes;
+  }
+
+  async countJobs(): Promise<{ queued: number; running: number; dead: number }> {
+    const rows = this.db.prepare('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all() as {
+      state: string;
+      n: number;
+    }[];
+    const count = (s: string) => rows.find((r) => r.state === s)?.n ?? 0;
+    return { queued: count('queued'), running: count('running'), dead: count('dead') };
+  }
+
+  async close(): Promise<void> {
+    if (this.pendingEvents.length > 0) this.flushEvents();
+    this.db.close();
+  }
+}
+
+function patchSql(patch: RunPatch): { sets: string; values: unknown[] } {
+  const entries = Object.entries(patch).filter(([, v]) => v !== undefined) as [keyof RunPatch, unknown][];
+  return {
+    sets: entries.map(([k]) => `, ${PATCH_COLUMNS[k]} = ?`).join(''),
+    values: entries.map(([, v]) => v),
+  };
+}
+
+function toRun(row: RunRow): PostmortemRun {
+  return {
+    id: row.id,
+    incidentId: row.incident_id,
+    attempt: row.attempt,
+    state: row.state,
+    trigger: row.trigger,
+    channel: row.channel,
+    slackTs: row.slack_ts,
+    decidedBy: row.decided_by,
+    decidedAt: row.decided_at,
+    devinTag: row.devin_tag,
+    devinSessionId: row.devin_session_id,
+    devinUrl: row.devin_url,
+    createAttemptedAt: row.create_attempted_at,
+    error: row.error,
+    incident: JSON.parse(row.incident) as Incident,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}

@@ -1,0 +1,105 @@
+import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
+
+/**
+ * Everything durable: received webhook events, incidents, postmortem runs and queued jobs.
+ * Async so that a networked store (Postgres, for several replicas) fits the same shape; each method that
+ * changes more than one thing does it in one transaction.
+ */
+export interface Store {
+  /** Cheap check that the store can take writes (used by /readyz). Throws when it cannot. */
+  ping(): Promise<void>;
+
+  /**
+   * Records a webhook event and, for incident events, queues its processing in the incident's lane, unless
+   * an event with that ID was recorded before.
+   * Resolves only once the event is durable.
+   */
+  recordEvent(event: ReceivedEvent): Promise<'recorded' | 'duplicate'>;
+  getEvent(id: string): Promise<ReceivedEvent | undefined>;
+
+  getIncident(id: string): Promise<Incident | undefined>;
+  saveIncident(incident: Incident): Promise<void>;
+
+  /**
+   * Opens a run and queues its jobs, atomically, unless the incident already has a run with that attempt
+   * number. Returns undefined when it already had one.
+   */
+  openRun(run: NewRun, jobs: NewJob[]): Promise<PostmortemRun | undefined>;
+  getRun(id: string): Promise<PostmortemRun | undefined>;
+  runsForIncident(incidentId: string): Promise<PostmortemRun[]>;
+  /**
+   * The one way a run changes state: only if it is currently in one of `from`. Queues `jobs` in the same
+   * transaction. Returns the updated run, or undefined if the run was not in `from` (someone else won).
+   */
+  transitionRun(
+    id: string,
+    from: readonly RunState[],
+    to: RunState,
+    patch: RunPatch,
+    jobs: NewJob[],
+  ): Promise<PostmortemRun | undefined>;
+  /** Bookkeeping that is not a state change (Slack message ts, create intent). */
+  updateRun(id: string, patch: RunPatch): Promise<void>;
+
+  enqueueJob(job: NewJob): Promise<void>;
+  /** Takes the next due job whose lane has no earlier unfinished job, and leases it until `leaseUntil`. */
+  claimJob(now: number, leaseUntil: number): Promise<Job | undefined>;
+  completeJob(id: number): Promise<void>;
+  retryJob(id: number, runAt: number, error: string): Promise<void>;
+  /** Gives a job up for good; it stays for inspection and no longer blocks its lane. */
+  buryJob(id: number, error: string): Promise<void>;
+  /** Returns jobs whose lease ran out (their worker died) to the queue. */
+  releaseExpiredLeases(now: number): Promise<number>;
+  countJobs(): Promise<{ queued: number; running: number; dead: number }>;
+  /** Called whenever jobs may have become runnable, so workers in this process can wake at once. */
+  onJobsQueued(listener: () => void): void;
+
+  close(): Promise<void>;
+}
+
+export interface ReceivedEvent {
+  id: string;
+  type: string;
+  incidentId: string | null;
+  occurredAt: string;
+  receivedAt: number;
+  /** The envelope's event object, as JSON text. */
+  payload: string;
+}
+
+export type NewRun = Omit<PostmortemRun, 'createdAt' | 'updatedAt'>;
+
+export type RunPatch = Partial<
+  Pick<
+    PostmortemRun,
+    | 'channel'
+    | 'slackTs'
+    | 'decidedBy'
+    | 'decidedAt'
+    | 'devinSessionId'
+    | 'devinUrl'
+    | 'createAttemptedAt'
+    | 'error'
+  >
+>;
+
+export type JobKind = 'process_event' | 'start_session' | 'sync_message';
+
+export interface NewJob {
+  kind: JobKind;
+  /** Jobs in one lane run one at a time, in order (e.g. all events of one incident). */
+  lane: string;
+  payload: Record<string, unknown>;
+  runAt?: number;
+  /** When set, no second job with this key is queued while one is still waiting. */
+  dedupeKey?: string;
+}
+
+export interface Job {
+  id: number;
+  kind: JobKind;
+  lane: string;
+  payload: Record<string, unknown>;
+  attempts: number;
+  createdAt: number;
+}

@@ -1,0 +1,174 @@
+import { listen, sendJson } from './http-server.js';
+
+export interface SlackCall {
+  method: string;
+  args: Record<string, unknown>;
+  at: number;
+}
+
+export type SlackFault =
+  | { kind: 'http'; status: number }
+  | { kind: 'ratelimit'; retryAfterS: number }
+  | { kind: 'error'; error: string };
+
+/**
+ * A stand-in for the Slack Web API (https://slack.com/api/METHOD) and for response_url, answering like Slack:
+ * form-encoded arguments with JSON-encoded blocks, `ok:false` errors with HTTP 200, 429 with Retry-After,
+ * and Block Kit limits enforced as `invalid_blocks`.
+ */
+export class FakeSlack {
+  readonly calls: SlackCall[] = [];
+  readonly responses: { path: string; body: Record<string, unknown> }[] = [];
+  readonly messages = new Map<string, { channel: string; ts: string; text: string; blocks: unknown[] }>();
+  /** Channels that exist and the bot can post in; others answer channel_not_found. */
+  readonly channels = new Set<string>();
+  private readonly faults: { method: string; fault: SlackFault }[] = [];
+  private seq = 0;
+  url = '';
+  private closeServer: () => Promise<void> = async () => {};
+
+  constructor(
+    readonly token = 'xoxb-test-token',
+    channels: string[] = ['CDEFAULT01', 'CPAYMENTS1'],
+  ) {
+    for (const c of channels) this.channels.add(c);
+  }
+
+  get apiUrl(): string {
+    return `${this.url}/api/`;
+  }
+
+  async start(): Promise<this> {
+    const { url, close } = await listen((req, body, res) => {
+      const path = req.url ?? '/';
+      if (path.startsWith('/response/')) {
+        this.responses.push({ path, body: JSON.parse(body.toString('utf8')) as Record<string, unknown> });
+        sendJson(res, 200, { ok: true });
+        return;
+      }
+      const method = path.replace(/^\/api\//, '').split('?')[0] ?? '';
+      if (req.headers.authorization !== `Bearer ${this.token}`) {
+        sendJson(res, 200, { ok: false, error: 'invalid_auth' });
+        return;
+      }
+      const args = parseArgs(req.headers['content-type'], body);
+      const faultIndex = this.faults.findIndex((f) => f.method === method || f.method === '*');
+      if (faultIndex >= 0) {
+        const [{ fault }] = this.faults.splice(faultIndex, 1) as [{ method: string; fault: SlackFault }];
+        this.calls.push({ method: `${method}!fault`, args, at: Date.now() });
+        if (fault.kind === 'http')
+          return sendJson(res, fault.status, { ok: false, error: 'service_unavailable' });
+        if (fault.kind === 'ratelimit')
+          return sendJson(
+            res,
+            429,
+            { ok: false, error: 'ratelimited' },
+            { 'retry-after': String(fault.retryAfterS) },
+          );
+        return sendJson(res, 200, { ok: false, error: fault.error });
+      }
+      this.calls.push({ method, args, at: Date.now() });
+      sendJson(res, 200, this.answer(method, args));
+    });
+    this.url = url;
+    this.closeServer = close;
+    return this;
+  }
+
+  close(): Promise<void> {
+    return this.closeServer();
+  }
+
+  /** The next call of `method` ('*' for any) fails this way. */
+  failNext(method: string, fault: SlackFault, times = 1): void {
+    for (let i = 0; i < times; i++) this.faults.push({ method, fault });
+  }
+
+  callsOf(method: string): SlackCall[] {
+    return this.calls.filter((c) => c.method === method);
+  }
+
+  private answer(method: string, args: Record<string, unknown>): Record<string, unknown> {
+    switch (method) {
+      case 'auth.test':
+        return {
+          ok: true,
+          user_id: 'UBOT0001',
+          bot_id: 'BBOT0001',
+          team_id: 'T0001',
+          user: 'postmortem-bot',
+        };
+      case 'chat.postMessage': {
+        const channel = String(args.channel ?? '');
+        if (!this.channels.has(channel)) return { ok: false, error: 'channel_not_found' };
+        const problem = blockKitProblem(args.blocks);
+        if (problem) return { ok: false, error: 'invalid_blocks', errors: [problem] };
+        const ts = `1700000000.${String(++this.seq).padStart(6, '0')}`;
+        this.messages.set(ts, {
+          channel,
+          ts,
+          text: String(args.text ?? ''),
+          blocks: (args.blocks as unknown[]) ?? [],
+        });
+        return { ok: true, channel, ts, message: { text: args.text } };
+      }
+      case 'chat.update': {
+        const ts = String(args.ts ?? '');
+        const existing = this.messages.get(ts);
+        if (!existing || existing.channel !== args.channel) return { ok: false, error: 'message_not_found' };
+        const problem = blockKitProblem(args.blocks);
+        if (problem) return { ok: false, error: 'invalid_blocks', errors: [problem] };
+        existing.text = String(args.text ?? '');
+        existing.blocks = (args.blocks as unknown[]) ?? [];
+        return { ok: true, channel: existing.channel, ts };
+      }
+      default:
+        return { ok: false, error: 'unknown_method' };
+    }
+  }
+}
+
+function parseArgs(contentType: string | undefined, body: Buffer): Record<string, unknown> {
+  const text = body.toString('utf8');
+  if (contentType?.includes('application/json')) return JSON.parse(text || '{}') as Record<string, unknown>;
+  const args: Record<string, unknown> = {};
+  for (const [k, v] of new URLSearchParams(text)) {
+    args[k] = k === 'blocks' || k === 'attachments' ? JSON.parse(v) : v;
+  }
+  return args;
+}
+
+/** The Block Kit limits Slack enforces on messages (docs.slack.dev/reference/block-kit). */
+export function blockKitProblem(blocks: unknown): string | undefined {
+  if (blocks === undefined) return undefined;
+  if (!Array.isArray(blocks)) return 'blocks must be an array';
+  if (blocks.length > 50) return 'more than 50 blocks';
+  for (const [i, b] of blocks.entries()) {
+    const block = b as Record<string, any>;
+    if (block.block_id && String(block.block_id).length > 255) return `block ${i}: block_id too long`;
+    if (block.type === 'section') {
+      if (block.text && String(block.text.text).length > 3000) return `block ${i}: section text over 3000`;
+      if (block.fields) {
+        if (block.fields.length > 10) return `block ${i}: more than 10 fields`;
+        for (const f of block.fields) if (String(f.text).length > 2000) return `block ${i}: field over 2000`;
+      }
+      if (!block.text && !block.fields) return `block ${i}: section needs text or fields`;
+    }
+    if (block.type === 'header' && String(block.text?.text).length > 150)
+      return `block ${i}: header over 150`;
+    if (block.type === 'context') {
+      if (block.elements.length > 10) return `block ${i}: more than 10 context elements`;
+      for (const e of block.elements)
+        if (String(e.text).length > 3000) return `block ${i}: context text over 3000`;
+    }
+    if (block.type === 'actions') {
+      if (block.elements.length > 25) return `block ${i}: more than 25 elements`;
+      for (const e of block.elements) {
+        if (String(e.text?.text).length > 75) return `block ${i}: button text over 75`;
+        if (e.value && String(e.value).length > 2000) return `block ${i}: button value over 2000`;
+        if (String(e.action_id).length > 255) return `block ${i}: action_id over 255`;
+      }
+    }
+  }
+  return undefined;
+}

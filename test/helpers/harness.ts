@@ -1,0 +1,238 @@
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type AppDeps, createPostmortemBot, type PostmortemBot } from '../../src/app.js';
+import { type Env, loadConfig } from '../../src/config/config.js';
+import { createLogger } from '../../src/logging.js';
+import { signPagerDutyBody } from '../../src/pagerduty/signature.js';
+import { FakeDevin } from './fake-devin.js';
+import { FakeSlack } from './fake-slack.js';
+
+export const PD_SECRET = 'pd-subscription-secret-one';
+export const SLACK_SIGNING_SECRET = 'slack-signing-secret-for-tests';
+
+const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
+
+export function fixture<T = any>(path: string): T {
+  return JSON.parse(readFileSync(join(FIXTURES, path), 'utf8')) as T;
+}
+
+/** A resolved-incident webhook based on the fixture, with the fields a test cares about changed. */
+export function resolvedEvent(overrides: {
+  eventId?: string;
+  incidentId?: string;
+  priority?: string | null;
+  title?: string;
+  serviceId?: string;
+  serviceName?: string;
+  occurredAt?: string;
+}): any {
+  const body = fixture('pagerduty/incident-resolved.json');
+  const e = body.event;
+  if (overrides.eventId) e.id = overrides.eventId;
+  if (overrides.incidentId) {
+    e.data.id = overrides.incidentId;
+    e.data.html_url = `https://acme.pagerduty.com/incidents/${overrides.incidentId}`;
+  }
+  if (overrides.priority !== undefined) {
+    e.data.priority =
+      overrides.priority === null ? null : { ...e.data.priority, summary: overrides.priority };
+  }
+  if (overrides.title !== undefined) e.data.title = overrides.title;
+  if (overrides.serviceId) e.data.service.id = overrides.serviceId;
+  if (overrides.serviceName) e.data.service.summary = overrides.serviceName;
+  if (overrides.occurredAt) e.occurred_at = overrides.occurredAt;
+  return body;
+}
+
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    this.lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+    cb();
+  }
+  get text(): string {
+    return this.lines.join('\n');
+  }
+}
+
+export interface Harness {
+  url: string;
+  bot: PostmortemBot;
+  slack: FakeSlack;
+  devin: FakeDevin;
+  logs: LogCapture;
+  dbPath: string;
+  env: Env;
+  /** Stops the bot (gracefully) and starts a new one on the same database and fakes. */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface HarnessOptions {
+  env?: Env;
+  deps?: Partial<AppDeps>;
+}
+
+export function testEnv(slack: FakeSlack, devin: FakeDevin, dbPath: string, extra: Env = {}): Env {
+  return {
+    SLACK_BOT_TOKEN: slack.token,
+    SLACK_SIGNING_SECRET,
+    SLACK_API_URL: slack.apiUrl,
+    SLACK_DEFAULT_CHANNEL: 'CDEFAULT01',
+    PAGERDUTY_WEBHOOK_SECRET: PD_SECRET,
+    DEVIN_API_KEY: devin.apiKey,
+    DEVIN_ORG_ID: devin.orgId,
+    DEVIN_API_URL: devin.url,
+    DATABASE_URL: `sqlite:${dbPath}`,
+    LOG_LEVEL: 'debug',
+    ...extra,
+  };
+}
+
+/** The real bot over HTTP, with stand-in Slack and Devin servers, on a fresh SQLite file. */
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const slack = await new FakeSlack().start();
+  const devin = await new FakeDevin().start();
+  const dbPath = join(mkdtempSync(join(tmpdir(), 'pmbot-')), 'bot.db');
+  const env = testEnv(slack, devin, dbPath, options.env);
+  const logs = new LogCapture();
+
+  const boot = async () => {
+    const config = loadConfig(env);
+    const bot = createPostmortemBot(config, {
+      logger: createLogger('debug', logs),
+      botIdentity: { botId: 'BBOT0001', botUserId: 'UBOT0001' },
+      jobs: { pollIntervalMs: 50, backoffBaseMs: 20, backoffMaxMs: 200 },
+      devinTimeoutMs: 2000,
+      ...options.deps,
+    });
+    const server = await bot.start(0);
+    return { bot, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+  };
+
+  let current = await boot();
+  const harness: Harness = {
+    get url() {
+      return current.url;
+    },
+    get bot() {
+      return current.bot;
+    },
+    slack,
+    devin,
+    logs,
+    dbPath,
+    env,
+    async restart() {
+      await current.bot.stop();
+      current = await boot();
+    },
+    async close() {
+      await current.bot.stop().catch(() => {});
+      await slack.close();
+      await devin.close();
+    },
+  };
+  return harness;
+}
+
+export async function postPagerDuty(
+  url: string,
+  body: unknown,
+  options: { secret?: string; signature?: string; headers?: Record<string, string> } = {},
+): Promise<Response> {
+  const raw = typeof body === 'string' ? body : JSON.stringify(body);
+  return fetch(`${url}/webhooks/pagerduty`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'user-agent': 'PagerDuty-Webhook/V3.0',
+      'x-pagerduty-signature': options.signature ?? signPagerDutyBody(raw, options.secret ?? PD_SECRET),
+      ...options.headers,
+    },
+    body: raw,
+  });
+}
+
+export function slackSignature(secret: string, timestamp: number | string, body: string): string {
+  return `v0=${createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;
+}
+
+/** A signed interactivity request, as Slack sends a button click. */
+export async function postSlackInteraction(
+  url: string,
+  payload: unknown,
+  timestamp = Math.floor(Date.now() / 1000),
+) {
+  const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+  return fetch(`${url}/slack/events`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      'x-slack-request-timestamp': String(timestamp),
+      'x-slack-signature': slackSignature(SLACK_SIGNING_SECRET, timestamp, body),
+    },
+    body,
+  });
+}
+
+/** The block_actions payload Slack sends when `userId` clicks the button `actionId` on the bot's message. */
+export function buttonClick(
+  slack: FakeSlack,
+  message: { channel: string; ts: string; blocks: unknown[] },
+  actionId: string,
+  userId: string,
+): unknown {
+  const actionsBlock = (message.blocks as any[]).find((b) => b.type === 'actions');
+  const button = actionsBlock?.elements.find((e: any) => e.action_id === actionId);
+  if (!button) throw new Error(`no ${actionId} button on message ${message.ts}`);
+  return {
+    type: 'block_actions',
+    team: { id: 'T0001', domain: 'acme' },
+    user: { id: userId, username: userId.toLowerCase(), name: userId.toLowerCase(), team_id: 'T0001' },
+    api_app_id: 'A0001',
+    token: 'legacy-verification-token',
+    container: { type: 'message', message_ts: message.ts, channel_id: message.channel, is_ephemeral: false },
+    trigger_id: '1234.5678.abcdef',
+    channel: { id: message.channel, name: 'incidents' },
+    message: {
+      type: 'message',
+      ts: message.ts,
+      text: 'x',
+      blocks: message.blocks,
+      user: 'UBOT0001',
+      bot_id: 'BBOT0001',
+    },
+    response_url: `${slack.url}/response/${userId}-${message.ts}`,
+    actions: [
+      {
+        type: 'button',
+        action_id: actionId,
+        block_id: actionsBlock.block_id,
+        value: button.value,
+        text: button.text,
+        action_ts: String(Date.now() / 1000),
+      },
+    ],
+    state: { values: {} },
+  };
+}
+
+export async function waitFor<T>(
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}

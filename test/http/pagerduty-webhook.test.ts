@@ -1,0 +1,154 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signPagerDutyBody } from '../../src/pagerduty/signature.js';
+import {
+  fixture,
+  type Harness,
+  PD_SECRET,
+  postPagerDuty,
+  resolvedEvent,
+  startHarness,
+} from '../helpers/harness.js';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness({ env: { PAGERDUTY_WEBHOOK_SECRET: `old-secret-being-rotated,${PD_SECRET}` } });
+});
+afterAll(async () => {
+  await h.close();
+});
+
+function eventCount(id?: string): number {
+  const db = new Database(h.dbPath, { readonly: true });
+  try {
+    const row = (
+      id
+        ? db.prepare('SELECT COUNT(*) AS n FROM events WHERE id = ?').get(id)
+        : db.prepare('SELECT COUNT(*) AS n FROM events').get()
+    ) as { n: number };
+    return row.n;
+  } finally {
+    db.close();
+  }
+}
+
+describe('POST /webhooks/pagerduty', () => {
+  it('rejects a wrong signature with 401 and stores nothing', async () => {
+    const body = resolvedEvent({ eventId: 'evt-badsig' });
+    const res = await postPagerDuty(h.url, body, { secret: 'not-the-secret' });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toEqual({ error: 'invalid or missing signature' });
+    expect(eventCount('evt-badsig')).toBe(0);
+  });
+
+  it('rejects a missing signature, a malformed one, and a signature over different bytes', async () => {
+    const raw = JSON.stringify(resolvedEvent({ eventId: 'evt-nosig' }));
+    const noSig = await fetch(`${h.url}/webhooks/pagerduty`, { method: 'POST', body: raw });
+    expect(noSig.status).toBe(401);
+    expect((await postPagerDuty(h.url, raw, { signature: 'v1=zz' })).status).toBe(401);
+    // Same JSON, re-serialized with other whitespace: the signature covers the raw bytes.
+    const sig = signPagerDutyBody(raw, PD_SECRET);
+    const reformatted = JSON.stringify(JSON.parse(raw), null, 2);
+    expect((await postPagerDuty(h.url, reformatted, { signature: sig })).status).toBe(401);
+    expect(eventCount('evt-nosig')).toBe(0);
+  });
+
+  it('accepts either secret during rotation, with two v1= entries', async () => {
+    const raw = JSON.stringify(resolvedEvent({ eventId: 'evt-rotation', incidentId: 'PROTATE' }));
+    const header = `${signPagerDutyBody(raw, 'some-other-secret')},${signPagerDutyBody(raw, 'old-secret-being-rotated')}`;
+    const res = await postPagerDuty(h.url, raw, { signature: header });
+    expect(res.status).toBe(202);
+    expect(eventCount('evt-rotation')).toBe(1);
+  });
+
+  it('answers 413 for a body over 1 MiB', async () => {
+    const body = resolvedEvent({ eventId: 'evt-big' });
+    body.event.data.title = 'x'.repeat(1024 * 1024);
+    const res = await postPagerDuty(h.url, body);
+    expect(res.status).toBe(413);
+    expect(eventCount('evt-big')).toBe(0);
+  });
+
+  it('answers 400 for a signed body that is not JSON, or not a v3 envelope', async () => {
+    const notJson = await postPagerDuty(h.url, '{"event": ');
+    expect(notJson.status).toBe(400);
+    expect(await notJson.json()).toEqual({ error: 'body is not JSON' });
+
+    const v2 = await postPagerDuty(h.url, { messages: [{ event: 'incident.resolve' }] });
+    expect(v2.status).toBe(400);
+    expect(((await v2.json()) as { error: string }).error).toMatch(/^not a PagerDuty v3 webhook: event:/);
+
+    const noId = resolvedEvent({});
+    delete noId.event.id;
+    const res = await postPagerDuty(h.url, noId);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toContain('event.id');
+  });
+
+  it('accepts the official priority_updated example and tolerant payloads (null agent, client, priority, no incident_key)', async () => {
+    expect((await postPagerDuty(h.url, fixture('pagerduty/incident-priority-updated.json'))).status).toBe(
+      202,
+    );
+    const odd = resolvedEvent({ eventId: 'evt-tolerant', incidentId: 'PTOLERANT', priority: null });
+    odd.event.agent = null;
+    odd.event.client = null;
+    delete odd.event.data.incident_key;
+    odd.event.data.some_field_from_2030 = { nested: true };
+    expect((await postPagerDuty(h.url, odd)).status).toBe(202);
+  });
+
+  it('answers a repeated delivery with 200 and changes nothing', async () => {
+    const body = resolvedEvent({ eventId: 'evt-repeat', incidentId: 'PREPEAT', priority: 'P5' });
+    expect((await postPagerDuty(h.url, body)).status).toBe(202);
+    const again = await postPagerDuty(h.url, body);
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ status: 'duplicate' });
+    expect(eventCount('evt-repeat')).toBe(1);
+  });
+
+  it('accepts the guide’s shared X-Webhook-Secret header when WEBHOOK_SECRET is set', async () => {
+    const shared = await startHarness({
+      env: { PAGERDUTY_WEBHOOK_SECRET: '', WEBHOOK_SECRET: 'a-long-shared-secret-value' },
+    });
+    try {
+      const body = resolvedEvent({ eventId: 'evt-shared' });
+      const ok = await postPagerDuty(shared.url, body, {
+        signature: '',
+        headers: { 'x-webhook-secret': 'a-long-shared-secret-value' },
+      });
+      expect(ok.status).toBe(202);
+      const wrong = await postPagerDuty(shared.url, resolvedEvent({ eventId: 'evt-shared-2' }), {
+        signature: '',
+        headers: { 'x-webhook-secret': 'a-long-shared-secret-valuX' },
+      });
+      expect(wrong.status).toBe(401);
+    } finally {
+      await shared.close();
+    }
+  });
+
+  it('answers 503 (so PagerDuty retries) when the store cannot take the event, and never 2xx', async () => {
+    const broken = await startHarness();
+    try {
+      await broken.bot.store.close();
+      const res = await postPagerDuty(broken.url, resolvedEvent({ eventId: 'evt-store-down' }));
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('5');
+      const ready = await fetch(`${broken.url}/readyz`);
+      expect(ready.status).toBe(503);
+    } finally {
+      await sleep(10);
+      await broken.close();
+    }
+  });
+});
+
+describe('health', () => {
+  it('/healthz is 200 and /readyz is 200 while the store answers', async () => {
+    expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${h.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready' });
+  });
+});
