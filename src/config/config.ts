@@ -35,7 +35,7 @@ const httpsOrLocalUrl = (what: string) =>
     .transform((u) => u.replace(/\/+$/, ''));
 
 const envSchema = z.object({
-  PORT: optional(z.coerce.number({ error: 'expected a port number' }).int().min(1).max(65535)).default(3000),
+  PORT: optional(z.coerce.number({ error: 'expected a port number' }).int().min(0).max(65535)).default(3000),
   LOG_LEVEL: optional(z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` })).default(
     'info',
   ),

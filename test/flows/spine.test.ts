@@ -267,4 +267,44 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
     await postPagerDuty(h.url, resolved);
     await waitFor(() => h.devin.sessions.length === 1, 'the auto-started session');
   });
+
+  it('Slack rate-limiting and outages delay the message, never lose or double it', async () => {
+    h = await startHarness();
+    h.slack.failNext('chat.postMessage', { kind: 'ratelimit', retryAfterS: 1 });
+    h.slack.failNext('chat.postMessage', { kind: 'http', status: 503 });
+    const started = Date.now();
+    await postPagerDuty(h.url, resolvedEvent({ priority: 'P3' }));
+    await approvalMessage(h);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    expect(h.slack.callsOf('chat.postMessage!fault')).toHaveLength(2);
+    expect(h.slack.callsOf('chat.postMessage')).toHaveLength(1);
+  });
+
+  it('falls back to the default channel when the routed channel refuses the bot', async () => {
+    const { writeFileSync, mkdtempSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const file = join(mkdtempSync(join(tmpdir(), 'routing-')), 'routing.json');
+    writeFileSync(file, JSON.stringify({ services: { PSVC123: { channel: 'CGONE00001' } } }));
+    h = await startHarness({ env: { ROUTING_FILE: file } });
+    await postPagerDuty(h.url, resolvedEvent({ priority: 'P3' }));
+    const message = await approvalMessage(h);
+    expect(message.channel).toBe('CDEFAULT01');
+  });
+
+  it('never writes a secret to the logs', async () => {
+    h = await startHarness();
+    await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
+    await postPagerDuty(h.url, resolvedEvent({ eventId: 'bad' }), { secret: 'wrong' });
+    await waitFor(() => h.slack.callsOf('chat.postMessage').length === 1, 'the run');
+    expect(h.logs.lines.length).toBeGreaterThan(3);
+    for (const secret of [
+      h.env.SLACK_BOT_TOKEN,
+      h.env.SLACK_SIGNING_SECRET,
+      h.env.PAGERDUTY_WEBHOOK_SECRET,
+      h.env.DEVIN_API_KEY,
+    ]) {
+      expect(h.logs.text).not.toContain(String(secret));
+    }
+  });
 });

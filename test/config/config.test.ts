@@ -1,0 +1,162 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, type Env, loadConfig } from '../../src/config/config.js';
+
+const valid: Env = {
+  SLACK_BOT_TOKEN: 'xoxb-1-2-abc',
+  SLACK_SIGNING_SECRET: 'signing',
+  SLACK_DEFAULT_CHANNEL: 'C0123456789',
+  PAGERDUTY_WEBHOOK_SECRET: 'pd-secret-123',
+  DEVIN_API_KEY: 'cog_abc',
+  DEVIN_ORG_ID: 'org-abc',
+};
+
+function problems(env: Env, files: Record<string, string> = {}): string[] {
+  try {
+    loadConfig(env, (p) => {
+      const text = files[p];
+      if (text === undefined)
+        throw Object.assign(new Error(`ENOENT: no such file, open '${p}'`), { code: 'ENOENT' });
+      return text;
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+describe('loadConfig', () => {
+  it('applies the documented defaults', () => {
+    const config = loadConfig(valid);
+    expect(config.port).toBe(3000);
+    expect(config.logLevel).toBe('info');
+    expect(config.autoStartPriorities).toEqual(['P1', 'P2']);
+    expect(config.database).toEqual({ kind: 'sqlite', path: './data/postmortem-bot.db' });
+    expect(config.devin.apiUrl).toBe('https://api.devin.ai');
+    expect(config.slack.apiUrl).toBeUndefined();
+    expect(config.pagerduty).toEqual({ webhookSecrets: ['pd-secret-123'], sharedSecret: undefined });
+  });
+
+  it('names every missing required variable at once, and what it expects', () => {
+    const list = problems({});
+    const names = list.map((p) => p.split(':')[0]);
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'SLACK_BOT_TOKEN',
+        'SLACK_SIGNING_SECRET',
+        'SLACK_DEFAULT_CHANNEL',
+        'DEVIN_API_KEY',
+        'DEVIN_ORG_ID',
+        'PAGERDUTY_WEBHOOK_SECRET',
+      ]),
+    );
+    expect(list).toHaveLength(6);
+    expect(list.find((p) => p.startsWith('SLACK_BOT_TOKEN'))).toContain('xoxb-');
+    expect(new ConfigError(list).message).toMatch(/^Invalid configuration:\n {2}- /);
+  });
+
+  it('reports malformed values with what was expected', () => {
+    const list = problems({
+      ...valid,
+      PORT: 'eighty',
+      LOG_LEVEL: 'loud',
+      SLACK_BOT_TOKEN: 'xoxp-user-token',
+      SLACK_DEFAULT_CHANNEL: '#incidents',
+      DEVIN_API_URL: 'not a url',
+      DEVIN_REPOS: 'acme/api,just-a-name',
+      DEVIN_MAX_ACU_LIMIT: '-3',
+      DATABASE_URL: 'mysql://x',
+    });
+    const byName = Object.fromEntries(list.map((p) => [p.split(':')[0], p]));
+    expect(Object.keys(byName).sort()).toEqual(
+      [
+        'DATABASE_URL',
+        'DEVIN_API_URL',
+        'DEVIN_MAX_ACU_LIMIT',
+        'DEVIN_REPOS',
+        'LOG_LEVEL',
+        'PORT',
+        'SLACK_BOT_TOKEN',
+        'SLACK_DEFAULT_CHANNEL',
+      ].sort(),
+    );
+    expect(byName.SLACK_DEFAULT_CHANNEL).toContain('channel ID');
+    expect(byName.DEVIN_REPOS).toContain('owner/name');
+  });
+
+  it('treats empty values as unset and accepts WEBHOOK_SECRET instead of the HMAC secret', () => {
+    const config = loadConfig({
+      ...valid,
+      PAGERDUTY_WEBHOOK_SECRET: '',
+      WEBHOOK_SECRET: 'a-long-shared-secret',
+      PORT: '',
+    });
+    expect(config.pagerduty).toEqual({ webhookSecrets: [], sharedSecret: 'a-long-shared-secret' });
+    expect(config.port).toBe(3000);
+  });
+
+  it('parses lists and URLs', () => {
+    const config = loadConfig({
+      ...valid,
+      PAGERDUTY_WEBHOOK_SECRET: 'secret-one-1, secret-two-2',
+      AUTO_START_PRIORITIES: 'SEV-1, SEV-2',
+      SLACK_API_URL: 'http://127.0.0.1:9999/api',
+      DEVIN_API_URL: 'https://devin.example.com/',
+      DEVIN_KNOWLEDGE_IDS: 'note-1,note-2',
+      DATABASE_URL: 'sqlite:/var/lib/bot/state.db',
+    });
+    expect(config.pagerduty.webhookSecrets).toEqual(['secret-one-1', 'secret-two-2']);
+    expect(config.autoStartPriorities).toEqual(['SEV-1', 'SEV-2']);
+    expect(config.slack.apiUrl).toBe('http://127.0.0.1:9999/api/');
+    expect(config.devin.apiUrl).toBe('https://devin.example.com');
+    expect(config.devin.knowledgeIds).toEqual(['note-1', 'note-2']);
+    expect(config.database.path).toBe('/var/lib/bot/state.db');
+    expect(loadConfig({ ...valid, AUTO_START_PRIORITIES: '' }).autoStartPriorities).toEqual([]);
+  });
+
+  it('refuses postgres:// until the Postgres store exists', () => {
+    expect(problems({ ...valid, DATABASE_URL: 'postgres://localhost/bot' })).toEqual([
+      'DATABASE_URL: the Postgres store is not available in this version; use sqlite:<path>',
+    ]);
+  });
+
+  describe('ROUTING_FILE', () => {
+    it('loads routes by service ID or name', () => {
+      const config = loadConfig({ ...valid, ROUTING_FILE: 'r.json' }, () =>
+        JSON.stringify({
+          services: {
+            PSVC1: {
+              channel: 'CPAY00001',
+              auto_start_priorities: ['P3'],
+              playbook_id: 'playbook-x',
+              repos: ['a/b'],
+            },
+            'Search API': { auto_start_priorities: [] },
+          },
+        }),
+      );
+      expect(config.routing.services.PSVC1).toEqual({
+        channel: 'CPAY00001',
+        autoStartPriorities: ['P3'],
+        playbookId: 'playbook-x',
+        repos: ['a/b'],
+      });
+      expect(config.routing.services['Search API']?.autoStartPriorities).toEqual([]);
+    });
+
+    it('reports an unreadable file, invalid JSON, and bad or unknown fields with their path', () => {
+      expect(problems({ ...valid, ROUTING_FILE: 'missing.json' })[0]).toMatch(
+        /^ROUTING_FILE: cannot read missing.json/,
+      );
+      expect(problems({ ...valid, ROUTING_FILE: 'r.json' }, { 'r.json': '{' })[0]).toMatch(
+        /^ROUTING_FILE: r.json is not valid JSON/,
+      );
+      const [bad] = problems(
+        { ...valid, ROUTING_FILE: 'r.json' },
+        { 'r.json': JSON.stringify({ services: { PSVC1: { channel: '#pay', auto_start: ['P1'] } } }) },
+      );
+      expect(bad).toContain('services.PSVC1.channel: expected a Slack channel ID');
+      expect(bad).toContain('auto_start');
+    });
+  });
+});

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { decidePostmortem } from '../../src/postmortems/decision.js';
+import type { Incident } from '../../src/postmortems/model.js';
+
+const incident = (priority: string | null, service = { id: 'PS1', name: 'Checkout API' }): Incident => ({
+  id: 'Q1',
+  number: 1,
+  title: 't',
+  status: 'resolved',
+  serviceId: service.id,
+  serviceName: service.name,
+  priority,
+  urgency: 'high',
+  htmlUrl: null,
+  createdAt: null,
+  resolvedAt: null,
+  resolvedBy: null,
+  lastEventAt: '2024-01-01T00:00:00Z',
+});
+
+const policy = { autoStartPriorities: ['P1', 'P2'], defaultChannel: 'CDEFAULT', routing: { services: {} } };
+
+describe('decidePostmortem', () => {
+  it('auto-starts the configured priorities and asks for the rest, including no priority', () => {
+    expect(decidePostmortem(incident('P1'), policy)).toEqual({ action: 'auto_start', channel: 'CDEFAULT' });
+    expect(decidePostmortem(incident('P2'), policy).action).toBe('auto_start');
+    expect(decidePostmortem(incident('P3'), policy).action).toBe('ask');
+    expect(decidePostmortem(incident(null), policy).action).toBe('ask');
+  });
+
+  it('matches labels exactly', () => {
+    expect(decidePostmortem(incident('p1'), policy).action).toBe('ask');
+    expect(decidePostmortem(incident('P1 '), policy).action).toBe('ask');
+    expect(decidePostmortem(incident('SEV-1'), { ...policy, autoStartPriorities: ['SEV-1'] }).action).toBe(
+      'auto_start',
+    );
+  });
+
+  it('uses the service route by ID first, then by name, for the channel and the auto-start set', () => {
+    const routing = {
+      services: {
+        PS1: { channel: 'CBYID', autoStartPriorities: ['P3'] },
+        'Checkout API': { channel: 'CBYNAME', autoStartPriorities: [] },
+        'Search API': { channel: 'CSEARCH', autoStartPriorities: [] },
+      },
+    };
+    expect(decidePostmortem(incident('P3'), { ...policy, routing })).toEqual({
+      action: 'auto_start',
+      channel: 'CBYID',
+    });
+    const search = incident('P1', { id: 'PS2', name: 'Search API' });
+    expect(decidePostmortem(search, { ...policy, routing })).toEqual({ action: 'ask', channel: 'CSEARCH' });
+    const other = incident('P1', { id: 'PS3', name: 'Other' });
+    expect(decidePostmortem(other, { ...policy, routing })).toEqual({
+      action: 'auto_start',
+      channel: 'CDEFAULT',
+    });
+  });
+});

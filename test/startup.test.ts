@@ -1,0 +1,136 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Env } from '../src/config/config.js';
+import { FakeDevin } from './helpers/fake-devin.js';
+import { FakeSlack } from './helpers/fake-slack.js';
+import { testEnv, waitFor } from './helpers/harness.js';
+
+/**
+ * The built entry point as `npm start` runs it: refuses to start without configuration, naming every
+ * variable; starts with a filled .env; shuts down cleanly on SIGTERM.
+ */
+const ROOT = join(import.meta.dirname, '..');
+// Inside node_modules so the compiled files resolve the project's dependencies.
+const OUT = join(ROOT, 'node_modules', '.cache', 'postmortem-bot-startup-test');
+
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
+  return env;
+}
+
+function run(cwd: string): ChildProcess & { output: () => string } {
+  const child = spawn(process.execPath, [join(OUT, 'main.js')], { cwd, env: cleanEnv(), stdio: 'pipe' });
+  let out = '';
+  child.stdout?.on('data', (d) => {
+    out += d;
+  });
+  child.stderr?.on('data', (d) => {
+    out += d;
+  });
+  return Object.assign(child, { output: () => out });
+}
+
+const exited = (child: ChildProcess) =>
+  new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.on('exit', (code) => resolve(code));
+  });
+
+beforeAll(() => {
+  execFileSync(
+    process.execPath,
+    [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', OUT],
+    {
+      cwd: ROOT,
+    },
+  );
+}, 120_000);
+
+describe('start-up', () => {
+  it('without a .env, exits 1 and names every variable to set', async () => {
+    const child = run(mkdtempSync(join(tmpdir(), 'noenv-')));
+    expect(await exited(child)).toBe(1);
+    const out = child.output();
+    expect(out).toContain('postmortem-bot cannot start.');
+    for (const name of [
+      'SLACK_BOT_TOKEN',
+      'SLACK_SIGNING_SECRET',
+      'SLACK_DEFAULT_CHANNEL',
+      'PAGERDUTY_WEBHOOK_SECRET',
+      'DEVIN_API_KEY',
+      'DEVIN_ORG_ID',
+    ]) {
+      expect(out).toContain(`- ${name}: `);
+    }
+    expect(out).not.toContain('    at ');
+  });
+
+  describe('with a filled .env', () => {
+    let slack: FakeSlack;
+    let devin: FakeDevin;
+    beforeAll(async () => {
+      slack = await new FakeSlack().start();
+      devin = await new FakeDevin().start();
+    });
+    afterAll(async () => {
+      await slack.close();
+      await devin.close();
+    });
+
+    it('checks the token with Slack, serves /healthz and /readyz, and stops cleanly on SIGTERM', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'withenv-'));
+      const env: Env = { ...testEnv(slack, devin, './data/bot.db'), PORT: '0', LOG_LEVEL: 'info' };
+      writeFileSync(
+        join(dir, '.env'),
+        Object.entries(env)
+          .map(([k, v]) => `${k}=${v}`)
+          .join('\n'),
+      );
+      const child = run(dir);
+      try {
+        const line = await waitFor(
+          () => /"port":(\d+)/.exec(child.output()) ?? undefined,
+          'the listening log line',
+        );
+        const port = Number(line[1]);
+        expect(slack.callsOf('auth.test')).toHaveLength(1);
+        expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+        expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+        const logs = child.output();
+        for (const secret of [
+          env.SLACK_BOT_TOKEN,
+          env.SLACK_SIGNING_SECRET,
+          env.PAGERDUTY_WEBHOOK_SECRET,
+          env.DEVIN_API_KEY,
+        ]) {
+          expect(logs).not.toContain(String(secret));
+        }
+        child.kill('SIGTERM');
+        expect(await exited(child)).toBe(0);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    });
+
+    it('refuses to start when Slack rejects the token', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'badtoken-'));
+      const env: Env = {
+        ...testEnv(slack, devin, './data/bot.db'),
+        SLACK_BOT_TOKEN: 'xoxb-revoked',
+        PORT: '0',
+      };
+      writeFileSync(
+        join(dir, '.env'),
+        Object.entries(env)
+          .map(([k, v]) => `${k}=${v}`)
+          .join('\n'),
+      );
+      const child = run(dir);
+      expect(await exited(child)).toBe(1);
+      expect(child.output()).toContain('SLACK_BOT_TOKEN was rejected by Slack (invalid_auth)');
+    });
+  });
+});

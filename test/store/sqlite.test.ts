@@ -1,0 +1,180 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Incident } from '../../src/postmortems/model.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+import type { NewRun } from '../../src/store/store.js';
+
+const stores: SqliteStore[] = [];
+function open(path = join(mkdtempSync(join(tmpdir(), 'store-')), 'x', 'bot.db')) {
+  const store = new SqliteStore({ path });
+  stores.push(store);
+  return { store, path };
+}
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close().catch(() => {});
+});
+
+const incident: Incident = {
+  id: 'Q1',
+  number: 1,
+  title: 't',
+  status: 'resolved',
+  serviceId: 'PS1',
+  serviceName: 's',
+  priority: 'P3',
+  urgency: 'high',
+  htmlUrl: null,
+  createdAt: null,
+  resolvedAt: null,
+  resolvedBy: null,
+  lastEventAt: '2024-01-01T00:00:00Z',
+};
+
+const newRun = (id: string, attempt = 1): NewRun => ({
+  id,
+  incidentId: 'Q1',
+  attempt,
+  state: 'awaiting_approval',
+  trigger: 'approval',
+  channel: 'C1',
+  slackTs: null,
+  decidedBy: null,
+  decidedAt: null,
+  devinTag: `pm-run-${id}`,
+  devinSessionId: null,
+  devinUrl: null,
+  createAttemptedAt: null,
+  error: null,
+  incident,
+});
+
+const event = (id: string, incidentId: string | null = 'Q1') => ({
+  id,
+  type: 'incident.resolved',
+  incidentId,
+  occurredAt: '2024-01-01T00:00:00Z',
+  receivedAt: 1,
+  payload: '{}',
+});
+
+describe('SqliteStore', () => {
+  it('records an event once, queues its processing in the incident lane, and survives reopening', async () => {
+    const { store, path } = open();
+    const results = await Promise.all([
+      store.recordEvent(event('e1')),
+      store.recordEvent(event('e1')),
+      store.recordEvent(event('e2')),
+    ]);
+    expect(results).toEqual(['recorded', 'duplicate', 'recorded']);
+    expect(await store.countJobs()).toEqual({ queued: 2, running: 0, dead: 0 });
+    await store.close();
+
+    const reopened = open(path).store;
+    expect(await reopened.getEvent('e1')).toMatchObject({ id: 'e1', incidentId: 'Q1' });
+    const job = await reopened.claimJob(Date.now(), Date.now() + 1000);
+    expect(job).toMatchObject({
+      kind: 'process_event',
+      lane: 'incident:Q1',
+      payload: { eventId: 'e1' },
+      attempts: 1,
+    });
+  });
+
+  it('stores non-incident events without queueing work for them', async () => {
+    const { store } = open();
+    expect(await store.recordEvent(event('ping', null))).toBe('recorded');
+    expect(await store.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+  });
+
+  it('runs one job per lane at a time, in order, while other lanes proceed', async () => {
+    const { store } = open();
+    await store.enqueueJob({ kind: 'sync_message', lane: 'a', payload: { n: 1 } });
+    await store.enqueueJob({ kind: 'sync_message', lane: 'a', payload: { n: 2 } });
+    await store.enqueueJob({ kind: 'sync_message', lane: 'b', payload: { n: 3 } });
+    const now = Date.now();
+    const first = await store.claimJob(now, now + 1000);
+    const second = await store.claimJob(now, now + 1000);
+    expect([first?.payload.n, second?.payload.n]).toEqual([1, 3]);
+    expect(await store.claimJob(now, now + 1000)).toBeUndefined();
+    await store.completeJob(first?.id ?? -1);
+    expect((await store.claimJob(now, now + 1000))?.payload.n).toBe(2);
+  });
+
+  it('a job waiting for a retry holds its lane; a buried job does not', async () => {
+    const { store } = open();
+    await store.enqueueJob({ kind: 'start_session', lane: 'run:1', payload: { n: 1 } });
+    await store.enqueueJob({ kind: 'sync_message', lane: 'run:1', payload: { n: 2 } });
+    const now = Date.now();
+    const job = await store.claimJob(now, now + 1000);
+    await store.retryJob(job?.id ?? -1, now + 60_000, 'later');
+    expect(await store.claimJob(now, now + 1000)).toBeUndefined();
+    expect((await store.claimJob(now + 60_000, now + 61_000))?.payload.n).toBe(1);
+    await store.buryJob(job?.id ?? -1, 'gave up');
+    expect((await store.claimJob(now, now + 1000))?.payload.n).toBe(2);
+    expect((await store.countJobs()).dead).toBe(1);
+  });
+
+  it('hands out a job whose lease ran out again, and requeues running jobs of a dead process on open', async () => {
+    const { store, path } = open();
+    await store.enqueueJob({ kind: 'sync_message', lane: 'x', payload: {} });
+    const now = Date.now();
+    expect(await store.claimJob(now, now + 100)).toBeDefined();
+    expect(await store.releaseExpiredLeases(now + 50)).toBe(0);
+    expect(await store.releaseExpiredLeases(now + 200)).toBe(1);
+    expect((await store.claimJob(now + 200, now + 100_000))?.attempts).toBe(2);
+    await store.close();
+    const reopened = open(path).store;
+    expect(await reopened.countJobs()).toEqual({ queued: 1, running: 0, dead: 0 });
+  });
+
+  it('queues at most one waiting job per dedupe key', async () => {
+    const { store } = open();
+    const job = { kind: 'sync_message' as const, lane: 'slack:1', payload: {}, dedupeKey: 'sync:1' };
+    await store.enqueueJob(job);
+    await store.enqueueJob(job);
+    expect((await store.countJobs()).queued).toBe(1);
+    const now = Date.now();
+    await store.claimJob(now, now + 1000);
+    await store.enqueueJob(job);
+    expect(await store.countJobs()).toEqual({ queued: 1, running: 1, dead: 0 });
+  });
+
+  it('opens one run per incident and attempt, and its jobs only with it', async () => {
+    const { store } = open();
+    const job = { kind: 'sync_message' as const, lane: 'slack:r1', payload: { runId: 'r1' } };
+    expect(await store.openRun(newRun('r1'), [job])).toMatchObject({
+      id: 'r1',
+      state: 'awaiting_approval',
+      incident,
+    });
+    expect(await store.openRun(newRun('r2'), [job])).toBeUndefined();
+    expect((await store.countJobs()).queued).toBe(1);
+    expect(await store.openRun(newRun('r3', 2), [])).toMatchObject({ attempt: 2 });
+    expect((await store.runsForIncident('Q1')).map((r) => r.id)).toEqual(['r1', 'r3']);
+  });
+
+  it('transitions a run only from the expected state, atomically', async () => {
+    const { store } = open();
+    await store.openRun(newRun('r1'), []);
+    const job = { kind: 'start_session' as const, lane: 'run:r1', payload: { runId: 'r1' } };
+    const [a, b] = await Promise.all([
+      store.transitionRun('r1', ['awaiting_approval'], 'starting', { decidedBy: 'UA' }, [job]),
+      store.transitionRun('r1', ['awaiting_approval'], 'starting', { decidedBy: 'UB' }, [job]),
+    ]);
+    expect(a?.decidedBy).toBe('UA');
+    expect(b).toBeUndefined();
+    expect((await store.countJobs()).queued).toBe(1);
+    expect(await store.transitionRun('r1', ['awaiting_approval'], 'skipped', {}, [])).toBeUndefined();
+    expect((await store.getRun('r1'))?.state).toBe('starting');
+  });
+
+  it('ping fails once the store is closed', async () => {
+    const { store } = open();
+    await expect(store.ping()).resolves.toBeUndefined();
+    await store.close();
+    await expect(store.ping()).rejects.toThrow();
+    await expect(store.recordEvent(event('late'))).rejects.toThrow();
+  });
+});
