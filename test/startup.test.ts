@@ -33,6 +33,15 @@ function run(cwd: string): ChildProcess & { output: () => string } {
   return Object.assign(child, { output: () => out });
 }
 
+function writeDotEnv(dir: string, env: Env): void {
+  writeFileSync(
+    join(dir, '.env'),
+    Object.entries(env)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n'),
+  );
+}
+
 const exited = (child: ChildProcess) =>
   new Promise<number | null>((resolve) => {
     if (child.exitCode !== null) resolve(child.exitCode);
@@ -83,12 +92,7 @@ describe('start-up', () => {
     it('checks the token with Slack, serves /healthz and /readyz, and stops cleanly on SIGTERM', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'withenv-'));
       const env: Env = { ...testEnv(slack, devin, './data/bot.db'), PORT: '0', LOG_LEVEL: 'info' };
-      writeFileSync(
-        join(dir, '.env'),
-        Object.entries(env)
-          .map(([k, v]) => `${k}=${v}`)
-          .join('\n'),
-      );
+      writeDotEnv(dir, env);
       const child = run(dir);
       try {
         const line = await waitFor(
@@ -122,12 +126,7 @@ describe('start-up', () => {
         SLACK_BOT_TOKEN: 'xoxb-revoked',
         PORT: '0',
       };
-      writeFileSync(
-        join(dir, '.env'),
-        Object.entries(env)
-          .map(([k, v]) => `${k}=${v}`)
-          .join('\n'),
-      );
+      writeDotEnv(dir, env);
       const child = run(dir);
       expect(await exited(child)).toBe(1);
       expect(child.output()).toContain('SLACK_BOT_TOKEN was rejected by Slack (invalid_auth)');

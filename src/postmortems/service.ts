@@ -11,7 +11,7 @@ import { renderRunMessage } from '../slack/messages.js';
 import type { Job, NewJob, Store } from '../store/store.js';
 import { decidePostmortem, type PostmortemPolicy } from './decision.js';
 import { applyIncidentEvent } from './incident.js';
-import type { PostmortemRun } from './model.js';
+import type { PostmortemRun, RunState } from './model.js';
 
 export interface PostmortemServiceDeps {
   store: Store;
@@ -99,29 +99,24 @@ export class PostmortemService {
   }
 
   /** A person approved: one atomic transition, so concurrent clicks start one session. */
-  async approve(runId: string, userId: string): Promise<DecisionResult> {
-    const { store, now } = this.deps;
-    const run = await store.transitionRun(
-      runId,
-      ['awaiting_approval'],
-      'starting',
-      { decidedBy: userId, decidedAt: now() },
-      [syncMessageJob(runId), startSessionJob(runId)],
-    );
-    if (run) this.deps.logger.info({ runId, userId }, 'postmortem approved');
-    return run ? { ok: true, run } : { ok: false, run: await store.getRun(runId) };
+  approve(runId: string, userId: string): Promise<DecisionResult> {
+    return this.decide(runId, userId, 'starting', [syncMessageJob(runId), startSessionJob(runId)]);
   }
 
-  async skip(runId: string, userId: string): Promise<DecisionResult> {
+  skip(runId: string, userId: string): Promise<DecisionResult> {
+    return this.decide(runId, userId, 'skipped', [syncMessageJob(runId)]);
+  }
+
+  private async decide(runId: string, userId: string, to: RunState, jobs: NewJob[]): Promise<DecisionResult> {
     const { store, now } = this.deps;
     const run = await store.transitionRun(
       runId,
       ['awaiting_approval'],
-      'skipped',
+      to,
       { decidedBy: userId, decidedAt: now() },
-      [syncMessageJob(runId)],
+      jobs,
     );
-    if (run) this.deps.logger.info({ runId, userId }, 'postmortem skipped');
+    if (run) this.deps.logger.info({ runId, userId, state: to }, 'postmortem decided');
     return run ? { ok: true, run } : { ok: false, run: await store.getRun(runId) };
   }
 

@@ -1,22 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { decidePostmortem } from '../../src/postmortems/decision.js';
-import type { Incident } from '../../src/postmortems/model.js';
+import { anIncident } from '../helpers/builders.js';
 
-const incident = (priority: string | null, service = { id: 'PS1', name: 'Checkout API' }): Incident => ({
-  id: 'Q1',
-  number: 1,
-  title: 't',
-  status: 'resolved',
-  serviceId: service.id,
-  serviceName: service.name,
-  priority,
-  urgency: 'high',
-  htmlUrl: null,
-  createdAt: null,
-  resolvedAt: null,
-  resolvedBy: null,
-  lastEventAt: '2024-01-01T00:00:00Z',
-});
+const incident = (priority: string | null, service = { id: 'PS1', name: 'Checkout API' }) =>
+  anIncident({ priority, serviceId: service.id, serviceName: service.name });
 
 const policy = { autoStartPriorities: ['P1', 'P2'], defaultChannel: 'CDEFAULT', routing: { services: {} } };
 

@@ -1,48 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { PostmortemRun } from '../../src/postmortems/model.js';
 import { renderRunMessage } from '../../src/slack/messages.js';
+import { anIncident, aRun } from '../helpers/builders.js';
 import { blockKitProblem } from '../helpers/fake-slack.js';
 
-function run(
-  overrides: Partial<PostmortemRun> = {},
-  incident: Partial<PostmortemRun['incident']> = {},
-): PostmortemRun {
-  return {
-    id: 'run-1',
-    incidentId: 'Q1',
-    attempt: 1,
-    state: 'awaiting_approval',
-    trigger: 'approval',
-    channel: 'C1',
-    slackTs: null,
-    decidedBy: null,
-    decidedAt: null,
-    devinTag: 'pm-run-1',
-    devinSessionId: null,
-    devinUrl: null,
-    createAttemptedAt: null,
-    error: null,
-    createdAt: 0,
-    updatedAt: 0,
-    incident: {
-      id: 'Q1',
-      number: 7,
-      title: 'Database down',
-      status: 'resolved',
-      serviceId: 'PS1',
-      serviceName: 'DB',
-      priority: 'P3',
-      urgency: 'high',
-      htmlUrl: 'https://acme.pagerduty.com/incidents/Q1',
-      createdAt: '2024-01-01T00:00:00Z',
-      resolvedAt: '2024-01-01T00:30:00Z',
-      resolvedBy: 'Ada',
-      lastEventAt: '2024-01-01T00:30:00Z',
-      ...incident,
-    },
-    ...overrides,
-  };
-}
+const run = (overrides: Partial<PostmortemRun> = {}, incident: Partial<PostmortemRun['incident']> = {}) =>
+  aRun({ ...overrides, incident: anIncident(incident) });
 
 const allText = (m: ReturnType<typeof renderRunMessage>) => JSON.stringify(m.blocks);
 

@@ -2,9 +2,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Incident } from '../../src/postmortems/model.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import type { NewRun } from '../../src/store/store.js';
+import { anIncident, aRun } from '../helpers/builders.js';
 
 const stores: SqliteStore[] = [];
 function open(path = join(mkdtempSync(join(tmpdir(), 'store-')), 'x', 'bot.db')) {
@@ -16,39 +16,12 @@ afterEach(async () => {
   for (const s of stores.splice(0)) await s.close().catch(() => {});
 });
 
-const incident: Incident = {
-  id: 'Q1',
-  number: 1,
-  title: 't',
-  status: 'resolved',
-  serviceId: 'PS1',
-  serviceName: 's',
-  priority: 'P3',
-  urgency: 'high',
-  htmlUrl: null,
-  createdAt: null,
-  resolvedAt: null,
-  resolvedBy: null,
-  lastEventAt: '2024-01-01T00:00:00Z',
-};
+const incident = anIncident();
 
-const newRun = (id: string, attempt = 1): NewRun => ({
-  id,
-  incidentId: 'Q1',
-  attempt,
-  state: 'awaiting_approval',
-  trigger: 'approval',
-  channel: 'C1',
-  slackTs: null,
-  decidedBy: null,
-  decidedAt: null,
-  devinTag: `pm-run-${id}`,
-  devinSessionId: null,
-  devinUrl: null,
-  createAttemptedAt: null,
-  error: null,
-  incident,
-});
+const newRun = (id: string, attempt = 1): NewRun => {
+  const { createdAt: _c, updatedAt: _u, ...run } = aRun({ id, attempt, incident });
+  return run;
+};
 
 const event = (id: string, incidentId: string | null = 'Q1') => ({
   id,
