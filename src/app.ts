@@ -8,7 +8,10 @@ import { healthRouter } from './http/health.js';
 import { pagerDutyWebhookRouter } from './http/pagerduty-webhook.js';
 import { rejectSlackClockSkew } from './http/slack-timestamp.js';
 import { JobRunner, type JobRunnerOptions } from './jobs/runner.js';
+import { PagerDutyClient } from './pagerduty/rest-client.js';
+import { RunJobs } from './postmortems/run-jobs.js';
 import { PostmortemService } from './postmortems/service.js';
+import { type ApproverCheck, EVERYONE, SlackApprovers } from './slack/approvers.js';
 import { slackChat } from './slack/chat.js';
 import { registerListeners } from './slack/listeners/index.js';
 import { SqliteStore } from './store/sqlite.js';
@@ -35,6 +38,7 @@ export interface PostmortemBot {
   bolt: App;
   store: Store;
   service: PostmortemService;
+  approvers: ApproverCheck;
   jobs: JobRunner;
   /** Listens on `port` (0 for any) and starts the job workers. */
   start(port: number): Promise<Server>;
@@ -90,21 +94,36 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     logger.error({ err: err.message, code: (err as { code?: string }).code }, 'Slack listener failed');
   });
 
+  const policy = {
+    autoStartPriorities: config.autoStartPriorities,
+    defaultChannel: config.slack.defaultChannel,
+    routing: config.routing,
+  };
+  const approvers =
+    config.slack.approvers.length > 0
+      ? new SlackApprovers(config.slack.approvers, bolt.client, logger, now)
+      : EVERYONE;
   const service = new PostmortemService({
+    store,
+    policy,
+    approvers,
+    pagerduty: config.pagerduty.apiToken
+      ? new PagerDutyClient({ apiUrl: config.pagerduty.apiUrl, token: config.pagerduty.apiToken })
+      : undefined,
+    logger,
+    now,
+  });
+  const runJobs = new RunJobs({
     store,
     devin: new DevinClient({ ...config.devin, timeoutMs: deps.devinTimeoutMs }),
     slack: slackChat(bolt.client),
-    policy: {
-      autoStartPriorities: config.autoStartPriorities,
-      defaultChannel: config.slack.defaultChannel,
-      routing: config.routing,
-    },
+    policy,
     session: config.devin,
     logger,
     now,
     devinGiveUpAfterMs: deps.devinGiveUpAfterMs,
   });
-  registerListeners(bolt, { service });
+  registerListeners(bolt, { service, now });
 
   const jobs = new JobRunner({
     ...deps.jobs,
@@ -113,8 +132,8 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     now,
     handlers: {
       process_event: (job) => service.processEvent(String(job.payload.eventId)),
-      start_session: (job) => service.startSession(String(job.payload.runId), job),
-      sync_message: (job) => service.syncMessage(String(job.payload.runId)),
+      start_session: (job) => runJobs.startSession(String(job.payload.runId), job),
+      sync_message: (job) => runJobs.syncMessage(String(job.payload.runId)),
     },
   });
 
@@ -124,6 +143,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     bolt,
     store,
     service,
+    approvers,
     jobs,
     start(port) {
       return new Promise((resolve, reject) => {

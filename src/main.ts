@@ -27,6 +27,8 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const bot = createPostmortemBot(config, { logger, botIdentity });
+  // A user group the bot cannot read is logged now (and explained to people on first use), not fatal.
+  await bot.approvers.check().catch(() => {});
   const server = await bot.start(config.port);
   const address = server.address();
   logger.info(

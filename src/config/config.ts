@@ -58,6 +58,16 @@ const envSchema = z.object({
     ),
   ),
   WEBHOOK_SECRET: optional(z.string().min(16, 'expected at least 16 characters')),
+  PAGERDUTY_API_TOKEN: optional(z.string().trim().min(1)),
+  PAGERDUTY_API_URL: optional(httpsOrLocalUrl('the PagerDuty REST API base URL')).default(
+    'https://api.pagerduty.com',
+  ),
+  SLACK_APPROVERS: optional(
+    commaList(
+      z.string().regex(/^[UWS][A-Z0-9]{2,}$/, 'expected Slack user IDs (U…/W…) or user-group IDs (S…)'),
+      'comma-separated Slack user IDs (U…) and user-group IDs (S…)',
+    ),
+  ),
 
   DEVIN_API_KEY: required('a Devin service-user API key (cog_…)'),
   DEVIN_ORG_ID: required('the Devin organization ID (org-…)'),
@@ -92,6 +102,9 @@ const envSchema = z.object({
 });
 
 /** Only SQLite for now; postgres:// URLs are refused at start-up until that store exists. */
+/** Every variable the bot reads: the contract README and .env.example document. */
+export const ENV_VARIABLES = Object.keys(envSchema.shape);
+
 export type DatabaseConfig = { kind: 'sqlite'; path: string };
 
 export interface Config {
@@ -102,12 +115,17 @@ export interface Config {
     signingSecret: string;
     apiUrl: string | undefined;
     defaultChannel: string;
+    /** People (U…/W…) and user groups (S…) who may start and decide postmortems; empty = everyone. */
+    approvers: string[];
   };
   pagerduty: {
     /** v3 subscription signing secrets; several during rotation. */
     webhookSecrets: string[];
     /** Shared X-Webhook-Secret header value (the public guide's scheme). */
     sharedSecret: string | undefined;
+    /** REST API token for /postmortem <incident>; optional. */
+    apiToken: string | undefined;
+    apiUrl: string;
   };
   devin: {
     apiKey: string;
@@ -179,8 +197,14 @@ export function loadConfig(
       // The Web API client joins method names onto this URL, so it must end in a slash.
       apiUrl: e.SLACK_API_URL ? `${e.SLACK_API_URL}/` : undefined,
       defaultChannel: e.SLACK_DEFAULT_CHANNEL,
+      approvers: e.SLACK_APPROVERS ?? [],
     },
-    pagerduty: { webhookSecrets: e.PAGERDUTY_WEBHOOK_SECRET ?? [], sharedSecret: e.WEBHOOK_SECRET },
+    pagerduty: {
+      webhookSecrets: e.PAGERDUTY_WEBHOOK_SECRET ?? [],
+      sharedSecret: e.WEBHOOK_SECRET,
+      apiToken: e.PAGERDUTY_API_TOKEN,
+      apiUrl: e.PAGERDUTY_API_URL,
+    },
     devin: {
       apiKey: e.DEVIN_API_KEY,
       orgId: e.DEVIN_ORG_ID,

@@ -16,20 +16,26 @@ export interface Incident {
   resolvedBy: string | null;
   /** occurred_at of the newest event applied, so an older redelivery cannot roll the state back. */
   lastEventAt: string;
+  /** Where the incident is known from: PagerDuty (the default) or a person's report in Slack. */
+  source?: 'pagerduty' | 'slack';
+  /** What happened, in the words of the person who reported an ad-hoc incident from Slack. */
+  summary?: string | null;
 }
 
 /**
  * A run's life: one explicit state machine, each step an atomic write in the store.
  *
  *   awaiting_approval ──approve──▶ starting ──session created──▶ started
- *          │                          │
- *          └──skip──▶ skipped         └──Devin refused (4xx) or gave up──▶ failed
+ *          │                          ▲   │
+ *          └──skip──▶ skipped ─start──┘   └──Devin refused (4xx) or gave up──▶ failed
+ *                               anyway          (Retry: failed ──▶ starting)
  *
- * Auto-started runs are born in `starting`.
+ * Auto-started runs and runs a person asked for (/postmortem, Run again) are born in `starting`.
  */
 export type RunState = 'awaiting_approval' | 'skipped' | 'starting' | 'started' | 'failed';
 
-export type RunTrigger = 'auto' | 'approval';
+/** How the run came about: by priority, by someone approving it, or by someone asking for it. */
+export type RunTrigger = 'auto' | 'approval' | 'manual';
 
 export interface PostmortemRun {
   id: string;

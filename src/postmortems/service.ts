@@ -1,55 +1,59 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { routeFor } from '../config/routing.js';
-import { DevinApiError, type DevinClient, type DevinSession } from '../devin/client.js';
-import { buildSessionRequest, type SessionSettings } from '../devin/prompt.js';
-import { errorMessage, RetryableError } from '../errors.js';
+import { AppError } from '../errors.js';
+import type { PagerDutyClient } from '../pagerduty/rest-client.js';
 import { INCIDENT_STATE_EVENTS, type WebhookEvent } from '../pagerduty/webhook.js';
-import type { SlackChat } from '../slack/chat.js';
-import { classifySlackError, SlackChannelUnusableError } from '../slack/errors.js';
-import { renderRunMessage } from '../slack/messages.js';
-import type { Job, NewJob, Store } from '../store/store.js';
+import type { ApproverCheck } from '../slack/approvers.js';
+import type { NewJob, NewRun, Store } from '../store/store.js';
 import { decidePostmortem, type PostmortemPolicy } from './decision.js';
 import { applyIncidentEvent } from './incident.js';
-import type { PostmortemRun, RunState } from './model.js';
+import type { Incident, PostmortemRun, RunState } from './model.js';
+import { startSessionJob, syncMessageJob } from './run-jobs.js';
 
 export interface PostmortemServiceDeps {
   store: Store;
-  devin: DevinClient;
-  slack: SlackChat;
   policy: PostmortemPolicy;
-  session: SessionSettings;
+  approvers: ApproverCheck;
+  /** Absent when PAGERDUTY_API_TOKEN is not set. */
+  pagerduty: PagerDutyClient | undefined;
   logger: Logger;
   now: () => number;
-  /** How long Devin may stay unreachable before a run is marked failed (default 24 h). */
-  devinGiveUpAfterMs?: number;
 }
 
-export type DecisionResult = { ok: true; run: PostmortemRun } | { ok: false; run: PostmortemRun | undefined };
+/**
+ * What a person's request came to. One place (slack/replies.ts) turns these into words.
+ * - done: the run changed (or was opened) as asked
+ * - exists: the incident already has a run; nothing new was started
+ * - stale: the run was no longer in a state the request applies to (someone else was faster)
+ * - not_allowed: the person is not an approver; nothing changed
+ * - failed: the request could not be carried out (PagerDuty lookup, approver list), with a reason code
+ */
+export type Outcome =
+  | { kind: 'done'; run: PostmortemRun }
+  | { kind: 'exists'; run: PostmortemRun }
+  | { kind: 'stale'; run: PostmortemRun | undefined }
+  | { kind: 'not_allowed'; approvers: string }
+  | { kind: 'failed'; code: string; message: string };
 
-const startSessionJob = (runId: string): NewJob => ({
-  kind: 'start_session',
-  lane: `run:${runId}`,
-  payload: { runId },
-});
-const syncMessageJob = (runId: string): NewJob => ({
-  kind: 'sync_message',
-  lane: `slack:${runId}`,
-  payload: { runId },
-  dedupeKey: `sync:${runId}`,
-});
+export interface AdHocIncident {
+  /** Slack's view ID of the submitted modal: a resubmission of the same modal opens no second run. */
+  viewId: string;
+  title: string;
+  service: string;
+  startedAt: string;
+  endedAt: string;
+  severity: string | null;
+  summary: string | null;
+  channel: string;
+}
 
 /**
- * The postmortem lifecycle: what a resolved incident gets, what a click does, how a Devin session is
- * started exactly once, and how the run's Slack message follows its state. Transport (HTTP, Slack
- * listeners, the job runner) only calls in here.
+ * The postmortem lifecycle as people and PagerDuty drive it: what a resolved incident gets, what each
+ * button and command does. Every change is one atomic store transition that also queues its side effects
+ * (see run-jobs.ts), so double clicks, retries and restarts cannot fork a run's story.
  */
 export class PostmortemService {
-  private readonly giveUpAfterMs: number;
-
-  constructor(private readonly deps: PostmortemServiceDeps) {
-    this.giveUpAfterMs = deps.devinGiveUpAfterMs ?? 24 * 60 * 60 * 1000;
-  }
+  constructor(private readonly deps: PostmortemServiceDeps) {}
 
   /** Job: fold a stored webhook event into its incident and, on incident.resolved, decide the postmortem. */
   async processEvent(eventId: string): Promise<void> {
@@ -72,146 +76,196 @@ export class PostmortemService {
     if (event.event_type !== 'incident.resolved' || incident.status !== 'resolved') return;
 
     const decision = decidePostmortem(incident, this.deps.policy);
-    const runId = randomUUID();
-    const opened = await store.openRun(
-      {
-        id: runId,
-        incidentId: incident.id,
-        attempt: 1,
-        state: decision.action === 'auto_start' ? 'starting' : 'awaiting_approval',
-        trigger: decision.action === 'auto_start' ? 'auto' : 'approval',
-        channel: decision.channel,
-        slackTs: null,
-        decidedBy: null,
-        decidedAt: null,
-        devinTag: `pm-run-${runId}`,
-        devinSessionId: null,
-        devinUrl: null,
-        createAttemptedAt: null,
-        error: null,
-        incident,
-      },
-      decision.action === 'auto_start' ? [startSessionJob(runId)] : [syncMessageJob(runId)],
-    );
+    const auto = decision.action === 'auto_start';
+    const run = newRun(incident, 1, {
+      state: auto ? 'starting' : 'awaiting_approval',
+      trigger: auto ? 'auto' : 'approval',
+      channel: decision.channel,
+      decidedBy: null,
+      decidedAt: null,
+    });
+    const opened = await store.openRun(run, auto ? [startSessionJob(run.id)] : [syncMessageJob(run.id)]);
     if (opened)
-      log.info({ runId, action: decision.action, channel: decision.channel }, 'postmortem run opened');
+      log.info(
+        { runId: run.id, action: decision.action, channel: decision.channel },
+        'postmortem run opened',
+      );
     else log.info('incident already has a postmortem run; nothing to do');
   }
 
-  /** A person approved: one atomic transition, so concurrent clicks start one session. */
-  approve(runId: string, userId: string): Promise<DecisionResult> {
-    return this.decide(runId, userId, 'starting', [syncMessageJob(runId), startSessionJob(runId)]);
+  /** Approve: one atomic transition, so concurrent clicks start one session. */
+  approve(runId: string, userId: string): Promise<Outcome> {
+    return this.transition(runId, userId, ['awaiting_approval'], 'starting', true);
   }
 
-  skip(runId: string, userId: string): Promise<DecisionResult> {
-    return this.decide(runId, userId, 'skipped', [syncMessageJob(runId)]);
+  skip(runId: string, userId: string): Promise<Outcome> {
+    return this.transition(runId, userId, ['awaiting_approval'], 'skipped', false);
   }
 
-  private async decide(runId: string, userId: string, to: RunState, jobs: NewJob[]): Promise<DecisionResult> {
+  /** Start anyway, on a skipped run's message. */
+  startAnyway(runId: string, userId: string): Promise<Outcome> {
+    return this.transition(runId, userId, ['skipped'], 'starting', true);
+  }
+
+  /** Retry, on a failed run's message: the same run and tag, so an earlier create is found, not repeated. */
+  retry(runId: string, userId: string): Promise<Outcome> {
+    return this.transition(runId, userId, ['failed'], 'starting', true);
+  }
+
+  /** `/postmortem <incident>`: the person asking is the approval. An incident with a run is not re-run silently. */
+  async requestForIncident(ref: string, userId: string, channel: string): Promise<Outcome> {
+    const denied = await this.checkApprover(userId);
+    if (denied) return denied;
+    const { pagerduty, store } = this.deps;
+    if (!pagerduty) {
+      return {
+        kind: 'failed',
+        code: 'pagerduty_token_missing',
+        message: 'PAGERDUTY_API_TOKEN is not set',
+      };
+    }
+    let incident: Incident;
+    try {
+      incident = await pagerduty.getIncident(ref);
+    } catch (err) {
+      if (err instanceof AppError) return { kind: 'failed', code: err.code, message: err.message };
+      throw err;
+    }
+    const latest = (await store.runsForIncident(incident.id)).at(-1);
+    if (latest) return { kind: 'exists', run: latest };
+    return this.openManualRun(incident, 1, userId, channel);
+  }
+
+  /** Run again, offered when an incident already has a run: exactly one new run per click, however many clicks. */
+  async runAgain(
+    incidentId: string,
+    afterAttempt: number,
+    userId: string,
+    channel: string,
+  ): Promise<Outcome> {
+    const denied = await this.checkApprover(userId);
+    if (denied) return denied;
+    const runs = await this.deps.store.runsForIncident(incidentId);
+    const latest = runs.at(-1);
+    if (!latest) return { kind: 'stale', run: undefined };
+    if (latest.attempt > afterAttempt) return { kind: 'exists', run: latest };
+    const incident = (await this.deps.store.getIncident(incidentId)) ?? latest.incident;
+    return this.openManualRun(incident, afterAttempt + 1, userId, channel);
+  }
+
+  /** The /postmortem modal: an incident PagerDuty does not know, described by a person. */
+  async startAdHoc(input: AdHocIncident, userId: string): Promise<Outcome> {
+    const denied = await this.checkApprover(userId);
+    if (denied) return denied;
+    const incident: Incident = {
+      id: `adhoc-${input.viewId}`,
+      number: null,
+      title: input.title,
+      status: 'resolved',
+      serviceId: 'adhoc',
+      serviceName: input.service,
+      priority: input.severity,
+      urgency: null,
+      htmlUrl: null,
+      createdAt: input.startedAt,
+      resolvedAt: input.endedAt,
+      resolvedBy: null,
+      lastEventAt: input.endedAt,
+      source: 'slack',
+      summary: input.summary,
+    };
+    return this.openManualRun(incident, 1, userId, input.channel);
+  }
+
+  async recentRuns(limit = 10): Promise<PostmortemRun[]> {
+    return this.deps.store.recentRuns(limit);
+  }
+
+  /** An incident's runs by ID or number, oldest first. */
+  async runsFor(ref: string): Promise<PostmortemRun[]> {
+    return /^\d+$/.test(ref)
+      ? this.deps.store.runsForIncidentNumber(Number(ref))
+      : this.deps.store.runsForIncident(ref);
+  }
+
+  private async openManualRun(
+    incident: Incident,
+    attempt: number,
+    userId: string,
+    channel: string,
+  ): Promise<Outcome> {
+    const run = newRun(incident, attempt, {
+      state: 'starting',
+      trigger: 'manual',
+      channel,
+      decidedBy: userId,
+      decidedAt: this.deps.now(),
+    });
+    const opened = await this.deps.store.openRun(run, [syncMessageJob(run.id), startSessionJob(run.id)]);
+    if (opened) {
+      this.deps.logger.info(
+        { runId: run.id, incidentId: incident.id, attempt, userId },
+        'postmortem requested',
+      );
+      return { kind: 'done', run: opened };
+    }
+    const latest = (await this.deps.store.runsForIncident(incident.id)).at(-1);
+    return latest ? { kind: 'exists', run: latest } : { kind: 'stale', run: undefined };
+  }
+
+  private async transition(
+    runId: string,
+    userId: string,
+    from: RunState[],
+    to: RunState,
+    startsSession: boolean,
+  ): Promise<Outcome> {
+    const denied = await this.checkApprover(userId);
+    if (denied) return denied;
     const { store, now } = this.deps;
+    const jobs: NewJob[] = startsSession
+      ? [syncMessageJob(runId), startSessionJob(runId)]
+      : [syncMessageJob(runId)];
     const run = await store.transitionRun(
       runId,
-      ['awaiting_approval'],
+      from,
       to,
-      { decidedBy: userId, decidedAt: now() },
+      { decidedBy: userId, decidedAt: now(), ...(startsSession ? { error: null } : {}) },
       jobs,
     );
-    if (run) this.deps.logger.info({ runId, userId, state: to }, 'postmortem decided');
-    return run ? { ok: true, run } : { ok: false, run: await store.getRun(runId) };
+    if (!run) return { kind: 'stale', run: await store.getRun(runId) };
+    this.deps.logger.info({ runId, userId, from, to }, 'postmortem run changed by a person');
+    return { kind: 'done', run };
   }
 
-  /**
-   * Job: create the run's Devin session exactly once. v3 has no idempotency key, so the intent is recorded
-   * before the first call, and every later attempt looks the run's unique tag up before creating again.
-   */
-  async startSession(runId: string, job: Job): Promise<void> {
-    const { store, devin, logger, now } = this.deps;
-    const run = await store.getRun(runId);
-    if (run?.state !== 'starting') return;
-    const log = logger.child({ runId, incidentId: run.incidentId, devinTag: run.devinTag });
+  private async checkApprover(userId: string): Promise<Outcome | undefined> {
     try {
-      let session: DevinSession | undefined;
-      if (run.createAttemptedAt !== null) {
-        session = await devin.findSessionByTag(run.devinTag);
-        if (session)
-          log.info({ sessionId: session.session_id }, 'found the session an earlier attempt created');
-      }
-      if (!session) {
-        await store.updateRun(runId, { createAttemptedAt: now() });
-        session = await devin.createSession(
-          buildSessionRequest(run.incident, run.devinTag, this.sessionSettings(run)),
-        );
-        log.info({ sessionId: session.session_id }, 'Devin session created');
-      }
-      await store.transitionRun(
-        runId,
-        ['starting'],
-        'started',
-        { devinSessionId: session.session_id, devinUrl: session.url },
-        [syncMessageJob(runId)],
-      );
+      if (await this.deps.approvers.isApprover(userId)) return undefined;
+      return { kind: 'not_allowed', approvers: this.deps.approvers.describe() };
     } catch (err) {
-      if (err instanceof DevinApiError && err.retryable && now() - job.createdAt < this.giveUpAfterMs) {
-        log.warn({ err: err.message, attempt: job.attempts }, 'Devin unavailable; will retry');
-        // Let the channel see that the run is waiting, not lost, once the Slack message exists or is due.
-        if (job.attempts === 1) await store.enqueueJob(syncMessageJob(runId));
-        throw new RetryableError(err.code, err.message, err.retryAfterMs, { cause: err });
-      }
-      const reason =
-        err instanceof DevinApiError && err.retryable
-          ? `Devin was unreachable for too long (${err.message})`
-          : err instanceof DevinApiError
-            ? err.message
-            : `unexpected error: ${errorMessage(err)}`;
-      log.error({ err: errorMessage(err) }, 'Devin session could not be started');
-      await store.transitionRun(runId, ['starting'], 'failed', { error: reason }, [syncMessageJob(runId)]);
+      if (err instanceof AppError) return { kind: 'failed', code: err.code, message: err.message };
+      throw err;
     }
   }
+}
 
-  /**
-   * Job: make the run's Slack message show its current state: post it the first time, chat.update after.
-   * Jobs for one run's message run one at a time, so it is posted once.
-   */
-  async syncMessage(runId: string): Promise<void> {
-    const { store, slack, policy, logger } = this.deps;
-    const run = await store.getRun(runId);
-    if (!run) return;
-    const message = renderRunMessage(run);
-    try {
-      if (run.slackTs) {
-        await slack.update(run.channel, run.slackTs, message);
-      } else {
-        const posted = await slack.post(run.channel, message);
-        await store.updateRun(runId, { channel: posted.channel, slackTs: posted.ts });
-      }
-    } catch (err) {
-      const failure = classifySlackError(err, run.channel);
-      if (
-        failure instanceof SlackChannelUnusableError &&
-        !run.slackTs &&
-        run.channel !== policy.defaultChannel
-      ) {
-        // The routed channel is gone or private without the bot: report in the default channel instead.
-        logger.warn(
-          { runId, channel: run.channel, slackError: failure.slackError },
-          'falling back to the default channel',
-        );
-        await store.updateRun(runId, { channel: policy.defaultChannel });
-        throw new RetryableError('slack_channel_fallback', failure.message, 0);
-      }
-      throw failure;
-    }
-  }
-
-  private sessionSettings(run: PostmortemRun): SessionSettings {
-    const route = routeFor(this.deps.policy.routing, {
-      id: run.incident.serviceId,
-      name: run.incident.serviceName,
-    });
-    return {
-      ...this.deps.session,
-      playbookId: route.playbookId ?? this.deps.session.playbookId,
-      repos: route.repos ?? this.deps.session.repos,
-    };
-  }
+function newRun(
+  incident: Incident,
+  attempt: number,
+  decision: Pick<NewRun, 'state' | 'trigger' | 'channel' | 'decidedBy' | 'decidedAt'>,
+): NewRun {
+  const id = randomUUID();
+  return {
+    id,
+    incidentId: incident.id,
+    attempt,
+    ...decision,
+    slackTs: null,
+    devinTag: `pm-run-${id}`,
+    devinSessionId: null,
+    devinUrl: null,
+    createAttemptedAt: null,
+    error: null,
+    incident,
+  };
 }

@@ -2,9 +2,12 @@ import type { types } from '@slack/bolt';
 import type { PostmortemRun } from '../postmortems/model.js';
 import { formatDuration, link, mention, plain, untrusted } from './format.js';
 
-/** Action IDs of the approval buttons: part of the contract with existing Slack messages. */
+/** Action IDs of the buttons: part of the contract with messages already posted in Slack. */
 export const APPROVE_ACTION_ID = 'postmortem_approve';
 export const SKIP_ACTION_ID = 'postmortem_skip';
+export const START_ANYWAY_ACTION_ID = 'postmortem_start_anyway';
+export const RETRY_ACTION_ID = 'postmortem_retry';
+export const RUN_AGAIN_ACTION_ID = 'postmortem_run_again';
 
 type KnownBlock = types.KnownBlock;
 
@@ -21,7 +24,8 @@ export function renderRunMessage(run: PostmortemRun): SlackMessage {
   const incident = run.incident;
   const number = incident.number !== null ? `#${incident.number} ` : '';
   const title = untrusted(incident.title, 500);
-  const headline = `*${link(incident.htmlUrl, `Incident ${number}resolved`)}:* ${title}`;
+  const label = incident.number !== null ? `Incident ${number}resolved` : 'Incident';
+  const headline = `*${link(incident.htmlUrl, label)}:* ${title}`;
   const fields = [
     field('Service', untrusted(incident.serviceName, 300)),
     field('Priority', incident.priority ? untrusted(incident.priority, 100) : 'none'),
@@ -60,9 +64,27 @@ function context(text: string): KnownBlock {
   return { type: 'context', elements: [{ type: 'mrkdwn', text, verbatim: true }] };
 }
 
+function button(actionId: string, text: string, value: string, style?: 'primary' | 'danger') {
+  return {
+    type: 'button' as const,
+    action_id: actionId,
+    text: { type: 'plain_text' as const, text },
+    value,
+    ...(style ? { style } : {}),
+  };
+}
+
+/** Who set the run going, in words: by priority, by approval, or by asking. */
+function origin(run: PostmortemRun): string {
+  const who = run.decidedBy ? mention(run.decidedBy) : 'someone';
+  if (run.trigger === 'auto')
+    return `Started automatically (priority ${untrusted(run.incident.priority ?? 'none', 50)}).`;
+  if (run.trigger === 'manual') return `${who} asked for a postmortem.`;
+  return `Approved by ${who}.`;
+}
+
 function statusBlocks(run: PostmortemRun): KnownBlock[] {
-  const who = run.decidedBy ? mention(run.decidedBy) : undefined;
-  const session = link(run.devinUrl, 'Open the Devin session');
+  const who = run.decidedBy ? mention(run.decidedBy) : 'someone';
   switch (run.state) {
     case 'awaiting_approval':
       return [
@@ -78,45 +100,38 @@ function statusBlocks(run: PostmortemRun): KnownBlock[] {
           type: 'actions',
           block_id: 'postmortem_decision',
           elements: [
-            {
-              type: 'button',
-              action_id: APPROVE_ACTION_ID,
-              text: { type: 'plain_text', text: 'Approve' },
-              style: 'primary',
-              value: run.id,
-            },
-            {
-              type: 'button',
-              action_id: SKIP_ACTION_ID,
-              text: { type: 'plain_text', text: 'Skip' },
-              value: run.id,
-            },
+            button(APPROVE_ACTION_ID, 'Approve', run.id, 'primary'),
+            button(SKIP_ACTION_ID, 'Skip', run.id),
           ],
         },
       ];
     case 'skipped':
-      return [context(`:fast_forward: Postmortem skipped by ${who ?? 'someone'}.`)];
-    case 'starting':
       return [
-        context(
-          run.trigger === 'auto'
-            ? `:hourglass_flowing_sand: Starting a Devin postmortem session automatically (priority ${untrusted(run.incident.priority ?? 'none', 50)})…`
-            : `:hourglass_flowing_sand: Approved by ${who ?? 'someone'}. Starting a Devin postmortem session…`,
-        ),
+        context(`:fast_forward: Postmortem skipped by ${who}.`),
+        {
+          type: 'actions',
+          block_id: 'postmortem_skipped',
+          elements: [button(START_ANYWAY_ACTION_ID, 'Start anyway', run.id)],
+        },
       ];
+    case 'starting':
+      return [context(`:hourglass_flowing_sand: ${origin(run)} Starting a Devin postmortem session…`)];
     case 'started':
       return [
         context(
-          run.trigger === 'auto'
-            ? `:robot_face: Devin postmortem session started automatically (priority ${untrusted(run.incident.priority ?? 'none', 50)}). ${session}`
-            : `:white_check_mark: Approved by ${who ?? 'someone'}. Devin postmortem session started. ${session}`,
+          `:white_check_mark: ${origin(run)} Devin postmortem session started: ${link(run.devinUrl, 'open the session')}`,
         ),
       ];
     case 'failed':
       return [
         context(
-          `:warning: The Devin session could not be started: ${untrusted(run.error ?? 'unknown error', 1500)}${who ? ` (approved by ${who})` : ''}`,
+          `:warning: ${origin(run)} The Devin session could not be started: ${untrusted(run.error ?? 'unknown error', 1500)}`,
         ),
+        {
+          type: 'actions',
+          block_id: 'postmortem_failed',
+          elements: [button(RETRY_ACTION_ID, 'Retry', run.id, 'primary')],
+        },
       ];
   }
 }

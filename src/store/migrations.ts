@@ -58,4 +58,14 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       CREATE INDEX jobs_dedupe ON jobs (dedupe_key, state);
     `,
   },
+  {
+    version: 2,
+    name: 'runs by incident number and recency',
+    sql: `
+      ALTER TABLE runs ADD COLUMN incident_number INTEGER;
+      UPDATE runs SET incident_number = json_extract(incident, '$.number');
+      CREATE INDEX runs_incident_number ON runs (incident_number);
+      CREATE INDEX runs_created ON runs (created_at);
+    `,
+  },
 ];

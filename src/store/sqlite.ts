@@ -198,8 +198,9 @@ export class SqliteStore implements Store {
         const row = this.db
           .prepare(
             `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, slack_ts, decided_by, decided_at,
-               devin_tag, devin_session_id, devin_url, create_attempted_at, error, incident, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               devin_tag, devin_session_id, devin_url, create_attempted_at, error, incident, incident_number,
+               created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (incident_id, attempt) DO NOTHING
              RETURNING *`,
           )
@@ -219,6 +220,7 @@ export class SqliteStore implements Store {
             run.createAttemptedAt,
             run.error,
             JSON.stringify(run.incident),
+            run.incident.number,
             now,
             now,
           ) as RunRow | undefined;
@@ -239,6 +241,20 @@ export class SqliteStore implements Store {
     const rows = this.db
       .prepare('SELECT * FROM runs WHERE incident_id = ? ORDER BY attempt')
       .all(incidentId) as RunRow[];
+    return rows.map(toRun);
+  }
+
+  async runsForIncidentNumber(incidentNumber: number): Promise<PostmortemRun[]> {
+    const rows = this.db
+      .prepare('SELECT * FROM runs WHERE incident_number = ? ORDER BY created_at, attempt')
+      .all(incidentNumber) as RunRow[];
+    return rows.map(toRun);
+  }
+
+  async recentRuns(limit: number): Promise<PostmortemRun[]> {
+    const rows = this.db
+      .prepare('SELECT * FROM runs ORDER BY created_at DESC, attempt DESC LIMIT ?')
+      .all(limit) as RunRow[];
     return rows.map(toRun);
   }
 

@@ -26,7 +26,11 @@ export interface Store {
    */
   openRun(run: NewRun, jobs: NewJob[]): Promise<PostmortemRun | undefined>;
   getRun(id: string): Promise<PostmortemRun | undefined>;
+  /** An incident's runs, oldest attempt first. */
   runsForIncident(incidentId: string): Promise<PostmortemRun[]>;
+  runsForIncidentNumber(incidentNumber: number): Promise<PostmortemRun[]>;
+  /** The newest runs first. */
+  recentRuns(limit: number): Promise<PostmortemRun[]>;
   /**
    * The one way a run changes state: only if it is currently in one of `from`. Queues `jobs` in the same
    * transaction. Returns the updated run, or undefined if the run was not in `from` (someone else won).

@@ -34,7 +34,13 @@ describe('loadConfig', () => {
     expect(config.database).toEqual({ kind: 'sqlite', path: './data/postmortem-bot.db' });
     expect(config.devin.apiUrl).toBe('https://api.devin.ai');
     expect(config.slack.apiUrl).toBeUndefined();
-    expect(config.pagerduty).toEqual({ webhookSecrets: ['pd-secret-123'], sharedSecret: undefined });
+    expect(config.pagerduty).toEqual({
+      webhookSecrets: ['pd-secret-123'],
+      sharedSecret: undefined,
+      apiToken: undefined,
+      apiUrl: 'https://api.pagerduty.com',
+    });
+    expect(config.slack.approvers).toEqual([]);
   });
 
   it('names every missing required variable at once, and what it expects', () => {
@@ -91,7 +97,7 @@ describe('loadConfig', () => {
       WEBHOOK_SECRET: 'a-long-shared-secret',
       PORT: '',
     });
-    expect(config.pagerduty).toEqual({ webhookSecrets: [], sharedSecret: 'a-long-shared-secret' });
+    expect(config.pagerduty).toMatchObject({ webhookSecrets: [], sharedSecret: 'a-long-shared-secret' });
     expect(config.port).toBe(3000);
   });
 

@@ -93,7 +93,7 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
       () => [...h.slack.messages.values()].find((m) => contextText(m).includes(session.url)),
       'the started message',
     );
-    expect(contextText(message)).toContain('started automatically (priority P1)');
+    expect(contextText(message)).toContain('Started automatically (priority P1).');
     expect(JSON.stringify(message.blocks)).not.toContain('postmortem_approve');
     expect(h.devin.createRequests[0]).toMatchObject({
       playbook_id: 'playbook-abc',
@@ -161,7 +161,7 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
     await sleep(300);
     expect(h.devin.createRequests).toHaveLength(1);
     expect(h.slack.responses[0]?.body).toMatchObject({ response_type: 'ephemeral', replace_original: false });
-    expect(String(h.slack.responses[0]?.body.text)).toMatch(/already approved by <@U(ALICE01|BOB0001)>/);
+    expect(String(h.slack.responses[0]?.body.text)).toMatch(/already started by <@U(ALICE01|BOB0001)>/);
   });
 
   it('Devin answering 503 is retried and makes one session', async () => {

@@ -22,6 +22,9 @@ export class FakeSlack {
   readonly messages = new Map<string, { channel: string; ts: string; text: string; blocks: unknown[] }>();
   /** Channels that exist and the bot can post in; others answer channel_not_found. */
   readonly channels = new Set<string>();
+  /** User groups and their members; a string instead of members makes usergroups.users.list fail with it. */
+  readonly userGroups = new Map<string, string[] | string>();
+  readonly views: { id: string; triggerId: string; view: Record<string, unknown> }[] = [];
   private readonly faults: { method: string; fault: SlackFault }[] = [];
   private seq = 0;
   url = '';
@@ -122,6 +125,30 @@ export class FakeSlack {
         existing.blocks = (args.blocks as unknown[]) ?? [];
         return { ok: true, channel: existing.channel, ts };
       }
+      case 'chat.postEphemeral': {
+        const channel = String(args.channel ?? '');
+        if (!this.channels.has(channel)) return { ok: false, error: 'channel_not_found' };
+        return { ok: true, message_ts: `1700000001.${String(++this.seq).padStart(6, '0')}` };
+      }
+      case 'views.open': {
+        const view = (typeof args.view === 'string' ? JSON.parse(args.view) : args.view) as Record<
+          string,
+          unknown
+        >;
+        if (!args.trigger_id) return { ok: false, error: 'invalid_trigger_id' };
+        const problem =
+          Array.isArray(view.blocks) && view.blocks.length > 100 ? 'more than 100 blocks' : undefined;
+        if (problem) return { ok: false, error: 'invalid_arguments' };
+        const id = `V${String(++this.seq).padStart(8, '0')}`;
+        this.views.push({ id, triggerId: String(args.trigger_id), view });
+        return { ok: true, view: { ...view, id } };
+      }
+      case 'usergroups.users.list': {
+        const group = this.userGroups.get(String(args.usergroup ?? ''));
+        if (group === undefined) return { ok: false, error: 'no_such_subteam' };
+        if (typeof group === 'string') return { ok: false, error: group };
+        return { ok: true, users: group };
+      }
       default:
         return { ok: false, error: 'unknown_method' };
     }
@@ -133,7 +160,7 @@ function parseArgs(contentType: string | undefined, body: Buffer): Record<string
   if (contentType?.includes('application/json')) return JSON.parse(text || '{}') as Record<string, unknown>;
   const args: Record<string, unknown> = {};
   for (const [k, v] of new URLSearchParams(text)) {
-    args[k] = k === 'blocks' || k === 'attachments' ? JSON.parse(v) : v;
+    args[k] = k === 'blocks' || k === 'attachments' || k === 'view' ? JSON.parse(v) : v;
   }
   return args;
 }

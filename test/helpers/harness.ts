@@ -10,6 +10,7 @@ import { type Env, loadConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/logging.js';
 import { signPagerDutyBody } from '../../src/pagerduty/signature.js';
 import { FakeDevin } from './fake-devin.js';
+import { FakePagerDuty } from './fake-pagerduty.js';
 import { FakeSlack } from './fake-slack.js';
 
 export const PD_SECRET = 'pd-subscription-secret-one';
@@ -25,6 +26,7 @@ export function fixture<T = any>(path: string): T {
 export function resolvedEvent(overrides: {
   eventId?: string;
   incidentId?: string;
+  number?: number;
   priority?: string | null;
   title?: string;
   serviceId?: string;
@@ -42,6 +44,7 @@ export function resolvedEvent(overrides: {
     e.data.priority =
       overrides.priority === null ? null : { ...e.data.priority, summary: overrides.priority };
   }
+  if (overrides.number !== undefined) e.data.number = overrides.number;
   if (overrides.title !== undefined) e.data.title = overrides.title;
   if (overrides.serviceId) e.data.service.id = overrides.serviceId;
   if (overrides.serviceName) e.data.service.summary = overrides.serviceName;
@@ -65,6 +68,7 @@ export interface Harness {
   bot: PostmortemBot;
   slack: FakeSlack;
   devin: FakeDevin;
+  pagerduty: FakePagerDuty;
   logs: LogCapture;
   dbPath: string;
   env: Env;
@@ -78,8 +82,15 @@ export interface HarnessOptions {
   deps?: Partial<AppDeps>;
 }
 
-export function testEnv(slack: FakeSlack, devin: FakeDevin, dbPath: string, extra: Env = {}): Env {
+export function testEnv(
+  slack: FakeSlack,
+  devin: FakeDevin,
+  dbPath: string,
+  extra: Env = {},
+  pagerduty?: FakePagerDuty,
+): Env {
   return {
+    ...(pagerduty ? { PAGERDUTY_API_TOKEN: pagerduty.token, PAGERDUTY_API_URL: pagerduty.url } : {}),
     SLACK_BOT_TOKEN: slack.token,
     SLACK_SIGNING_SECRET,
     SLACK_API_URL: slack.apiUrl,
@@ -98,8 +109,9 @@ export function testEnv(slack: FakeSlack, devin: FakeDevin, dbPath: string, extr
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const slack = await new FakeSlack().start();
   const devin = await new FakeDevin().start();
+  const pagerduty = await new FakePagerDuty().start();
   const dbPath = join(mkdtempSync(join(tmpdir(), 'pmbot-')), 'bot.db');
-  const env = testEnv(slack, devin, dbPath, options.env);
+  const env = testEnv(slack, devin, dbPath, options.env, pagerduty);
   const logs = new LogCapture();
 
   const boot = async () => {
@@ -125,6 +137,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     },
     slack,
     devin,
+    pagerduty,
     logs,
     dbPath,
     env,
@@ -136,6 +149,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       await current.bot.stop().catch(() => {});
       await slack.close();
       await devin.close();
+      await pagerduty.close();
     },
   };
   return harness;
@@ -163,13 +177,7 @@ export function slackSignature(secret: string, timestamp: number | string, body:
   return `v0=${createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;
 }
 
-/** A signed interactivity request, as Slack sends a button click. */
-export async function postSlackInteraction(
-  url: string,
-  payload: unknown,
-  timestamp = Math.floor(Date.now() / 1000),
-) {
-  const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+async function postSlackForm(url: string, body: string, timestamp = Math.floor(Date.now() / 1000)) {
   return fetch(`${url}/slack/events`, {
     method: 'POST',
     headers: {
@@ -179,6 +187,70 @@ export async function postSlackInteraction(
     },
     body,
   });
+}
+
+/** A signed interactivity request, as Slack sends a button click. */
+export async function postSlackInteraction(
+  url: string,
+  payload: unknown,
+  timestamp = Math.floor(Date.now() / 1000),
+) {
+  return postSlackForm(url, new URLSearchParams({ payload: JSON.stringify(payload) }).toString(), timestamp);
+}
+
+/** A signed slash command, as Slack sends `/postmortem <text>`. */
+export async function postSlashCommand(
+  h: { url: string; slack: FakeSlack },
+  text: string,
+  options: { userId?: string; channelId?: string } = {},
+) {
+  const userId = options.userId ?? 'UALICE01';
+  return postSlackForm(
+    h.url,
+    new URLSearchParams({
+      token: 'legacy-verification-token',
+      team_id: 'T0001',
+      team_domain: 'acme',
+      channel_id: options.channelId ?? 'CDEFAULT01',
+      channel_name: 'incidents',
+      user_id: userId,
+      user_name: userId.toLowerCase(),
+      command: '/postmortem',
+      text,
+      api_app_id: 'A0001',
+      response_url: `${h.slack.url}/response/cmd-${userId}-${Date.now()}`,
+      trigger_id: `${Date.now()}.1234.abcdef`,
+    }).toString(),
+  );
+}
+
+/** A signed view_submission of the modal `view` (as opened), with the given input state. */
+export async function postViewSubmission(
+  url: string,
+  view: { id: string; view: Record<string, unknown> },
+  values: Record<string, Record<string, unknown>>,
+  userId = 'UALICE01',
+) {
+  const payload = {
+    type: 'view_submission',
+    team: { id: 'T0001', domain: 'acme' },
+    user: { id: userId, username: userId.toLowerCase(), name: userId.toLowerCase(), team_id: 'T0001' },
+    api_app_id: 'A0001',
+    token: 'legacy-verification-token',
+    trigger_id: '1.2.3',
+    view: {
+      ...view.view,
+      id: view.id,
+      team_id: 'T0001',
+      type: 'modal',
+      hash: '1.abc',
+      state: { values },
+      app_id: 'A0001',
+      bot_id: 'BBOT0001',
+    },
+    response_urls: [],
+  };
+  return postSlackForm(url, new URLSearchParams({ payload: JSON.stringify(payload) }).toString());
 }
 
 /** The block_actions payload Slack sends when `userId` clicks the button `actionId` on the bot's message. */

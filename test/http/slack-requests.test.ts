@@ -51,7 +51,7 @@ describe('Slack request signing', () => {
   it('accepts a correctly signed, current request', async () => {
     const res = await post(command('help'), Math.floor(Date.now() / 1000));
     expect(res.status).toBe(200);
-    expect(((await res.json()) as { text: string }).text).toContain('postmortem-bot');
+    expect(((await res.json()) as { text: string }).text).toContain('/postmortem status');
   });
 
   it('rejects a wrong signature', async () => {

@@ -68,7 +68,7 @@ describe('renderRunMessage', () => {
     );
     expect(allText(started)).not.toContain('postmortem_approve');
     expect(allText(started)).toContain('Approved by <@UALICE01>');
-    expect(allText(started)).toContain('<https://app.devin.ai/sessions/abc|Open the Devin session>');
+    expect(allText(started)).toContain('<https://app.devin.ai/sessions/abc|open the session>');
 
     const skipped = renderRunMessage(run({ state: 'skipped', decidedBy: 'UBOB0001' }));
     expect(allText(skipped)).toContain('Postmortem skipped by <@UBOB0001>');
@@ -76,7 +76,7 @@ describe('renderRunMessage', () => {
     const auto = renderRunMessage(
       run({ state: 'started', trigger: 'auto', devinUrl: 'https://app.devin.ai/sessions/x' }),
     );
-    expect(allText(auto)).toContain('started automatically (priority P3)');
+    expect(allText(auto)).toContain('Started automatically (priority P3).');
 
     const failed = renderRunMessage(
       run({ state: 'failed', trigger: 'auto', error: 'Devin refused the request (403)' }),

@@ -1,6 +1,7 @@
 import type { App } from '@slack/bolt';
+import type { PostmortemService } from '../../../postmortems/service.js';
 import { postmortemCommand } from './postmortem.js';
 
-export function registerCommands(app: App): void {
-  app.command('/postmortem', postmortemCommand);
+export function registerCommands(app: App, service: PostmortemService): void {
+  app.command('/postmortem', postmortemCommand(service));
 }

@@ -1,14 +1,66 @@
 import type { AllMiddlewareArgs, SlackCommandMiddlewareArgs } from '@slack/bolt';
+import { parseIncidentRef } from '../../../pagerduty/incident-ref.js';
+import type { PostmortemService } from '../../../postmortems/service.js';
+import { untrusted } from '../../format.js';
+import { outcomeReply, statusReply, USAGE } from '../../replies.js';
+import { adHocModal } from '../../views.js';
 
 type CommandArgs = SlackCommandMiddlewareArgs & AllMiddlewareArgs;
 
-export const POSTMORTEM_HELP = [
-  '*postmortem-bot* gets a Devin postmortem written when a PagerDuty incident resolves.',
-  '• P1/P2 incidents (or your configured priorities) start a Devin session by themselves.',
-  '• Other incidents post an approval message here with *Approve* / *Skip* buttons.',
-].join('\n');
+/**
+ * `/postmortem [help | status [incident] | <incident>]`. Every branch acks first: the modal opens right
+ * after (its trigger_id expires in 3 s); PagerDuty lookups and approver checks happen after the ack and
+ * answer through response_url.
+ */
+export function postmortemCommand(service: PostmortemService) {
+  return async ({ ack, command, client, respond, logger }: CommandArgs): Promise<void> => {
+    const text = command.text.trim();
+    const [sub = '', ...rest] = text.split(/\s+/);
 
-/** `/postmortem`: answers privately with what the bot does. */
-export async function postmortemCommand({ ack }: CommandArgs): Promise<void> {
-  await ack({ response_type: 'ephemeral', text: POSTMORTEM_HELP });
+    if (text === '') {
+      await ack();
+      try {
+        await client.views.open({ trigger_id: command.trigger_id, view: adHocModal(command.channel_id) });
+      } catch (err) {
+        logger.error(`views.open failed: ${(err as Error).message}`);
+        await respond({
+          response_type: 'ephemeral',
+          text: 'The form could not be opened; please try again.',
+        });
+      }
+      return;
+    }
+    if (sub.toLowerCase() === 'help') {
+      await ack({ response_type: 'ephemeral', text: USAGE });
+      return;
+    }
+    if (sub.toLowerCase() === 'status') {
+      await ack();
+      const ref = rest.length > 0 ? parseIncidentRef(rest.join(' ')) : undefined;
+      if (rest.length > 0 && !ref) {
+        await respond({
+          response_type: 'ephemeral',
+          text: `\`${untrusted(rest.join(' '), 100)}\` is not an incident ID, number or URL.`,
+        });
+        return;
+      }
+      const runs = ref ? await service.runsFor(ref) : await service.recentRuns(10);
+      await respond({ response_type: 'ephemeral', ...statusReply(runs, ref) });
+      return;
+    }
+    const ref = parseIncidentRef(text);
+    if (!ref) {
+      await ack({
+        response_type: 'ephemeral',
+        text: `I did not understand \`${untrusted(text, 100)}\`.\n${USAGE}`,
+      });
+      return;
+    }
+    await ack({
+      response_type: 'ephemeral',
+      text: `Looking up incident ${untrusted(ref, 30)} in PagerDuty…`,
+    });
+    const outcome = await service.requestForIncident(ref, command.user_id, command.channel_id);
+    await respond({ response_type: 'ephemeral', ...outcomeReply(outcome) });
+  };
 }

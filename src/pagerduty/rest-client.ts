@@ -1,0 +1,130 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { AppError } from '../errors.js';
+import type { Incident } from '../postmortems/model.js';
+
+/** PagerDuty REST API v2 (developer.pagerduty.com/api-reference): the incident lookup /postmortem needs. */
+
+const restIncidentSchema = z.looseObject({
+  incident: z.looseObject({
+    id: z.string(),
+    incident_number: z.number().int().nullish(),
+    title: z.string().nullish(),
+    status: z.string().nullish(),
+    urgency: z.string().nullish(),
+    priority: z.looseObject({ summary: z.string().nullish() }).nullish(),
+    service: z.looseObject({ id: z.string(), summary: z.string().nullish() }).nullish(),
+    created_at: z.string().nullish(),
+    resolved_at: z.string().nullish(),
+    last_status_change_at: z.string().nullish(),
+    last_status_change_by: z.looseObject({ summary: z.string().nullish() }).nullish(),
+    html_url: z.string().nullish(),
+  }),
+});
+
+export type PagerDutyErrorCode =
+  | 'pagerduty_not_found'
+  | 'pagerduty_forbidden'
+  | 'pagerduty_rate_limited'
+  | 'pagerduty_unavailable';
+
+export class PagerDutyApiError extends AppError {
+  constructor(
+    override readonly code: PagerDutyErrorCode,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(code, message);
+  }
+}
+
+export interface PagerDutyClientOptions {
+  apiUrl: string;
+  token: string;
+  timeoutMs?: number;
+  /** 429s are retried this many times, waiting as PagerDuty's rate-limit headers say (capped). */
+  rateLimitRetries?: number;
+  maxRateLimitWaitMs?: number;
+}
+
+export class PagerDutyClient {
+  private readonly base: string;
+
+  constructor(private readonly options: PagerDutyClientOptions) {
+    this.base = options.apiUrl.replace(/\/+$/, '');
+  }
+
+  /** `ref` is an incident ID or number: the REST API accepts either in the path. */
+  async getIncident(ref: string): Promise<Incident> {
+    const body = restIncidentSchema.parse(await this.request(`/incidents/${encodeURIComponent(ref)}`));
+    const i = body.incident;
+    const resolved = i.status === 'resolved';
+    return {
+      id: i.id,
+      number: i.incident_number ?? null,
+      title: i.title ?? '(untitled incident)',
+      status: i.status ?? 'unknown',
+      serviceId: i.service?.id ?? 'unknown',
+      serviceName: i.service?.summary ?? 'unknown service',
+      priority: i.priority?.summary ?? null,
+      urgency: i.urgency ?? null,
+      htmlUrl: i.html_url ?? null,
+      createdAt: i.created_at ?? null,
+      resolvedAt: resolved ? (i.resolved_at ?? i.last_status_change_at ?? null) : null,
+      resolvedBy: resolved ? (i.last_status_change_by?.summary ?? null) : null,
+      lastEventAt: i.last_status_change_at ?? i.created_at ?? new Date(0).toISOString(),
+    };
+  }
+
+  private async request(path: string): Promise<unknown> {
+    const retries = this.options.rateLimitRetries ?? 4;
+    for (let attempt = 0; ; attempt++) {
+      let res: Response;
+      try {
+        res = await fetch(`${this.base}${path}`, {
+          headers: {
+            authorization: `Token token=${this.options.token}`,
+            accept: 'application/vnd.pagerduty+json;version=2',
+          },
+          signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
+        });
+      } catch (err) {
+        throw new PagerDutyApiError(
+          'pagerduty_unavailable',
+          `PagerDuty API unreachable (${(err as Error).message})`,
+        );
+      }
+      if (res.ok) return res.json();
+      await res.body?.cancel();
+      if (res.status === 429 && attempt < retries) {
+        await sleep(this.rateLimitWait(res.headers, attempt));
+        continue;
+      }
+      if (res.status === 404)
+        throw new PagerDutyApiError('pagerduty_not_found', 'not found in PagerDuty', 404);
+      if (res.status === 401 || res.status === 403) {
+        throw new PagerDutyApiError(
+          'pagerduty_forbidden',
+          `PagerDuty refused the API token (${res.status}): it is invalid or lacks access to this incident`,
+          res.status,
+        );
+      }
+      if (res.status === 429) {
+        throw new PagerDutyApiError(
+          'pagerduty_rate_limited',
+          'PagerDuty API rate limit reached; try again in a minute',
+          429,
+        );
+      }
+      throw new PagerDutyApiError('pagerduty_unavailable', `PagerDuty API error ${res.status}`, res.status);
+    }
+  }
+
+  /** `ratelimit-reset` (seconds) or `Retry-After`, else exponential; never longer than the cap. */
+  private rateLimitWait(headers: Headers, attempt: number): number {
+    const cap = this.options.maxRateLimitWaitMs ?? 10_000;
+    const seconds = Number(headers.get('ratelimit-reset') ?? headers.get('retry-after'));
+    const wait = Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 500 * 2 ** attempt;
+    return Math.min(cap, wait);
+  }
+}

@@ -1,0 +1,142 @@
+import type { types } from '@slack/bolt';
+import type { PostmortemRun, RunState } from '../postmortems/model.js';
+import type { Outcome } from '../postmortems/service.js';
+import { link, mention, untrusted } from './format.js';
+import { RUN_AGAIN_ACTION_ID } from './messages.js';
+
+/**
+ * The one place where outcomes and errors become words a person reads: private (ephemeral) replies to
+ * commands and clicks. Channel messages are rendered in messages.ts.
+ */
+
+type KnownBlock = types.KnownBlock;
+
+export interface Reply {
+  text: string;
+  blocks?: KnownBlock[];
+}
+
+export const USAGE = [
+  '*/postmortem* — postmortems written by Devin for resolved incidents',
+  '• `/postmortem <incident ID, number or URL>`: start the postmortem of a PagerDuty incident now',
+  '• `/postmortem`: describe an incident that is not in PagerDuty and start its postmortem',
+  '• `/postmortem status [incident]`: recent postmortem runs, or one incident’s runs in detail',
+  '• `/postmortem help`: this text',
+  'P1/P2 incidents (or your configured priorities) start by themselves when they resolve; others ask here with *Approve* / *Skip*.',
+].join('\n');
+
+const STATE_WORDS: Record<RunState, string> = {
+  awaiting_approval: 'waiting for approval',
+  skipped: 'skipped',
+  starting: 'starting',
+  started: 'Devin session running',
+  failed: 'failed',
+};
+
+export function incidentLabel(run: PostmortemRun): string {
+  const i = run.incident;
+  const name = i.number !== null ? `#${i.number}` : 'Ad-hoc incident';
+  return `${link(i.htmlUrl, name)} ${untrusted(i.title, 200)}`;
+}
+
+function runSummary(run: PostmortemRun): string {
+  const parts = [`${incidentLabel(run)} — ${STATE_WORDS[run.state]}`];
+  if (run.attempt > 1) parts.push(`run ${run.attempt}`);
+  if (run.decidedBy)
+    parts.push(
+      `${run.trigger === 'manual' ? 'asked by' : run.state === 'skipped' ? 'skipped by' : 'approved by'} ${mention(run.decidedBy)}`,
+    );
+  else if (run.trigger === 'auto') parts.push('started automatically');
+  if (run.devinUrl) parts.push(link(run.devinUrl, 'Devin session'));
+  if (run.state === 'failed' && run.error) parts.push(untrusted(run.error, 300));
+  return parts.join(' · ');
+}
+
+/** What a person is told privately about what their request came to. */
+export function outcomeReply(outcome: Outcome): Reply {
+  switch (outcome.kind) {
+    case 'done':
+      return { text: `Done: ${runSummary(outcome.run)}` };
+    case 'exists': {
+      const run = outcome.run;
+      const text = `This incident already has a postmortem run: ${runSummary(run)}. Start another one only if the first missed the mark.`;
+      return {
+        text,
+        blocks: [
+          { type: 'section', text: { type: 'mrkdwn', text, verbatim: true } },
+          {
+            type: 'actions',
+            block_id: 'postmortem_run_again',
+            elements: [
+              {
+                type: 'button',
+                action_id: RUN_AGAIN_ACTION_ID,
+                text: { type: 'plain_text', text: 'Run again' },
+                value: `${run.incidentId}|${run.attempt}`,
+                confirm: {
+                  title: { type: 'plain_text', text: 'Start another session?' },
+                  text: { type: 'plain_text', text: 'This starts a second Devin session for this incident.' },
+                  confirm: { type: 'plain_text', text: 'Run again' },
+                  deny: { type: 'plain_text', text: 'Cancel' },
+                },
+              },
+            ],
+          },
+        ],
+      };
+    }
+    case 'stale':
+      return { text: staleText(outcome.run) };
+    case 'not_allowed':
+      return {
+        text: `Only postmortem approvers can do this (${outcome.approvers}). Nothing was changed; ask one of them.`,
+      };
+    case 'failed':
+      return { text: failureText(outcome.code, outcome.message) };
+  }
+}
+
+function staleText(run: PostmortemRun | undefined): string {
+  if (!run) return 'This postmortem request no longer exists.';
+  const who = run.decidedBy ? mention(run.decidedBy) : 'automatically';
+  switch (run.state) {
+    case 'skipped':
+      return `This postmortem was already skipped by ${who}.`;
+    case 'starting':
+      return `This postmortem was already started by ${who}; its Devin session is starting.`;
+    case 'started':
+      return `This postmortem was already started by ${who}; its Devin session is running.`;
+    case 'failed':
+      return `This postmortem's Devin session could not be started: use Retry on its message.`;
+    case 'awaiting_approval':
+      return 'This postmortem is still waiting for a decision; please try again.';
+  }
+}
+
+/** Errors a person can act on, said as such. */
+export function failureText(code: string, message: string): string {
+  switch (code) {
+    case 'pagerduty_token_missing':
+      return 'Looking incidents up needs a PagerDuty API token: an admin sets `PAGERDUTY_API_TOKEN` (PagerDuty → Integrations → API Access Keys, read-only is enough) and restarts the bot. Until then, `/postmortem` without arguments starts one from a form.';
+    case 'pagerduty_not_found':
+      return 'That incident was not found in PagerDuty. Check the ID, number or URL.';
+    case 'pagerduty_forbidden':
+      return `${untrusted(message, 300)}. An admin should check PAGERDUTY_API_TOKEN.`;
+    case 'pagerduty_rate_limited':
+      return 'PagerDuty is rate-limiting the bot right now; please try again in a minute.';
+    case 'pagerduty_unavailable':
+      return `PagerDuty could not be reached (${untrusted(message, 200)}); please try again shortly.`;
+    default:
+      return `That did not work: ${untrusted(message, 500)}`;
+  }
+}
+
+export function statusReply(runs: PostmortemRun[], ref?: string): Reply {
+  if (ref !== undefined) {
+    if (runs.length === 0) return { text: `No postmortem runs for incident ${untrusted(ref, 100)}.` };
+    const lines = runs.map((r) => `• ${runSummary(r)}`);
+    return { text: `Postmortem runs for ${incidentLabel(runs[0] as PostmortemRun)}:\n${lines.join('\n')}` };
+  }
+  if (runs.length === 0) return { text: 'No postmortem runs yet.' };
+  return { text: `Recent postmortem runs:\n${runs.map((r) => `• ${runSummary(r)}`).join('\n')}` };
+}

@@ -1,0 +1,49 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ENV_VARIABLES } from '../src/config/config.js';
+import {
+  APPROVE_ACTION_ID,
+  RETRY_ACTION_ID,
+  RUN_AGAIN_ACTION_ID,
+  SKIP_ACTION_ID,
+  START_ANYWAY_ACTION_ID,
+} from '../src/slack/messages.js';
+
+const read = (f: string) => readFileSync(join(import.meta.dirname, '..', f), 'utf8');
+
+/** README, .env.example and manifest.yml stay true to the code. */
+describe('documentation matches the code', () => {
+  it('documents every environment variable in .env.example and the README table', () => {
+    const example = read('.env.example');
+    const readme = read('README.md');
+    expect(ENV_VARIABLES.length).toBeGreaterThan(15);
+    for (const name of ENV_VARIABLES) {
+      expect(example, `${name} in .env.example`).toMatch(new RegExp(`^#?${name}=`, 'm'));
+      expect(readme, `${name} in README`).toMatch(new RegExp(`^\\| \`${name}\` +\\|`, 'm'));
+    }
+  });
+
+  it('the manifest points the command and interactivity at /slack/events and grants what the code uses', () => {
+    const manifest = read('manifest.yml');
+    expect(manifest).toContain('- command: /postmortem');
+    expect(manifest.match(/https:\/\/YOUR-HOST\/slack\/events/g)).toHaveLength(2);
+    expect(manifest).toMatch(/interactivity:\n\s+is_enabled: true/);
+    for (const scope of ['chat:write', 'chat:write.public', 'commands', 'usergroups:read']) {
+      expect(manifest).toContain(`- ${scope}\n`);
+    }
+  });
+
+  it('the contract action IDs are the documented ones', () => {
+    expect([APPROVE_ACTION_ID, SKIP_ACTION_ID]).toEqual(['postmortem_approve', 'postmortem_skip']);
+    expect(
+      new Set([
+        APPROVE_ACTION_ID,
+        SKIP_ACTION_ID,
+        START_ANYWAY_ACTION_ID,
+        RETRY_ACTION_ID,
+        RUN_AGAIN_ACTION_ID,
+      ]).size,
+    ).toBe(5);
+  });
+});

@@ -1,0 +1,97 @@
+import { listen, sendJson } from './http-server.js';
+
+export interface RestIncident {
+  id: string;
+  incident_number: number;
+  title: string;
+  status: string;
+  urgency: string;
+  priority: { id: string; summary: string } | null;
+  service: { id: string; summary: string; type: string };
+  created_at: string;
+  resolved_at: string | null;
+  last_status_change_at: string;
+  last_status_change_by: { id: string; summary: string; type: string } | null;
+  html_url: string;
+}
+
+/**
+ * A stand-in for PagerDuty's REST API v2 (developer.pagerduty.com/api-reference): token auth, the v2
+ * Accept header, incidents by ID or number, PagerDuty's error bodies, and 429 with its rate-limit headers.
+ */
+export class FakePagerDuty {
+  readonly incidents: RestIncident[] = [];
+  readonly requests: string[] = [];
+  private readonly rateLimited: number[] = [];
+  url = '';
+  private closeServer: () => Promise<void> = async () => {};
+
+  constructor(readonly token = 'pd-rest-token') {}
+
+  async start(): Promise<this> {
+    const { url, close } = await listen((req, _body, res) => {
+      const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+      this.requests.push(path);
+      if (req.headers.authorization !== `Token token=${this.token}`) {
+        return sendJson(res, 401, { error: { message: 'Unauthorized', code: 2006 } });
+      }
+      if (req.headers.accept !== 'application/vnd.pagerduty+json;version=2') {
+        return sendJson(res, 406, { error: { message: 'Not Acceptable', code: 2000 } });
+      }
+      if (this.rateLimited.length > 0) {
+        this.rateLimited.shift();
+        return sendJson(
+          res,
+          429,
+          { error: { message: 'Rate Limit Exceeded', code: 2020 } },
+          {
+            'ratelimit-limit': '960',
+            'ratelimit-remaining': '0',
+            'ratelimit-reset': '0',
+          },
+        );
+      }
+      const m = /^\/incidents\/([^/]+)$/.exec(path);
+      if (req.method === 'GET' && m) {
+        const ref = decodeURIComponent(m[1] ?? '');
+        const incident = this.incidents.find((i) => i.id === ref || String(i.incident_number) === ref);
+        if (!incident) return sendJson(res, 404, { error: { message: 'Incident Not Found', code: 5001 } });
+        return sendJson(res, 200, { incident });
+      }
+      return sendJson(res, 404, { error: { message: 'Not Found', code: 2100 } });
+    });
+    this.url = url;
+    this.closeServer = close;
+    return this;
+  }
+
+  close(): Promise<void> {
+    return this.closeServer();
+  }
+
+  /** The next `times` requests answer 429. */
+  rateLimitNext(times: number): void {
+    for (let i = 0; i < times; i++) this.rateLimited.push(i);
+  }
+
+  addIncident(overrides: Partial<RestIncident> = {}): RestIncident {
+    const id = overrides.id ?? 'Q2K8TBZ1L3KJ7M';
+    const incident: RestIncident = {
+      id,
+      incident_number: 4711,
+      title: 'Checkout API p99 latency above 2s',
+      status: 'resolved',
+      urgency: 'high',
+      priority: { id: 'PPRI3', summary: 'P3' },
+      service: { id: 'PSVC123', summary: 'Checkout API', type: 'service_reference' },
+      created_at: '2024-03-05T09:17:03Z',
+      resolved_at: '2024-03-05T10:42:11Z',
+      last_status_change_at: '2024-03-05T10:42:11Z',
+      last_status_change_by: { id: 'PXPGF42', summary: 'Ada Lovelace', type: 'user_reference' },
+      html_url: `https://acme.pagerduty.com/incidents/${id}`,
+      ...overrides,
+    };
+    this.incidents.push(incident);
+    return incident;
+  }
+}
