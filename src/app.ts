@@ -8,9 +8,12 @@ import { healthRouter } from './http/health.js';
 import { pagerDutyWebhookRouter } from './http/pagerduty-webhook.js';
 import { rejectSlackClockSkew } from './http/slack-timestamp.js';
 import { JobRunner, type JobRunnerOptions } from './jobs/runner.js';
+import { CronTicker } from './jobs/schedule.js';
 import { PagerDutyClient } from './pagerduty/rest-client.js';
+import type { ThreadReplyKind } from './postmortems/follow.js';
 import { RunJobs } from './postmortems/run-jobs.js';
 import { PostmortemService } from './postmortems/service.js';
+import { SessionFollower } from './postmortems/session-follower.js';
 import { type ApproverCheck, EVERYONE, SlackApprovers } from './slack/approvers.js';
 import { slackChat } from './slack/chat.js';
 import { registerListeners } from './slack/listeners/index.js';
@@ -31,6 +34,8 @@ export interface AppDeps {
   jobs?: Partial<Omit<JobRunnerOptions, 'store' | 'handlers' | 'logger' | 'now'>>;
   devinTimeoutMs?: number;
   devinGiveUpAfterMs?: number;
+  /** False in tests that tick the follower themselves. */
+  followOnSchedule?: boolean;
 }
 
 export interface PostmortemBot {
@@ -40,6 +45,8 @@ export interface PostmortemBot {
   service: PostmortemService;
   approvers: ApproverCheck;
   jobs: JobRunner;
+  /** Follows Devin sessions and tends approvals; ticks on SESSION_POLL_CRON once started. */
+  follower: SessionFollower;
   /** Listens on `port` (0 for any) and starts the job workers. */
   start(port: number): Promise<Server>;
   /** Graceful: stop intake, finish in-flight requests and jobs, close the store. */
@@ -96,6 +103,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
 
   const policy = {
     autoStartPriorities: config.autoStartPriorities,
+    earlyStartPriorities: config.lifecycle.earlyStartPriorities,
     defaultChannel: config.slack.defaultChannel,
     routing: config.routing,
   };
@@ -113,17 +121,33 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     logger,
     now,
   });
+  const devin = new DevinClient({ ...config.devin, timeoutMs: deps.devinTimeoutMs });
   const runJobs = new RunJobs({
     store,
-    devin: new DevinClient({ ...config.devin, timeoutMs: deps.devinTimeoutMs }),
+    devin,
     slack: slackChat(bolt.client),
     policy,
     session: config.devin,
     logger,
     now,
     devinGiveUpAfterMs: deps.devinGiveUpAfterMs,
+    approvalExpireAfterMs: config.lifecycle.approvalExpireAfterMs,
   });
   registerListeners(bolt, { service, now });
+
+  const follower = new SessionFollower({
+    store,
+    devin,
+    logger,
+    now,
+    limits: {
+      giveUpAfterMs: config.lifecycle.sessionGiveUpAfterMs,
+      earlyStartMaxWaitMs: config.lifecycle.earlyStartMaxWaitMs,
+    },
+    approvalRemindAfterMs: config.lifecycle.approvalRemindAfterMs,
+    approvalExpireAfterMs: config.lifecycle.approvalExpireAfterMs,
+  });
+  const followTicker = new CronTicker(config.lifecycle.pollCron, () => follower.tick(), logger);
 
   const jobs = new JobRunner({
     ...deps.jobs,
@@ -134,6 +158,10 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
       process_event: (job) => service.processEvent(String(job.payload.eventId)),
       start_session: (job) => runJobs.startSession(String(job.payload.runId), job),
       sync_message: (job) => runJobs.syncMessage(String(job.payload.runId)),
+      thread_reply: (job) =>
+        runJobs.threadReply(String(job.payload.runId), job.payload.reply as ThreadReplyKind),
+      finalize_session: (job) => runJobs.finalizeSession(String(job.payload.runId)),
+      terminate_session: (job) => runJobs.terminateSession(String(job.payload.runId)),
     },
   });
 
@@ -145,11 +173,13 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     service,
     approvers,
     jobs,
+    follower,
     start(port) {
       return new Promise((resolve, reject) => {
         const s = expressApp.listen(port, (err?: Error) => {
           if (err) return reject(err);
           jobs.start();
+          if (deps.followOnSchedule !== false) followTicker.start();
           resolve(s);
         });
         // Keep-alive sockets from a load balancer must not hold shutdown hostage.
@@ -164,6 +194,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
         server.closeIdleConnections();
         await closing;
       }
+      await followTicker.stop();
       await jobs.stop();
       await store.close();
     },

@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
+import { parseDuration } from './duration.js';
 import { parseRoutingFile, type Routing, RoutingFileError } from './routing.js';
 
 /**
@@ -33,6 +35,29 @@ const httpsOrLocalUrl = (what: string) =>
   z
     .url({ protocol: /^https?$/, error: `expected ${what} (an http(s) URL)` })
     .transform((u) => u.replace(/\/+$/, ''));
+
+const duration = (fallback: string) =>
+  optional(
+    z.string().transform((s, ctx) => {
+      const ms = parseDuration(s);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'expected a duration such as 30m, 24h or 7d' });
+        return z.NEVER;
+      }
+      return ms;
+    }),
+  ).default(parseDuration(fallback) as number);
+
+const priorityList = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((s) =>
+      s
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    );
 
 const envSchema = z.object({
   PORT: optional(z.coerce.number({ error: 'expected a port number' }).int().min(0).max(65535)).default(3000),
@@ -84,15 +109,15 @@ const envSchema = z.object({
     z.coerce.number({ error: 'expected a positive whole number' }).int().positive(),
   ),
 
-  AUTO_START_PRIORITIES: z
-    .string()
-    .default('P1,P2')
-    .transform((s) =>
-      s
-        .split(',')
-        .map((x) => x.trim())
-        .filter(Boolean),
-    ),
+  AUTO_START_PRIORITIES: priorityList('P1,P2'),
+  EARLY_START_PRIORITIES: priorityList(''),
+  EARLY_START_MAX_WAIT: duration('24h'),
+  SESSION_POLL_CRON: optional(
+    z.string().refine((s) => validCron(s), 'expected a cron expression such as "* * * * *" (every minute)'),
+  ).default('* * * * *'),
+  SESSION_GIVE_UP_AFTER: duration('48h'),
+  APPROVAL_REMIND_AFTER: duration('24h'),
+  APPROVAL_EXPIRE_AFTER: duration('7d'),
   DATABASE_URL: optional(
     z.string().refine((s) => s.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(s), {
       error: 'expected sqlite:<path> or postgres://…',
@@ -137,6 +162,15 @@ export interface Config {
     maxAcuLimit: number | undefined;
   };
   autoStartPriorities: string[];
+  /** Following sessions, reminders and expiry: every duration in milliseconds. */
+  lifecycle: {
+    earlyStartPriorities: string[];
+    earlyStartMaxWaitMs: number;
+    pollCron: string;
+    sessionGiveUpAfterMs: number;
+    approvalRemindAfterMs: number;
+    approvalExpireAfterMs: number;
+  };
   database: DatabaseConfig;
   routing: Routing;
 }
@@ -186,6 +220,11 @@ export function loadConfig(
       );
     }
   }
+  if (e && e.APPROVAL_REMIND_AFTER >= e.APPROVAL_EXPIRE_AFTER) {
+    problems.push(
+      'APPROVAL_REMIND_AFTER: must be shorter than APPROVAL_EXPIRE_AFTER, or the reminder never comes',
+    );
+  }
   if (problems.length > 0 || !e) throw new ConfigError(problems);
 
   return {
@@ -215,6 +254,14 @@ export function loadConfig(
       maxAcuLimit: e.DEVIN_MAX_ACU_LIMIT,
     },
     autoStartPriorities: e.AUTO_START_PRIORITIES,
+    lifecycle: {
+      earlyStartPriorities: e.EARLY_START_PRIORITIES,
+      earlyStartMaxWaitMs: e.EARLY_START_MAX_WAIT,
+      pollCron: e.SESSION_POLL_CRON,
+      sessionGiveUpAfterMs: e.SESSION_GIVE_UP_AFTER,
+      approvalRemindAfterMs: e.APPROVAL_REMIND_AFTER,
+      approvalExpireAfterMs: e.APPROVAL_EXPIRE_AFTER,
+    },
     database: { kind: 'sqlite', path: e.DATABASE_URL.slice('sqlite:'.length) },
     routing,
   };

@@ -9,6 +9,10 @@ const sessionSchema = z.looseObject({
   status: z.string().nullish(),
   status_detail: z.string().nullish(),
   tags: z.array(z.string()).nullish(),
+  pull_requests: z
+    .array(z.looseObject({ pr_url: z.string().nullish(), pr_state: z.string().nullish() }))
+    .nullish(),
+  structured_output: z.unknown().optional(),
 });
 
 export type DevinSession = z.infer<typeof sessionSchema>;
@@ -27,6 +31,7 @@ export interface CreateSessionRequest {
   knowledge_ids?: string[];
   repos?: string[];
   max_acu_limit?: number;
+  structured_output_schema?: Record<string, unknown>;
 }
 
 export type DevinErrorCode =
@@ -94,6 +99,21 @@ export class DevinClient {
     return sessionSchema.parse(await this.request('GET', `/sessions/${encodeURIComponent(sessionId)}`));
   }
 
+  /** Sends the session a message (this also wakes a suspended session). */
+  async sendMessage(sessionId: string, message: string): Promise<void> {
+    await this.request('POST', `/sessions/${encodeURIComponent(sessionId)}/messages`, { message });
+  }
+
+  /** Terminates the session. One that no longer exists counts as terminated. */
+  async terminateSession(sessionId: string): Promise<void> {
+    try {
+      await this.request('DELETE', `/sessions/${encodeURIComponent(sessionId)}`);
+    } catch (err) {
+      if (err instanceof DevinApiError && err.status === 404) return;
+      throw err;
+    }
+  }
+
   private async request(method: string, path: string, body?: unknown): Promise<unknown> {
     let res: Response;
     try {
@@ -132,6 +152,7 @@ export class DevinClient {
     }
     const text = await res.text().catch(() => '');
     if (res.ok) {
+      if (text.trim() === '') return {};
       try {
         return JSON.parse(text);
       } catch {

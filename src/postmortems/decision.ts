@@ -3,6 +3,8 @@ import type { Incident } from './model.js';
 
 export interface PostmortemPolicy {
   autoStartPriorities: readonly string[];
+  /** Priorities whose sessions start on acknowledgement, to gather evidence early (empty: off). */
+  earlyStartPriorities: readonly string[];
   defaultChannel: string;
   routing: Routing;
 }
@@ -23,4 +25,9 @@ export function decidePostmortem(incident: Incident, policy: PostmortemPolicy): 
   const channel = route.channel ?? policy.defaultChannel;
   const action = incident.priority !== null && autoStart.includes(incident.priority) ? 'auto_start' : 'ask';
   return { action, channel };
+}
+
+/** Early start: an acknowledged incident whose priority is in EARLY_START_PRIORITIES (exact match). */
+export function decideEarlyStart(incident: Incident, policy: PostmortemPolicy): boolean {
+  return incident.priority !== null && policy.earlyStartPriorities.includes(incident.priority);
 }

@@ -25,17 +25,47 @@ export interface Incident {
 /**
  * A run's life: one explicit state machine, each step an atomic write in the store.
  *
- *   awaiting_approval ──approve──▶ starting ──session created──▶ started
- *          │                          ▲   │
- *          └──skip──▶ skipped ─start──┘   └──Devin refused (4xx) or gave up──▶ failed
- *                               anyway          (Retry: failed ──▶ starting)
+ *   awaiting_approval ──approve──▶ starting ──session created──▶ started ◀──▶ needs_input
+ *     │      │                      ▲  │                            │  (Devin working / waiting for a person)
+ *     │      └─skip─▶ skipped ─────┘  └─Devin refused─▶ failed      ├──▶ finished        (PR and summary)
+ *     │              (Start anyway)       (Retry ──▶ starting)      ├──▶ session_failed  (error, out of credits…)
+ *     └─no decision in time─▶ expired                               ├──▶ stopped         (a person pressed Stop)
+ *                                                                   └──▶ abandoned       (followed too long)
  *
- * Auto-started runs and runs a person asked for (/postmortem, Run again) are born in `starting`.
+ * Runs that start by priority, early start or a person's request are born in `starting`.
  */
-export type RunState = 'awaiting_approval' | 'skipped' | 'starting' | 'started' | 'failed';
+export type RunState =
+  | 'awaiting_approval'
+  | 'skipped'
+  | 'expired'
+  | 'starting'
+  | 'started'
+  | 'needs_input'
+  | 'finished'
+  | 'failed'
+  | 'session_failed'
+  | 'stopped'
+  | 'abandoned';
 
-/** How the run came about: by priority, by someone approving it, or by someone asking for it. */
-export type RunTrigger = 'auto' | 'approval' | 'manual';
+/** States whose Devin session the bot still follows. */
+export const FOLLOWED_STATES: readonly RunState[] = ['started', 'needs_input'];
+/** States in which a person may press Stop. */
+export const STOPPABLE_STATES: readonly RunState[] = ['starting', 'started', 'needs_input'];
+
+/**
+ * How the run came about: by priority, by someone approving it, by someone asking for it, or early, on
+ * acknowledgement, to gather evidence while the incident is still open.
+ */
+export type RunTrigger = 'auto' | 'approval' | 'manual' | 'early';
+
+/** The structured result Devin is asked for (structured_output_schema), as far as it filled it in. */
+export interface PostmortemResult {
+  summary?: string;
+  root_cause?: string;
+  impact?: string;
+  action_items?: { title: string; owner?: string }[];
+  postmortem_pr_url?: string;
+}
 
 export interface PostmortemRun {
   id: string;
@@ -55,8 +85,20 @@ export interface PostmortemRun {
   devinUrl: string | null;
   /** Set before the first create call: after it, a retry must look the tag up first. */
   createAttemptedAt: number | null;
+  /** Why the run failed, stopped or was given up, in words fit for Slack (escaped when shown). */
   error: string | null;
-  /** The incident as it was when the run was opened: what the prompt and messages describe. */
+  /** Devin's last reported status and status_detail, as polled. */
+  devinStatus: string | null;
+  devinStatusDetail: string | null;
+  /** When the Devin session was created: the clock for giving up on it. */
+  sessionStartedAt: number | null;
+  pullRequests: string[];
+  result: PostmortemResult | null;
+  /** Early start: when the incident resolved and Devin was asked to finish the postmortem. */
+  finalizeRequestedAt: number | null;
+  remindedAt: number | null;
+  stoppedBy: string | null;
+  /** The incident as it was when the run was opened (updated on resolve for early starts). */
   incident: Incident;
   createdAt: number;
   updatedAt: number;

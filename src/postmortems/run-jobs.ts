@@ -1,13 +1,14 @@
 import type { Logger } from 'pino';
 import { routeFor } from '../config/routing.js';
 import { DevinApiError, type DevinClient, type DevinSession } from '../devin/client.js';
-import { buildSessionRequest, type SessionSettings } from '../devin/prompt.js';
+import { buildFinalizeMessage, buildSessionRequest, type SessionSettings } from '../devin/prompt.js';
 import { errorMessage, RetryableError } from '../errors.js';
 import type { SlackChat } from '../slack/chat.js';
 import { classifySlackError, SlackChannelUnusableError } from '../slack/errors.js';
-import { renderRunMessage } from '../slack/messages.js';
+import { renderRunMessage, renderThreadReply } from '../slack/messages.js';
 import type { Job, NewJob, Store } from '../store/store.js';
 import type { PostmortemPolicy } from './decision.js';
+import type { ThreadReplyKind } from './follow.js';
 import type { PostmortemRun } from './model.js';
 
 /** Jobs of one run's Devin session run in its own lane, so a Devin outage does not hold up Slack. */
@@ -18,6 +19,24 @@ export const startSessionJob = (runId: string): NewJob => ({
 });
 
 /** Jobs of one run's Slack message run one at a time (so it is posted once); one waiting job is enough. */
+export const terminateSessionJob = (runId: string): NewJob => ({
+  kind: 'terminate_session',
+  lane: `run:${runId}`,
+  payload: { runId },
+});
+
+export const finalizeSessionJob = (runId: string): NewJob => ({
+  kind: 'finalize_session',
+  lane: `run:${runId}`,
+  payload: { runId },
+});
+
+export const threadReplyJob = (runId: string, reply: ThreadReplyKind): NewJob => ({
+  kind: 'thread_reply',
+  lane: `slack:${runId}`,
+  payload: { runId, reply },
+});
+
 export const syncMessageJob = (runId: string): NewJob => ({
   kind: 'sync_message',
   lane: `slack:${runId}`,
@@ -35,6 +54,8 @@ export interface RunJobsDeps {
   now: () => number;
   /** How long Devin may stay unreachable before a run is marked failed (default 24 h). */
   devinGiveUpAfterMs?: number;
+  /** For the reminder's "expires in" line. */
+  approvalExpireAfterMs: number;
 }
 
 /**
@@ -67,17 +88,24 @@ export class RunJobs {
       if (!session) {
         await store.updateRun(runId, { createAttemptedAt: now() });
         session = await devin.createSession(
-          buildSessionRequest(run.incident, run.devinTag, this.sessionSettings(run)),
+          buildSessionRequest(run.incident, run.devinTag, this.sessionSettings(run), {
+            earlyStart: run.trigger === 'early' && run.finalizeRequestedAt === null,
+          }),
         );
         log.info({ sessionId: session.session_id }, 'Devin session created');
       }
-      await store.transitionRun(
+      await store.updateRun(runId, { devinSessionId: session.session_id, devinUrl: session.url });
+      const started = await store.transitionRun(
         runId,
         ['starting'],
         'started',
-        { devinSessionId: session.session_id, devinUrl: session.url },
+        { sessionStartedAt: now(), devinStatus: session.status ?? null },
         [syncMessageJob(runId)],
       );
+      if (!started && (await store.getRun(runId))?.state === 'stopped') {
+        // Stop was pressed while the create was in flight: the new session must not run on.
+        await store.enqueueJob(terminateSessionJob(runId));
+      }
     } catch (err) {
       if (err instanceof DevinApiError && err.retryable && now() - job.createdAt < this.giveUpAfterMs) {
         log.warn({ err: err.message, attempt: job.attempts }, 'Devin unavailable; will retry');
@@ -93,6 +121,61 @@ export class RunJobs {
             : `unexpected error: ${errorMessage(err)}`;
       log.error({ err: errorMessage(err) }, 'Devin session could not be started');
       await store.transitionRun(runId, ['starting'], 'failed', { error: reason }, [syncMessageJob(runId)]);
+    }
+  }
+
+  /** Job: tell an early-start session that the incident resolved, so it writes the postmortem now. */
+  async finalizeSession(runId: string): Promise<void> {
+    const { store, devin, logger } = this.deps;
+    const run = await store.getRun(runId);
+    if (!run?.devinSessionId || !['started', 'needs_input'].includes(run.state)) return;
+    try {
+      await devin.sendMessage(run.devinSessionId, buildFinalizeMessage(run.incident, run.devinTag));
+      logger.info({ runId }, 'asked the early-start session to finish the postmortem');
+    } catch (err) {
+      if (err instanceof DevinApiError && err.retryable) {
+        throw new RetryableError(err.code, err.message, err.retryAfterMs, { cause: err });
+      }
+      await store.transitionRun(
+        runId,
+        [run.state],
+        'session_failed',
+        { error: `Devin did not accept the message to finish the postmortem: ${errorMessage(err)}` },
+        [syncMessageJob(runId), threadReplyJob(runId, 'session_failed')],
+      );
+    }
+  }
+
+  /** Job: terminate a stopped run's session (Devin answering 404 means it is already gone). */
+  async terminateSession(runId: string): Promise<void> {
+    const { store, devin, logger } = this.deps;
+    const run = await store.getRun(runId);
+    if (!run?.devinSessionId) return;
+    try {
+      await devin.terminateSession(run.devinSessionId);
+      logger.info({ runId, sessionId: run.devinSessionId }, 'Devin session terminated');
+    } catch (err) {
+      if (err instanceof DevinApiError && err.retryable) {
+        throw new RetryableError(err.code, err.message, err.retryAfterMs, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** Job: one reply in the run's thread, rendered from the run as stored. */
+  async threadReply(runId: string, kind: ThreadReplyKind): Promise<void> {
+    const { store, slack } = this.deps;
+    const run = await store.getRun(runId);
+    if (!run) return;
+    if (!run.slackTs) throw new RetryableError('slack_message_pending', 'the run message is not posted yet');
+    try {
+      await slack.post(
+        run.channel,
+        renderThreadReply(run, kind, this.deps.approvalExpireAfterMs),
+        run.slackTs,
+      );
+    } catch (err) {
+      throw classifySlackError(err, run.channel);
     }
   }
 

@@ -5,10 +5,10 @@ import type { PagerDutyClient } from '../pagerduty/rest-client.js';
 import { INCIDENT_STATE_EVENTS, type WebhookEvent } from '../pagerduty/webhook.js';
 import type { ApproverCheck } from '../slack/approvers.js';
 import type { NewJob, NewRun, Store } from '../store/store.js';
-import { decidePostmortem, type PostmortemPolicy } from './decision.js';
+import { decideEarlyStart, decidePostmortem, type PostmortemPolicy } from './decision.js';
 import { applyIncidentEvent } from './incident.js';
-import type { Incident, PostmortemRun, RunState } from './model.js';
-import { startSessionJob, syncMessageJob } from './run-jobs.js';
+import { type Incident, type PostmortemRun, type RunState, STOPPABLE_STATES } from './model.js';
+import { finalizeSessionJob, startSessionJob, syncMessageJob, terminateSessionJob } from './run-jobs.js';
 
 export interface PostmortemServiceDeps {
   store: Store;
@@ -73,8 +73,41 @@ export class PostmortemService {
       return;
     }
     if (incident !== previous) await store.saveIncident(incident);
-    if (event.event_type !== 'incident.resolved' || incident.status !== 'resolved') return;
 
+    if (event.event_type === 'incident.resolved' && incident.status === 'resolved') {
+      await this.onResolved(incident, log);
+    } else if (incident.status === 'acknowledged' && decideEarlyStart(incident, this.deps.policy)) {
+      const run = newRun(incident, 1, {
+        state: 'starting',
+        trigger: 'early',
+        channel: decidePostmortem(incident, this.deps.policy).channel,
+        decidedBy: null,
+        decidedAt: null,
+      });
+      if (await store.openRun(run, [startSessionJob(run.id)])) {
+        log.info({ runId: run.id }, 'early start: Devin gathers evidence while the incident is open');
+      }
+    }
+  }
+
+  /** incident.resolved: an early-start session is told to finish; otherwise the decision opens the run. */
+  private async onResolved(incident: Incident, log: Logger): Promise<void> {
+    const { store, now } = this.deps;
+    const first = (await store.runsForIncident(incident.id))[0];
+    if (first?.trigger === 'early' && first.finalizeRequestedAt === null) {
+      const finalizing = await store.transitionRun(
+        first.id,
+        [first.state],
+        first.state,
+        { finalizeRequestedAt: now(), incident },
+        ['starting', 'started', 'needs_input'].includes(first.state)
+          ? [finalizeSessionJob(first.id), syncMessageJob(first.id)]
+          : [syncMessageJob(first.id)],
+        ['finalizeRequestedAt'],
+      );
+      if (finalizing) log.info({ runId: first.id }, 'incident resolved: early-start session asked to finish');
+      return;
+    }
     const decision = decidePostmortem(incident, this.deps.policy);
     const auto = decision.action === 'auto_start';
     const run = newRun(incident, 1, {
@@ -107,9 +140,31 @@ export class PostmortemService {
     return this.transition(runId, userId, ['skipped'], 'starting', true);
   }
 
-  /** Retry, on a failed run's message: the same run and tag, so an earlier create is found, not repeated. */
-  retry(runId: string, userId: string): Promise<Outcome> {
+  /**
+   * Retry, on a failed run's message. A run whose session never started tries again with the same run and
+   * tag (so an earlier create is found, not repeated); a run whose session failed gets a new attempt.
+   */
+  async retry(runId: string, userId: string): Promise<Outcome> {
+    const run = await this.deps.store.getRun(runId);
+    if (run?.state === 'session_failed')
+      return this.runAgain(run.incidentId, run.attempt, userId, run.channel);
     return this.transition(runId, userId, ['failed'], 'starting', true);
+  }
+
+  /** Stop: a person judges the postmortem unnecessary; the session is terminated and who stopped it recorded. */
+  async stop(runId: string, userId: string): Promise<Outcome> {
+    const denied = await this.checkApprover(userId);
+    if (denied) return denied;
+    const run = await this.deps.store.transitionRun(
+      runId,
+      STOPPABLE_STATES,
+      'stopped',
+      { stoppedBy: userId },
+      [terminateSessionJob(runId), syncMessageJob(runId)],
+    );
+    if (!run) return { kind: 'stale', run: await this.deps.store.getRun(runId) };
+    this.deps.logger.info({ runId, userId }, 'postmortem stopped');
+    return { kind: 'done', run };
   }
 
   /** `/postmortem <incident>`: the person asking is the approval. An incident with a run is not re-run silently. */
@@ -255,17 +310,5 @@ function newRun(
   decision: Pick<NewRun, 'state' | 'trigger' | 'channel' | 'decidedBy' | 'decidedAt'>,
 ): NewRun {
   const id = randomUUID();
-  return {
-    id,
-    incidentId: incident.id,
-    attempt,
-    ...decision,
-    slackTs: null,
-    devinTag: `pm-run-${id}`,
-    devinSessionId: null,
-    devinUrl: null,
-    createAttemptedAt: null,
-    error: null,
-    incident,
-  };
+  return { id, incidentId: incident.id, attempt, ...decision, devinTag: `pm-run-${id}`, incident };
 }

@@ -3,15 +3,17 @@ import type { SlackMessage } from './messages.js';
 
 /** The two Web API calls the postmortem lifecycle needs, so the domain does not depend on the whole client. */
 export interface SlackChat {
-  post(channel: string, message: SlackMessage): Promise<{ channel: string; ts: string }>;
+  /** Posts a message, or a reply in a thread when `threadTs` is given. */
+  post(channel: string, message: SlackMessage, threadTs?: string): Promise<{ channel: string; ts: string }>;
   update(channel: string, ts: string, message: SlackMessage): Promise<void>;
 }
 
 export function slackChat(client: webApi.WebClient): SlackChat {
   return {
-    async post(channel, message) {
+    async post(channel, message, threadTs) {
       const res = await client.chat.postMessage({
         channel,
+        ...(threadTs ? { thread_ts: threadTs } : {}),
         text: message.text,
         blocks: message.blocks,
         unfurl_links: false,

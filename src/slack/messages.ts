@@ -1,5 +1,7 @@
 import type { types } from '@slack/bolt';
-import type { PostmortemRun } from '../postmortems/model.js';
+import { formatDurationSetting } from '../config/duration.js';
+import type { ThreadReplyKind } from '../postmortems/follow.js';
+import type { PostmortemResult, PostmortemRun } from '../postmortems/model.js';
 import { formatDuration, link, mention, plain, untrusted } from './format.js';
 
 /** Action IDs of the buttons: part of the contract with messages already posted in Slack. */
@@ -8,6 +10,7 @@ export const SKIP_ACTION_ID = 'postmortem_skip';
 export const START_ANYWAY_ACTION_ID = 'postmortem_start_anyway';
 export const RETRY_ACTION_ID = 'postmortem_retry';
 export const RUN_AGAIN_ACTION_ID = 'postmortem_run_again';
+export const STOP_ACTION_ID = 'postmortem_stop';
 
 type KnownBlock = types.KnownBlock;
 
@@ -24,7 +27,10 @@ export function renderRunMessage(run: PostmortemRun): SlackMessage {
   const incident = run.incident;
   const number = incident.number !== null ? `#${incident.number} ` : '';
   const title = untrusted(incident.title, 500);
-  const label = incident.number !== null ? `Incident ${number}resolved` : 'Incident';
+  const label =
+    incident.number !== null
+      ? `Incident ${number}${incident.resolvedAt ? 'resolved' : 'in progress'}`
+      : 'Incident';
   const headline = `*${link(incident.htmlUrl, label)}:* ${title}`;
   const fields = [
     field('Service', untrusted(incident.serviceName, 300)),
@@ -38,30 +44,33 @@ export function renderRunMessage(run: PostmortemRun): SlackMessage {
     { type: 'section', fields },
     ...statusBlocks(run),
   ];
-  return { text: plain(`${notificationText(run)}: ${number}${incident.title}`, 3000), blocks };
+  return { text: plain(`${NOTIFICATION[run.state]}: ${number}${incident.title}`, 3000), blocks };
 }
+
+const NOTIFICATION: Record<PostmortemRun['state'], string> = {
+  awaiting_approval: 'Postmortem needs approval',
+  skipped: 'Postmortem skipped',
+  expired: 'Postmortem approval expired',
+  starting: 'Postmortem starting',
+  started: 'Postmortem in progress',
+  needs_input: 'Devin needs input on a postmortem',
+  finished: 'Postmortem ready',
+  failed: 'Postmortem could not start',
+  session_failed: 'Postmortem session failed',
+  stopped: 'Postmortem stopped',
+  abandoned: 'Postmortem no longer followed',
+};
 
 function field(name: string, value: string) {
   return { type: 'mrkdwn' as const, text: `*${name}*\n${value}`, verbatim: true };
 }
 
-function notificationText(run: PostmortemRun): string {
-  switch (run.state) {
-    case 'awaiting_approval':
-      return 'Postmortem needs approval';
-    case 'skipped':
-      return 'Postmortem skipped';
-    case 'starting':
-      return 'Postmortem starting';
-    case 'started':
-      return 'Postmortem started';
-    case 'failed':
-      return 'Postmortem could not start';
-  }
-}
-
 function context(text: string): KnownBlock {
   return { type: 'context', elements: [{ type: 'mrkdwn', text, verbatim: true }] };
+}
+
+function section(text: string): KnownBlock {
+  return { type: 'section', text: { type: 'mrkdwn', text, verbatim: true } };
 }
 
 function button(actionId: string, text: string, value: string, style?: 'primary' | 'danger') {
@@ -74,52 +83,71 @@ function button(actionId: string, text: string, value: string, style?: 'primary'
   };
 }
 
-/** Who set the run going, in words: by priority, by approval, or by asking. */
+function actions(blockId: string, ...elements: ReturnType<typeof button>[]): KnownBlock {
+  return { type: 'actions', block_id: blockId, elements };
+}
+
+/** Who set the run going, in words: by priority, by approval, by asking, or early. */
 function origin(run: PostmortemRun): string {
   const who = run.decidedBy ? mention(run.decidedBy) : 'someone';
-  if (run.trigger === 'auto')
-    return `Started automatically (priority ${untrusted(run.incident.priority ?? 'none', 50)}).`;
+  const priority = untrusted(run.incident.priority ?? 'none', 50);
+  if (run.trigger === 'auto') return `Started automatically (priority ${priority}).`;
+  if (run.trigger === 'early') return `Started early, when the ${priority} incident was acknowledged.`;
   if (run.trigger === 'manual') return `${who} asked for a postmortem.`;
   return `Approved by ${who}.`;
 }
 
+const stopButton = (run: PostmortemRun) =>
+  actions('postmortem_running', button(STOP_ACTION_ID, 'Stop', run.id, 'danger'));
+
 function statusBlocks(run: PostmortemRun): KnownBlock[] {
   const who = run.decidedBy ? mention(run.decidedBy) : 'someone';
+  const session = link(run.devinUrl, 'open the session');
+  const gathering = run.trigger === 'early' && run.finalizeRequestedAt === null;
   switch (run.state) {
     case 'awaiting_approval':
       return [
-        {
-          type: 'section',
-          text: {
-            type: 'mrkdwn',
-            text: 'Should Devin investigate this incident and write its postmortem?',
-            verbatim: true,
-          },
-        },
-        {
-          type: 'actions',
-          block_id: 'postmortem_decision',
-          elements: [
-            button(APPROVE_ACTION_ID, 'Approve', run.id, 'primary'),
-            button(SKIP_ACTION_ID, 'Skip', run.id),
-          ],
-        },
+        section('Should Devin investigate this incident and write its postmortem?'),
+        actions(
+          'postmortem_decision',
+          button(APPROVE_ACTION_ID, 'Approve', run.id, 'primary'),
+          button(SKIP_ACTION_ID, 'Skip', run.id),
+        ),
       ];
     case 'skipped':
       return [
         context(`:fast_forward: Postmortem skipped by ${who}.`),
-        {
-          type: 'actions',
-          block_id: 'postmortem_skipped',
-          elements: [button(START_ANYWAY_ACTION_ID, 'Start anyway', run.id)],
-        },
+        actions('postmortem_skipped', button(START_ANYWAY_ACTION_ID, 'Start anyway', run.id)),
+      ];
+    case 'expired':
+      return [
+        context(':hourglass: Nobody approved or skipped this postmortem in time; the request expired.'),
       ];
     case 'starting':
-      return [context(`:hourglass_flowing_sand: ${origin(run)} Starting a Devin postmortem session…`)];
+      return [
+        context(`:hourglass_flowing_sand: ${origin(run)} Starting a Devin postmortem session…`),
+        stopButton(run),
+      ];
     case 'started':
       return [
         context(
-          `:white_check_mark: ${origin(run)} Devin postmortem session started: ${link(run.devinUrl, 'open the session')}`,
+          gathering
+            ? `:mag: ${origin(run)} Devin is gathering evidence while the incident is open: ${session}`
+            : `:white_check_mark: ${origin(run)} Devin is working on the postmortem: ${session}`,
+        ),
+        stopButton(run),
+      ];
+    case 'needs_input':
+      return [
+        context(
+          `:raising_hand: ${origin(run)} Devin is waiting for a person (${devinState(run)}): ${session}`,
+        ),
+        stopButton(run),
+      ];
+    case 'finished':
+      return [
+        context(
+          `:memo: ${origin(run)} Postmortem ready: ${run.pullRequests.length > 0 ? run.pullRequests.map((u, i) => link(u, `pull request${run.pullRequests.length > 1 ? ` ${i + 1}` : ''}`)).join(', ') : 'no pull request reported'} · ${session}`,
         ),
       ];
     case 'failed':
@@ -127,11 +155,95 @@ function statusBlocks(run: PostmortemRun): KnownBlock[] {
         context(
           `:warning: ${origin(run)} The Devin session could not be started: ${untrusted(run.error ?? 'unknown error', 1500)}`,
         ),
-        {
-          type: 'actions',
-          block_id: 'postmortem_failed',
-          elements: [button(RETRY_ACTION_ID, 'Retry', run.id, 'primary')],
-        },
+        actions('postmortem_failed', button(RETRY_ACTION_ID, 'Retry', run.id, 'primary')),
+      ];
+    case 'session_failed':
+      return [
+        context(
+          `:x: ${origin(run)} The Devin session failed: ${untrusted(run.error ?? 'unknown error', 1500)} · ${session}`,
+        ),
+        actions('postmortem_failed', button(RETRY_ACTION_ID, 'Retry', run.id, 'primary')),
+      ];
+    case 'stopped':
+      return [
+        context(
+          `:octagonal_sign: ${origin(run)} Stopped by ${run.stoppedBy ? mention(run.stoppedBy) : 'someone'}. ${session}`,
+        ),
+      ];
+    case 'abandoned':
+      return [
+        context(`:zzz: ${origin(run)} ${untrusted(run.error ?? 'No longer followed.', 1000)}. ${session}`),
       ];
   }
+}
+
+function devinState(run: PostmortemRun): string {
+  return untrusted([run.devinStatus, run.devinStatusDetail].filter(Boolean).join(': ') || 'unknown', 80);
+}
+
+/** A reply in the run's thread, for the transitions people want to hear about. */
+export function renderThreadReply(
+  run: PostmortemRun,
+  kind: ThreadReplyKind,
+  approvalExpireAfterMs: number,
+): SlackMessage {
+  const session = link(run.devinUrl, 'open the session');
+  switch (kind) {
+    case 'needs_input':
+      return reply(
+        `:raising_hand: Devin needs a person to go on with this postmortem (${devinState(run)}): ${session}`,
+        'Devin needs input on the postmortem',
+      );
+    case 'finished':
+      return { text: 'The postmortem is ready', blocks: finishedBlocks(run) };
+    case 'session_failed':
+      return {
+        text: 'The postmortem session failed',
+        blocks: [
+          section(
+            `:x: The Devin session failed: ${untrusted(run.error ?? 'unknown error', 1500)}. ${session}`,
+          ),
+          actions('postmortem_failed', button(RETRY_ACTION_ID, 'Retry', run.id, 'primary')),
+        ],
+      };
+    case 'abandoned':
+      return reply(
+        `:zzz: ${untrusted(run.error ?? 'The bot stopped following this session', 1000)}. ${session}`,
+        'No longer followed',
+      );
+    case 'reminder':
+      return reply(
+        `:bell: Reminder: this postmortem is still waiting for *Approve* or *Skip*. It expires ${formatDurationSetting(approvalExpireAfterMs)} after the incident resolved.`,
+        'Postmortem still waiting for approval',
+      );
+  }
+}
+
+function reply(text: string, notification: string): SlackMessage {
+  return { text: notification, blocks: [section(text)] };
+}
+
+/** The structured result, compact: PR links, summary, root cause, impact, up to ten action items. */
+function finishedBlocks(run: PostmortemRun): KnownBlock[] {
+  const r: PostmortemResult = run.result ?? {};
+  const prs = run.pullRequests.map((u) => link(u, untrusted(u.replace(/^https:\/\//, ''), 200))).join('\n');
+  const blocks: KnownBlock[] = [
+    section(`:memo: *The postmortem is ready.* ${prs ? `\n${prs}` : 'Devin reported no pull request.'}`),
+  ];
+  if (r.summary) blocks.push(section(`*Summary*\n${untrusted(r.summary, 2500)}`));
+  const fields = [
+    ...(r.root_cause ? [field('Root cause', untrusted(r.root_cause, 1900))] : []),
+    ...(r.impact ? [field('Impact', untrusted(r.impact, 1900))] : []),
+  ];
+  if (fields.length > 0) blocks.push({ type: 'section', fields });
+  const items = r.action_items ?? [];
+  if (items.length > 0) {
+    const lines = items
+      .slice(0, 10)
+      .map((a) => `• ${untrusted(a.title, 200)}${a.owner ? ` (${untrusted(a.owner, 60)})` : ''}`);
+    if (items.length > 10) lines.push(`…and ${items.length - 10} more in the pull request`);
+    blocks.push(section(`*Action items*\n${lines.join('\n')}`));
+  }
+  blocks.push(context(link(run.devinUrl, 'Open the Devin session')));
+  return blocks;
 }

@@ -28,9 +28,15 @@ export const USAGE = [
 const STATE_WORDS: Record<RunState, string> = {
   awaiting_approval: 'waiting for approval',
   skipped: 'skipped',
+  expired: 'approval expired',
   starting: 'starting',
   started: 'Devin session running',
-  failed: 'failed',
+  needs_input: 'Devin needs input',
+  finished: 'postmortem ready',
+  failed: 'could not start',
+  session_failed: 'Devin session failed',
+  stopped: 'stopped',
+  abandoned: 'no longer followed',
 };
 
 export function incidentLabel(run: PostmortemRun): string {
@@ -48,7 +54,11 @@ function runSummary(run: PostmortemRun): string {
     );
   else if (run.trigger === 'auto') parts.push('started automatically');
   if (run.devinUrl) parts.push(link(run.devinUrl, 'Devin session'));
-  if (run.state === 'failed' && run.error) parts.push(untrusted(run.error, 300));
+  for (const [i, pr] of run.pullRequests.entries())
+    parts.push(link(pr, run.pullRequests.length > 1 ? `PR ${i + 1}` : 'PR'));
+  if (run.stoppedBy) parts.push(`stopped by ${mention(run.stoppedBy)}`);
+  if (['failed', 'session_failed', 'abandoned'].includes(run.state) && run.error)
+    parts.push(untrusted(run.error, 300));
   return parts.join(' · ');
 }
 
@@ -102,12 +112,21 @@ function staleText(run: PostmortemRun | undefined): string {
   switch (run.state) {
     case 'skipped':
       return `This postmortem was already skipped by ${who}.`;
+    case 'expired':
+      return 'This postmortem request expired; use `/postmortem` with the incident to start one.';
     case 'starting':
-      return `This postmortem was already started by ${who}; its Devin session is starting.`;
     case 'started':
-      return `This postmortem was already started by ${who}; its Devin session is running.`;
+    case 'needs_input':
+      return `This postmortem was already started by ${who}; ${STATE_WORDS[run.state]}.`;
+    case 'finished':
+      return 'This postmortem is already finished.';
     case 'failed':
-      return `This postmortem's Devin session could not be started: use Retry on its message.`;
+    case 'session_failed':
+      return 'This postmortem failed; use Retry on its message.';
+    case 'stopped':
+      return `This postmortem was already stopped by ${run.stoppedBy ? mention(run.stoppedBy) : 'someone'}.`;
+    case 'abandoned':
+      return 'The bot no longer follows this postmortem; use `/postmortem` with the incident to run it again.';
     case 'awaiting_approval':
       return 'This postmortem is still waiting for a decision; please try again.';
   }

@@ -68,4 +68,19 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       CREATE INDEX runs_created ON runs (created_at);
     `,
   },
+  {
+    version: 3,
+    name: 'following sessions',
+    sql: `
+      ALTER TABLE runs ADD COLUMN devin_status TEXT;
+      ALTER TABLE runs ADD COLUMN devin_status_detail TEXT;
+      ALTER TABLE runs ADD COLUMN session_started_at INTEGER;
+      ALTER TABLE runs ADD COLUMN pull_requests TEXT NOT NULL DEFAULT '[]';
+      ALTER TABLE runs ADD COLUMN result TEXT;
+      ALTER TABLE runs ADD COLUMN finalize_requested_at INTEGER;
+      ALTER TABLE runs ADD COLUMN reminded_at INTEGER;
+      ALTER TABLE runs ADD COLUMN stopped_by TEXT;
+      CREATE INDEX runs_state ON runs (state, created_at);
+    `,
+  },
 ];

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
+import type { Incident, PostmortemResult, PostmortemRun, RunState } from '../postmortems/model.js';
 import { MIGRATIONS } from './migrations.js';
 import type { Job, NewJob, NewRun, ReceivedEvent, RunPatch, Store } from './store.js';
 
@@ -20,6 +20,14 @@ interface RunRow {
   devin_url: string | null;
   create_attempted_at: number | null;
   error: string | null;
+  devin_status: string | null;
+  devin_status_detail: string | null;
+  session_started_at: number | null;
+  pull_requests: string;
+  result: string | null;
+  finalize_requested_at: number | null;
+  reminded_at: number | null;
+  stopped_by: string | null;
   incident: string;
   created_at: number;
   updated_at: number;
@@ -34,7 +42,19 @@ const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
   devinUrl: 'devin_url',
   createAttemptedAt: 'create_attempted_at',
   error: 'error',
+  devinStatus: 'devin_status',
+  devinStatusDetail: 'devin_status_detail',
+  sessionStartedAt: 'session_started_at',
+  pullRequests: 'pull_requests',
+  result: 'result',
+  finalizeRequestedAt: 'finalize_requested_at',
+  remindedAt: 'reminded_at',
+  stoppedBy: 'stopped_by',
+  incident: 'incident',
 };
+
+/** Fields kept as JSON text. */
+const JSON_FIELDS = new Set<keyof RunPatch>(['pullRequests', 'result', 'incident']);
 
 export interface SqliteStoreOptions {
   path: string;
@@ -197,10 +217,9 @@ export class SqliteStore implements Store {
       .transaction(() => {
         const row = this.db
           .prepare(
-            `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, slack_ts, decided_by, decided_at,
-               devin_tag, devin_session_id, devin_url, create_attempted_at, error, incident, incident_number,
-               created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+               incident, incident_number, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (incident_id, attempt) DO NOTHING
              RETURNING *`,
           )
@@ -211,14 +230,9 @@ export class SqliteStore implements Store {
             run.state,
             run.trigger,
             run.channel,
-            run.slackTs,
             run.decidedBy,
             run.decidedAt,
             run.devinTag,
-            run.devinSessionId,
-            run.devinUrl,
-            run.createAttemptedAt,
-            run.error,
             JSON.stringify(run.incident),
             run.incident.number,
             now,
@@ -258,20 +272,31 @@ export class SqliteStore implements Store {
     return rows.map(toRun);
   }
 
+  async runsInStates(states: readonly RunState[], limit: number): Promise<PostmortemRun[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM runs WHERE state IN (${states.map(() => '?').join(', ')}) ORDER BY created_at LIMIT ?`,
+      )
+      .all(...states, limit) as RunRow[];
+    return rows.map(toRun);
+  }
+
   async transitionRun(
     id: string,
     from: readonly RunState[],
     to: RunState,
     patch: RunPatch,
     jobs: NewJob[],
+    onlyIfUnset: readonly (keyof RunPatch)[] = [],
   ): Promise<PostmortemRun | undefined> {
     const { sets, values } = patchSql(patch);
+    const unset = onlyIfUnset.map((f) => ` AND ${PATCH_COLUMNS[f]} IS NULL`).join('');
     const updated = this.db
       .transaction(() => {
         const row = this.db
           .prepare(
             `UPDATE runs SET state = ?, updated_at = ?${sets}
-             WHERE id = ? AND state IN (${from.map(() => '?').join(', ')})
+             WHERE id = ? AND state IN (${from.map(() => '?').join(', ')})${unset}
              RETURNING *`,
           )
           .get(to, this.now(), ...values, id, ...from) as RunRow | undefined;
@@ -387,7 +412,7 @@ function patchSql(patch: RunPatch): { sets: string; values: unknown[] } {
   const entries = Object.entries(patch).filter(([, v]) => v !== undefined) as [keyof RunPatch, unknown][];
   return {
     sets: entries.map(([k]) => `, ${PATCH_COLUMNS[k]} = ?`).join(''),
-    values: entries.map(([, v]) => v),
+    values: entries.map(([k, v]) => (JSON_FIELDS.has(k) && v !== null ? JSON.stringify(v) : v)),
   };
 }
 
@@ -407,6 +432,14 @@ function toRun(row: RunRow): PostmortemRun {
     devinUrl: row.devin_url,
     createAttemptedAt: row.create_attempted_at,
     error: row.error,
+    devinStatus: row.devin_status,
+    devinStatusDetail: row.devin_status_detail,
+    sessionStartedAt: row.session_started_at,
+    pullRequests: JSON.parse(row.pull_requests) as string[],
+    result: row.result ? (JSON.parse(row.result) as PostmortemResult) : null,
+    finalizeRequestedAt: row.finalize_requested_at,
+    remindedAt: row.reminded_at,
+    stoppedBy: row.stopped_by,
     incident: JSON.parse(row.incident) as Incident,
     createdAt: row.created_at,
     updatedAt: row.updated_at,

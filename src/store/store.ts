@@ -31,9 +31,12 @@ export interface Store {
   runsForIncidentNumber(incidentNumber: number): Promise<PostmortemRun[]>;
   /** The newest runs first. */
   recentRuns(limit: number): Promise<PostmortemRun[]>;
+  /** Runs in any of these states, oldest first. */
+  runsInStates(states: readonly RunState[], limit: number): Promise<PostmortemRun[]>;
   /**
    * The one way a run changes state: only if it is currently in one of `from`. Queues `jobs` in the same
    * transaction. Returns the updated run, or undefined if the run was not in `from` (someone else won).
+   * `onlyIfUnset` adds conditions that those fields are still null (e.g. a reminder not yet sent).
    */
   transitionRun(
     id: string,
@@ -41,6 +44,7 @@ export interface Store {
     to: RunState,
     patch: RunPatch,
     jobs: NewJob[],
+    onlyIfUnset?: readonly (keyof RunPatch)[],
   ): Promise<PostmortemRun | undefined>;
   /** Bookkeeping that is not a state change (Slack message ts, create intent). */
   updateRun(id: string, patch: RunPatch): Promise<void>;
@@ -71,7 +75,19 @@ export interface ReceivedEvent {
   payload: string;
 }
 
-export type NewRun = Omit<PostmortemRun, 'createdAt' | 'updatedAt'>;
+export type NewRun = Pick<
+  PostmortemRun,
+  | 'id'
+  | 'incidentId'
+  | 'attempt'
+  | 'state'
+  | 'trigger'
+  | 'channel'
+  | 'decidedBy'
+  | 'decidedAt'
+  | 'devinTag'
+  | 'incident'
+>;
 
 export type RunPatch = Partial<
   Pick<
@@ -84,10 +100,25 @@ export type RunPatch = Partial<
     | 'devinUrl'
     | 'createAttemptedAt'
     | 'error'
+    | 'devinStatus'
+    | 'devinStatusDetail'
+    | 'sessionStartedAt'
+    | 'pullRequests'
+    | 'result'
+    | 'finalizeRequestedAt'
+    | 'remindedAt'
+    | 'stoppedBy'
+    | 'incident'
   >
 >;
 
-export type JobKind = 'process_event' | 'start_session' | 'sync_message';
+export type JobKind =
+  | 'process_event'
+  | 'start_session'
+  | 'sync_message'
+  | 'thread_reply'
+  | 'finalize_session'
+  | 'terminate_session';
 
 export interface NewJob {
   kind: JobKind;

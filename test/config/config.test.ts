@@ -166,3 +166,36 @@ describe('loadConfig', () => {
     });
   });
 });
+
+describe('lifecycle settings', () => {
+  it('defaults and parses durations, cron and early-start priorities', () => {
+    expect(loadConfig(valid).lifecycle).toEqual({
+      earlyStartPriorities: [],
+      earlyStartMaxWaitMs: 24 * 3_600_000,
+      pollCron: '* * * * *',
+      sessionGiveUpAfterMs: 48 * 3_600_000,
+      approvalRemindAfterMs: 24 * 3_600_000,
+      approvalExpireAfterMs: 7 * 86_400_000,
+    });
+    const config = loadConfig({
+      ...valid,
+      EARLY_START_PRIORITIES: 'P1',
+      APPROVAL_REMIND_AFTER: '90m',
+      SESSION_POLL_CRON: '*/2 * * * *',
+    });
+    expect(config.lifecycle.earlyStartPriorities).toEqual(['P1']);
+    expect(config.lifecycle.approvalRemindAfterMs).toBe(90 * 60_000);
+    expect(config.lifecycle.pollCron).toBe('*/2 * * * *');
+  });
+
+  it('rejects bad durations, a bad cron and a reminder after the expiry', () => {
+    const list = problems({ ...valid, APPROVAL_EXPIRE_AFTER: 'a week', SESSION_POLL_CRON: 'every minute' });
+    expect(list).toEqual([
+      'SESSION_POLL_CRON: expected a cron expression such as "* * * * *" (every minute)',
+      'APPROVAL_EXPIRE_AFTER: expected a duration such as 30m, 24h or 7d',
+    ]);
+    expect(problems({ ...valid, APPROVAL_REMIND_AFTER: '8d' })).toEqual([
+      'APPROVAL_REMIND_AFTER: must be shorter than APPROVAL_EXPIRE_AFTER, or the reminder never comes',
+    ]);
+  });
+});

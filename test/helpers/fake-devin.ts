@@ -35,6 +35,9 @@ export class FakeDevin {
   readonly sessions: FakeSession[] = [];
   readonly createRequests: Record<string, unknown>[] = [];
   readonly listRequests: string[] = [];
+  readonly getRequests: string[] = [];
+  readonly messages: { sessionId: string; message: string }[] = [];
+  readonly terminated: string[] = [];
   private readonly createQueue: CreateBehaviour[] = [];
   /** Delay before every answer, like a slow Devin. */
   latencyMs = 0;
@@ -116,10 +119,31 @@ export class FakeDevin {
           total: matching.length,
         });
       }
-      const one = /^\/sessions\/([^/]+)$/.exec(rest);
-      if (req.method === 'GET' && one) {
-        const session = this.sessions.find((s) => s.session_id === decodeURIComponent(one[1] ?? ''));
-        return session ? sendJson(res, 200, session) : problem(res, 404, 'Not Found', 'Session not found');
+      const one = /^\/sessions\/([^/]+)(\/messages)?$/.exec(rest);
+      const session = one
+        ? this.sessions.find((s) => s.session_id === decodeURIComponent(one[1] ?? ''))
+        : undefined;
+      if (one && !session) return problem(res, 404, 'Not Found', 'Session not found');
+      if (session && req.method === 'GET' && !one?.[2]) {
+        this.getRequests.push(session.session_id);
+        return sendJson(res, 200, session);
+      }
+      if (session && req.method === 'POST' && one?.[2]) {
+        const message = (JSON.parse(body.toString('utf8') || '{}') as { message?: unknown }).message;
+        if (typeof message !== 'string' || message.length === 0) {
+          return sendJson(res, 422, {
+            detail: [{ loc: ['body', 'message'], msg: 'Field required', type: 'missing' }],
+          });
+        }
+        this.messages.push({ sessionId: session.session_id, message });
+        // A message wakes a suspended session and sets Devin working again.
+        Object.assign(session, { status: 'running', status_detail: 'working', updated_at: nowS() });
+        return sendJson(res, 200, { detail: 'Message sent' });
+      }
+      if (session && req.method === 'DELETE' && !one?.[2]) {
+        this.terminated.push(session.session_id);
+        Object.assign(session, { status: 'exit', status_detail: null, updated_at: nowS() });
+        return sendJson(res, 200, session);
       }
       return problem(res, 404, 'Not Found', `No route ${req.method} ${url.pathname}`);
     });
@@ -130,6 +154,13 @@ export class FakeDevin {
 
   close(): Promise<void> {
     return this.closeServer();
+  }
+
+  /** Moves a session on, as Devin would: status, status_detail, pull requests, structured output. */
+  update(sessionId: string, change: Partial<FakeSession>): void {
+    const session = this.sessions.find((s) => s.session_id === sessionId);
+    if (!session) throw new Error(`no session ${sessionId}`);
+    Object.assign(session, change, { updated_at: nowS() });
   }
 
   /** Queue behaviours for the next creates, in order; creates beyond the queue succeed at once. */
@@ -160,6 +191,8 @@ export class FakeDevin {
     return session;
   }
 }
+
+const nowS = () => Math.floor(Date.now() / 1000);
 
 function problem(
   res: import('node:http').ServerResponse,

@@ -70,6 +70,7 @@ export interface Harness {
   devin: FakeDevin;
   pagerduty: FakePagerDuty;
   logs: LogCapture;
+  clock: TestClock;
   dbPath: string;
   env: Env;
   /** Stops the bot (gracefully) and starts a new one on the same database and fakes. */
@@ -80,6 +81,15 @@ export interface Harness {
 export interface HarnessOptions {
   env?: Env;
   deps?: Partial<AppDeps>;
+}
+
+/** The bot's clock in tests: real time plus an offset a test can move forward. */
+export class TestClock {
+  offsetMs = 0;
+  readonly now = () => Date.now() + this.offsetMs;
+  advance(ms: number): void {
+    this.offsetMs += ms;
+  }
 }
 
 export function testEnv(
@@ -113,6 +123,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const dbPath = join(mkdtempSync(join(tmpdir(), 'pmbot-')), 'bot.db');
   const env = testEnv(slack, devin, dbPath, options.env, pagerduty);
   const logs = new LogCapture();
+  const clock = new TestClock();
 
   const boot = async () => {
     const config = loadConfig(env);
@@ -121,6 +132,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       botIdentity: { botId: 'BBOT0001', botUserId: 'UBOT0001' },
       jobs: { pollIntervalMs: 50, backoffBaseMs: 20, backoffMaxMs: 200 },
       devinTimeoutMs: 2000,
+      now: clock.now,
+      followOnSchedule: false,
       ...options.deps,
     });
     const server = await bot.start(0);
@@ -139,6 +152,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     devin,
     pagerduty,
     logs,
+    clock,
     dbPath,
     env,
     async restart() {

@@ -5,7 +5,12 @@ import { anIncident } from '../helpers/builders.js';
 const incident = (priority: string | null, service = { id: 'PS1', name: 'Checkout API' }) =>
   anIncident({ priority, serviceId: service.id, serviceName: service.name });
 
-const policy = { autoStartPriorities: ['P1', 'P2'], defaultChannel: 'CDEFAULT', routing: { services: {} } };
+const policy = {
+  autoStartPriorities: ['P1', 'P2'],
+  earlyStartPriorities: [],
+  defaultChannel: 'CDEFAULT',
+  routing: { services: {} },
+};
 
 describe('decidePostmortem', () => {
   it('auto-starts the configured priorities and asks for the rest, including no priority', () => {

@@ -6,9 +6,16 @@ import {
   RUN_AGAIN_ACTION_ID,
   SKIP_ACTION_ID,
   START_ANYWAY_ACTION_ID,
+  STOP_ACTION_ID,
 } from '../../messages.js';
 import { runAgain } from './run-again.js';
-import { approvePostmortem, retryPostmortem, skipPostmortem, startAnyway } from './run-buttons.js';
+import {
+  approvePostmortem,
+  retryPostmortem,
+  skipPostmortem,
+  startAnyway,
+  stopPostmortem,
+} from './run-buttons.js';
 
 export function registerActions(app: App, service: PostmortemService): void {
   app.action<BlockButtonAction>(APPROVE_ACTION_ID, approvePostmortem(service));
@@ -16,4 +23,5 @@ export function registerActions(app: App, service: PostmortemService): void {
   app.action<BlockButtonAction>(START_ANYWAY_ACTION_ID, startAnyway(service));
   app.action<BlockButtonAction>(RETRY_ACTION_ID, retryPostmortem(service));
   app.action<BlockButtonAction>(RUN_AGAIN_ACTION_ID, runAgain(service));
+  app.action<BlockButtonAction>(STOP_ACTION_ID, stopPostmortem(service));
 }

@@ -6,7 +6,7 @@ type ButtonArgs = SlackActionMiddlewareArgs<BlockButtonAction> & AllMiddlewareAr
 type RunAction = (runId: string, userId: string) => Promise<Outcome>;
 
 /**
- * Buttons on a run's message (Approve, Skip, Start anyway, Retry): ack at once, then one atomic transition
+ * Buttons on a run's message (Approve, Skip, Start anyway, Retry, Stop): ack at once, then one atomic transition
  * in the store; the message itself is updated by the run's message job. Whoever's click changed nothing
  * (too late, or not an approver) is told why, privately.
  */
@@ -24,3 +24,4 @@ export const approvePostmortem = (service: PostmortemService) => runButton((r, u
 export const skipPostmortem = (service: PostmortemService) => runButton((r, u) => service.skip(r, u));
 export const startAnyway = (service: PostmortemService) => runButton((r, u) => service.startAnyway(r, u));
 export const retryPostmortem = (service: PostmortemService) => runButton((r, u) => service.retry(r, u));
+export const stopPostmortem = (service: PostmortemService) => runButton((r, u) => service.stop(r, u));

@@ -1,0 +1,108 @@
+import type { Logger } from 'pino';
+import type { DevinClient } from '../devin/client.js';
+import { errorMessage } from '../errors.js';
+import type { Store } from '../store/store.js';
+import { changesRun, type FollowLimits, observeSession } from './follow.js';
+import { FOLLOWED_STATES, type PostmortemRun } from './model.js';
+import { syncMessageJob, threadReplyJob } from './run-jobs.js';
+
+export interface SessionFollowerDeps {
+  store: Store;
+  devin: DevinClient;
+  logger: Logger;
+  now: () => number;
+  limits: FollowLimits;
+  approvalRemindAfterMs: number;
+  approvalExpireAfterMs: number;
+  /** Sessions fetched at once. */
+  concurrency?: number;
+}
+
+/**
+ * One tick of following: every followed Devin session is fetched and its run moved along (Devin v3 has
+ * no completion webhook), and approvals waiting too long are reminded once and then expired. Every change
+ * is a conditional transition in the store, so a tick that overlaps another replica's, or one repeated
+ * after a restart, posts nothing twice.
+ */
+export class SessionFollower {
+  constructor(private readonly deps: SessionFollowerDeps) {}
+
+  async tick(): Promise<{ followed: number; changed: number }> {
+    const { store } = this.deps;
+    const runs = await store.runsInStates(FOLLOWED_STATES, 1000);
+    let changed = 0;
+    await forEachLimited(runs, this.deps.concurrency ?? 4, async (run) => {
+      if (await this.follow(run)) changed++;
+    });
+    changed += await this.tendApprovals();
+    return { followed: runs.length, changed };
+  }
+
+  private async follow(run: PostmortemRun): Promise<boolean> {
+    const { devin, store, logger, now, limits } = this.deps;
+    if (!run.devinSessionId) return false;
+    let session: Awaited<ReturnType<DevinClient['getSession']>>;
+    try {
+      session = await devin.getSession(run.devinSessionId);
+    } catch (err) {
+      // The next tick tries again; giving up is decided by time, not by one failed poll.
+      logger.warn({ runId: run.id, err: errorMessage(err) }, 'could not poll the Devin session');
+      return false;
+    }
+    const observation = observeSession(run, session, now(), limits);
+    if (!changesRun(run, observation)) return false;
+    if (observation.to === run.state) {
+      await store.updateRun(run.id, observation.patch);
+      return true;
+    }
+    const jobs = [syncMessageJob(run.id)];
+    if (observation.reply) jobs.push(threadReplyJob(run.id, observation.reply));
+    const moved = await store.transitionRun(run.id, [run.state], observation.to, observation.patch, jobs);
+    if (moved) logger.info({ runId: run.id, from: run.state, to: observation.to }, 'Devin session moved on');
+    return moved !== undefined;
+  }
+
+  private async tendApprovals(): Promise<number> {
+    const { store, now, approvalRemindAfterMs, approvalExpireAfterMs, logger } = this.deps;
+    const pending = await store.runsInStates(['awaiting_approval'], 1000);
+    let changed = 0;
+    for (const run of pending) {
+      const waited = now() - run.createdAt;
+      if (waited >= approvalExpireAfterMs) {
+        const expired = await store.transitionRun(run.id, ['awaiting_approval'], 'expired', {}, [
+          syncMessageJob(run.id),
+        ]);
+        if (expired) {
+          changed++;
+          logger.info({ runId: run.id }, 'approval expired');
+        }
+      } else if (waited >= approvalRemindAfterMs && run.remindedAt === null) {
+        const reminded = await store.transitionRun(
+          run.id,
+          ['awaiting_approval'],
+          'awaiting_approval',
+          { remindedAt: now() },
+          [threadReplyJob(run.id, 'reminder')],
+          ['remindedAt'],
+        );
+        if (reminded) changed++;
+      }
+    }
+    return changed;
+  }
+}
+
+async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
