@@ -34,6 +34,7 @@ export interface AppDeps {
   jobs?: Partial<Omit<JobRunnerOptions, 'store' | 'handlers' | 'logger' | 'now'>>;
   devinTimeoutMs?: number;
   devinGiveUpAfterMs?: number;
+  devinReconcileWindowMs?: number;
   /** False in tests that tick the follower themselves. */
   followOnSchedule?: boolean;
 }
@@ -132,6 +133,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     now,
     devinGiveUpAfterMs: deps.devinGiveUpAfterMs,
     approvalExpireAfterMs: config.lifecycle.approvalExpireAfterMs,
+    devinReconcileWindowMs: deps.devinReconcileWindowMs,
   });
   registerListeners(bolt, { service, now });
 

@@ -119,9 +119,14 @@ const envSchema = z.object({
   APPROVAL_REMIND_AFTER: duration('24h'),
   APPROVAL_EXPIRE_AFTER: duration('7d'),
   DATABASE_URL: optional(
-    z.string().refine((s) => s.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(s), {
-      error: 'expected sqlite:<path> or postgres://…',
-    }),
+    z
+      .string()
+      .refine((s) => s.startsWith('sqlite:') || /^postgres(ql)?:\/\//.test(s), {
+        error: 'expected sqlite:<path> or postgres://…',
+      })
+      .refine((s) => !/^sqlite:\s*(:memory:)?\s*$/.test(s), {
+        error: 'expected a file path after sqlite: (an in-memory database would lose everything on restart)',
+      }),
   ).default('sqlite:./data/postmortem-bot.db'),
   ROUTING_FILE: optional(z.string()),
 });

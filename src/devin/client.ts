@@ -42,6 +42,9 @@ export type DevinErrorCode =
   | 'devin_rejected'
   | 'devin_bad_response';
 
+/** Connection errors that mean the request never reached Devin. */
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH']);
+
 export class DevinApiError extends AppError {
   constructor(
     override readonly code: DevinErrorCode,
@@ -56,6 +59,22 @@ export class DevinApiError extends AppError {
   /** Worth trying again later: Devin was down, slow or rate-limiting, not refusing the request itself. */
   get retryable(): boolean {
     return this.code !== 'devin_rejected';
+  }
+
+  /**
+   * The request may have taken effect although we got no answer saying so: a timeout, a dropped
+   * connection, a 5xx from Devin or a gateway, or an answer we could not read. (A refused connection, a
+   * 429 or a 4xx means it did not.)
+   */
+  get outcomeUnknown(): boolean {
+    if (this.code === 'devin_unreachable') return !NOT_SENT.has(this.networkCode ?? '');
+    return (
+      this.code === 'devin_timeout' || this.code === 'devin_unavailable' || this.code === 'devin_bad_response'
+    );
+  }
+
+  get networkCode(): string | undefined {
+    return (this.cause as { cause?: { code?: string } } | undefined)?.cause?.code;
   }
 }
 
@@ -77,7 +96,7 @@ export class DevinClient {
   }
 
   async createSession(body: CreateSessionRequest): Promise<DevinSession> {
-    return sessionSchema.parse(await this.request('POST', '/sessions', body));
+    return parseAnswer(sessionSchema, await this.request('POST', '/sessions', body));
   }
 
   /** The session carrying this exact tag, if Devin has one (tags are re-checked here, not trusted). */
@@ -86,7 +105,7 @@ export class DevinClient {
     for (let page = 0; page < 20; page++) {
       const query = new URLSearchParams({ tags: tag });
       if (cursor) query.set('after', cursor);
-      const list = sessionListSchema.parse(await this.request('GET', `/sessions?${query}`));
+      const list = parseAnswer(sessionListSchema, await this.request('GET', `/sessions?${query}`));
       const found = list.items.find((s) => s.tags?.includes(tag));
       if (found) return found;
       if (!list.has_next_page || !list.end_cursor) return undefined;
@@ -96,7 +115,10 @@ export class DevinClient {
   }
 
   async getSession(sessionId: string): Promise<DevinSession> {
-    return sessionSchema.parse(await this.request('GET', `/sessions/${encodeURIComponent(sessionId)}`));
+    return parseAnswer(
+      sessionSchema,
+      await this.request('GET', `/sessions/${encodeURIComponent(sessionId)}`),
+    );
   }
 
   /** Sends the session a message (this also wakes a suspended session). */
@@ -185,6 +207,17 @@ export class DevinClient {
       res.status,
     );
   }
+}
+
+/** A 2xx answer that is not what the API documents: an unknown outcome, like a dropped connection. */
+function parseAnswer<T>(schema: z.ZodType<T>, body: unknown): T {
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new DevinApiError(
+    'devin_bad_response',
+    `Devin answered with an unexpected body (${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'})`,
+  );
 }
 
 /** RFC 9457 problem+json `detail`, or FastAPI-style 422 `detail: [{loc, msg}]`, as one short line. */

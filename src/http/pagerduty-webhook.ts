@@ -1,7 +1,7 @@
 import express, { type ErrorRequestHandler, type Request, type Response, Router } from 'express';
 import type { Logger } from 'pino';
 import { verifyPagerDutySignature, verifySharedSecret } from '../pagerduty/signature.js';
-import { envelopeSchema, incidentIdOf } from '../pagerduty/webhook.js';
+import { envelopeSchema, incidentIdOf, type WebhookEvent } from '../pagerduty/webhook.js';
 import type { Store } from '../store/store.js';
 
 export const MAX_WEBHOOK_BYTES = 1024 * 1024;
@@ -56,14 +56,18 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
           .json({ error: `not a PagerDuty v3 webhook: ${where}: ${first?.message ?? 'invalid'}` });
         return;
       }
-      const event = parsed.data.event;
+      const receivedAt = deps.now();
+      const event: WebhookEvent = {
+        ...parsed.data.event,
+        occurred_at: parsed.data.event.occurred_at ?? new Date(receivedAt).toISOString(),
+      };
       try {
         const outcome = await deps.store.recordEvent({
           id: event.id,
           type: event.event_type,
           incidentId: incidentIdOf(event) ?? null,
           occurredAt: event.occurred_at,
-          receivedAt: deps.now(),
+          receivedAt,
           payload: JSON.stringify(event),
         });
         log.info({ eventId: event.id, eventType: event.event_type, outcome }, 'webhook received');

@@ -79,18 +79,22 @@ export class JobRunner {
     }
   }
 
+  /** Waits for a wake-up or the poll interval, whichever comes first, leaving nothing behind. */
   private idle(): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, this.o.pollIntervalMs);
-      const waker = () => {
+      const done = () => {
         clearTimeout(timer);
+        this.wakers = this.wakers.filter((w) => w !== done);
         resolve();
       };
-      function done() {
-        resolve();
-      }
-      this.wakers.push(waker);
+      const timer = setTimeout(done, this.o.pollIntervalMs);
+      this.wakers.push(done);
     });
+  }
+
+  /** Idle workers waiting to be woken (for tests: it must not grow while the queue is quiet). */
+  get waiting(): number {
+    return this.wakers.length;
   }
 
   private async execute(job: Job): Promise<void> {
@@ -98,23 +102,23 @@ export class JobRunner {
     const log = logger.child({ jobId: job.id, kind: job.kind, lane: job.lane, attempt: job.attempts });
     try {
       await this.o.handlers[job.kind](job);
-      await store.completeJob(job.id);
+      await store.completeJob(job);
     } catch (err) {
       try {
         if (err instanceof RetryableError) {
           const delay = Math.max(err.retryAfterMs ?? 0, this.backoff(job.attempts));
           log.warn({ code: err.code, err: err.message, retryInMs: delay }, 'job will be retried');
-          await store.retryJob(job.id, this.o.now() + delay, err.message);
+          await store.retryJob(job, this.o.now() + delay, err.message);
         } else if (err instanceof AppError || job.attempts >= this.o.maxUnexpectedAttempts) {
           log.error({ err: errorMessage(err), code: (err as AppError).code }, 'job failed for good');
-          await store.buryJob(job.id, errorMessage(err));
+          await store.buryJob(job, errorMessage(err));
         } else {
           const delay = this.backoff(job.attempts);
           log.error(
             { err: errorMessage(err), stack: (err as Error).stack, retryInMs: delay },
             'job crashed; will retry',
           );
-          await store.retryJob(job.id, this.o.now() + delay, errorMessage(err));
+          await store.retryJob(job, this.o.now() + delay, errorMessage(err));
         }
       } catch (storeErr) {
         // The lease will run out and the job will be retried then.

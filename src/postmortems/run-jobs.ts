@@ -56,6 +56,11 @@ export interface RunJobsDeps {
   devinGiveUpAfterMs?: number;
   /** For the reminder's "expires in" line. */
   approvalExpireAfterMs: number;
+  /**
+   * After a create with an unknown outcome, how long to keep looking its tag up before creating again
+   * (default 5 min: well past the client timeout, for Devin to register a slow create).
+   */
+  devinReconcileWindowMs?: number;
 }
 
 /**
@@ -64,14 +69,18 @@ export interface RunJobsDeps {
  */
 export class RunJobs {
   private readonly giveUpAfterMs: number;
+  private readonly reconcileWindowMs: number;
 
   constructor(private readonly deps: RunJobsDeps) {
     this.giveUpAfterMs = deps.devinGiveUpAfterMs ?? 24 * 60 * 60 * 1000;
+    this.reconcileWindowMs = deps.devinReconcileWindowMs ?? 5 * 60_000;
   }
 
   /**
    * Job: create the run's Devin session exactly once. v3 has no idempotency key, so the intent is recorded
-   * before the first call, and every later attempt looks the run's unique tag up before creating again.
+   * before every create call. When a create's outcome is unknown (timeout, dropped connection, 5xx), the
+   * run's unique tag is looked up, patiently: Devin may register a slow create late, so the bot keeps
+   * looking for the reconcile window before it concludes there is no session and creates again.
    */
   async startSession(runId: string, job: Job): Promise<void> {
     const { store, devin, logger, now } = this.deps;
@@ -84,14 +93,28 @@ export class RunJobs {
         session = await devin.findSessionByTag(run.devinTag);
         if (session)
           log.info({ sessionId: session.session_id }, 'found the session an earlier attempt created');
+        else if (now() - run.createAttemptedAt < this.reconcileWindowMs) {
+          throw new RetryableError(
+            'devin_create_unconfirmed',
+            'an earlier create may still appear; looking again before creating',
+            Math.min(30_000, this.reconcileWindowMs / 4),
+          );
+        }
       }
       if (!session) {
         await store.updateRun(runId, { createAttemptedAt: now() });
-        session = await devin.createSession(
-          buildSessionRequest(run.incident, run.devinTag, this.sessionSettings(run), {
-            earlyStart: run.trigger === 'early' && run.finalizeRequestedAt === null,
-          }),
-        );
+        try {
+          session = await devin.createSession(
+            buildSessionRequest(run.incident, run.devinTag, this.sessionSettings(run), {
+              earlyStart: run.trigger === 'early' && run.finalizeRequestedAt === null,
+            }),
+          );
+        } catch (err) {
+          // Devin said no, or never got the request: nothing to reconcile next time.
+          if (err instanceof DevinApiError && !err.outcomeUnknown)
+            await store.updateRun(runId, { createAttemptedAt: null });
+          throw err;
+        }
         log.info({ sessionId: session.session_id }, 'Devin session created');
       }
       await store.updateRun(runId, { devinSessionId: session.session_id, devinUrl: session.url });
@@ -107,18 +130,25 @@ export class RunJobs {
         await store.enqueueJob(terminateSessionJob(runId));
       }
     } catch (err) {
-      if (err instanceof DevinApiError && err.retryable && now() - job.createdAt < this.giveUpAfterMs) {
-        log.warn({ err: err.message, attempt: job.attempts }, 'Devin unavailable; will retry');
+      const retryable =
+        (err instanceof DevinApiError && err.retryable) ||
+        (err instanceof RetryableError && err.code === 'devin_create_unconfirmed');
+      if (retryable && now() - job.createdAt < this.giveUpAfterMs) {
+        log.warn(
+          { err: errorMessage(err), attempt: job.attempts },
+          'Devin session not created yet; will retry',
+        );
         // Let the channel see that the run is waiting, not lost, once the Slack message exists or is due.
         if (job.attempts === 1) await store.enqueueJob(syncMessageJob(runId));
-        throw new RetryableError(err.code, err.message, err.retryAfterMs, { cause: err });
+        if (err instanceof RetryableError) throw err;
+        const e = err as DevinApiError;
+        throw new RetryableError(e.code, e.message, e.retryAfterMs, { cause: err });
       }
-      const reason =
-        err instanceof DevinApiError && err.retryable
-          ? `Devin was unreachable for too long (${err.message})`
-          : err instanceof DevinApiError
-            ? err.message
-            : `unexpected error: ${errorMessage(err)}`;
+      const reason = retryable
+        ? `Devin was unreachable for too long (${errorMessage(err)})`
+        : err instanceof DevinApiError
+          ? err.message
+          : `unexpected error: ${errorMessage(err)}`;
       log.error({ err: errorMessage(err) }, 'Devin session could not be started');
       await store.transitionRun(runId, ['starting'], 'failed', { error: reason }, [syncMessageJob(runId)]);
     }

@@ -32,9 +32,12 @@ export function plain(text: string, max: number): string {
   return clean.length <= max ? clean : truncateEscaped(clean, max);
 }
 
-/** A link only for a real https URL without characters that could break out of `<url|label>`. */
+/**
+ * A link only for a real https URL without characters that could break out of `<url|label>`, and short
+ * enough that it cannot push a block past Slack's limits.
+ */
 export function link(url: string | null | undefined, label: string): string {
-  if (!url) return label;
+  if (!url || url.length > 1000) return label;
   let parsed: URL;
   try {
     parsed = new URL(url);

@@ -2,7 +2,7 @@ import type { types } from '@slack/bolt';
 import { formatDurationSetting } from '../config/duration.js';
 import type { ThreadReplyKind } from '../postmortems/follow.js';
 import type { PostmortemResult, PostmortemRun } from '../postmortems/model.js';
-import { formatDuration, link, mention, plain, untrusted } from './format.js';
+import { formatDuration, link, mention, untrusted } from './format.js';
 
 /** Action IDs of the buttons: part of the contract with messages already posted in Slack. */
 export const APPROVE_ACTION_ID = 'postmortem_approve';
@@ -44,7 +44,7 @@ export function renderRunMessage(run: PostmortemRun): SlackMessage {
     { type: 'section', fields },
     ...statusBlocks(run),
   ];
-  return { text: plain(`${NOTIFICATION[run.state]}: ${number}${incident.title}`, 3000), blocks };
+  return { text: `${NOTIFICATION[run.state]}: ${number}${untrusted(incident.title, 2000)}`, blocks };
 }
 
 const NOTIFICATION: Record<PostmortemRun['state'], string> = {

@@ -83,4 +83,17 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       CREATE INDEX runs_state ON runs (state, created_at);
     `,
   },
+  {
+    version: 4,
+    name: 'one owning process',
+    sql: `
+      CREATE TABLE store_owner (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        owner TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];

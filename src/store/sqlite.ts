@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { AppError } from '../errors.js';
 import type { Incident, PostmortemResult, PostmortemRun, RunState } from '../postmortems/model.js';
 import { MIGRATIONS } from './migrations.js';
-import type { Job, NewJob, NewRun, ReceivedEvent, RunPatch, Store } from './store.js';
+import type { Job, JobLease, NewJob, NewRun, ReceivedEvent, RunPatch, Store } from './store.js';
 
 interface RunRow {
   id: string;
@@ -75,6 +78,8 @@ export class SqliteStore implements Store {
     reject: (e: unknown) => void;
   }[] = [];
   private flushScheduled = false;
+  private readonly ownerId = randomUUID();
+  private readonly renewal: NodeJS.Timeout;
   private readonly queuedListeners: (() => void)[] = [];
 
   constructor(options: SqliteStoreOptions) {
@@ -85,6 +90,9 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     this.now = options.now ?? Date.now;
     this.migrate();
+    this.takeOwnership(options.path);
+    this.renewal = setInterval(() => this.renewOwnership(), OWNERSHIP_TTL_MS / 3);
+    this.renewal.unref();
     // A SQLite file has one owning process: jobs still marked running belonged to one that died.
     this.db.prepare(`UPDATE jobs SET state = 'queued', locked_until = NULL WHERE state = 'running'`).run();
   }
@@ -109,6 +117,47 @@ export class SqliteStore implements Store {
             .run(m.version, m.name);
         })
         .immediate();
+    }
+  }
+
+  /**
+   * One process owns a SQLite file: its job leases, requeued at start-up, assume so. A second process (a
+   * rolling deploy sharing the volume, a second replica) refuses to start instead of running jobs twice.
+   * A dead owner on this host, or one whose claim was not renewed, is taken over.
+   */
+  private takeOwnership(path: string): void {
+    this.db
+      .transaction(() => {
+        const row = this.db
+          .prepare('SELECT owner, host, pid, expires_at FROM store_owner WHERE id = 1')
+          .get() as { owner: string; host: string; pid: number; expires_at: number } | undefined;
+        const stale =
+          !row ||
+          row.expires_at < this.now() ||
+          (row.host === hostname() && (row.pid === process.pid || !processAlive(row.pid)));
+        if (!stale) {
+          throw new StoreInUseError(
+            `${path} is in use by another postmortem-bot (pid ${row.pid} on ${row.host}). Stop it first, or give each instance its own DATABASE_URL; SQLite serves one instance (use Recreate, not rolling, deploys).`,
+          );
+        }
+        this.db
+          .prepare(
+            `INSERT INTO store_owner (id, owner, host, pid, expires_at) VALUES (1, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, host = excluded.host, pid = excluded.pid,
+               expires_at = excluded.expires_at`,
+          )
+          .run(this.ownerId, hostname(), process.pid, this.now() + OWNERSHIP_TTL_MS);
+      })
+      .immediate();
+  }
+
+  private renewOwnership(): void {
+    try {
+      this.db
+        .prepare('UPDATE store_owner SET expires_at = ? WHERE id = 1 AND owner = ?')
+        .run(this.now() + OWNERSHIP_TTL_MS, this.ownerId);
+    } catch {
+      // Closed or briefly busy: the next renewal tries again, well within the TTL.
     }
   }
 
@@ -342,7 +391,7 @@ export class SqliteStore implements Store {
     const row = this.db
       .prepare(
         `UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = ?
-         WHERE id = (
+         WHERE state = 'queued' AND id = (
            SELECT j.id FROM jobs j
            WHERE j.state = 'queued' AND j.run_at <= ?
              AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.lane = j.lane AND k.id < j.id AND k.state <> 'dead')
@@ -364,24 +413,30 @@ export class SqliteStore implements Store {
     };
   }
 
-  async completeJob(id: number): Promise<void> {
-    this.db.prepare('DELETE FROM jobs WHERE id = ?').run(id);
+  async completeJob(job: JobLease): Promise<void> {
+    this.db
+      .prepare(`DELETE FROM jobs WHERE id = ? AND attempts = ? AND state = 'running'`)
+      .run(job.id, job.attempts);
     // Finishing a job may unblock the next one in its lane.
     this.notifyQueued();
   }
 
-  async retryJob(id: number, runAt: number, error: string): Promise<void> {
+  async retryJob(job: JobLease, runAt: number, error: string): Promise<void> {
     this.db
       .prepare(
-        `UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, last_error = ? WHERE id = ?`,
+        `UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, last_error = ?
+         WHERE id = ? AND attempts = ? AND state = 'running'`,
       )
-      .run(runAt, error, id);
+      .run(runAt, error, job.id, job.attempts);
   }
 
-  async buryJob(id: number, error: string): Promise<void> {
+  async buryJob(job: JobLease, error: string): Promise<void> {
     this.db
-      .prepare(`UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = ? WHERE id = ?`)
-      .run(error, id);
+      .prepare(
+        `UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = ?
+         WHERE id = ? AND attempts = ? AND state = 'running'`,
+      )
+      .run(error, job.id, job.attempts);
     this.notifyQueued();
   }
 
@@ -403,8 +458,28 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    if (!this.db.open) return;
+    clearInterval(this.renewal);
     if (this.pendingEvents.length > 0) this.flushEvents();
+    this.db.prepare('DELETE FROM store_owner WHERE owner = ?').run(this.ownerId);
     this.db.close();
+  }
+}
+
+const OWNERSHIP_TTL_MS = 30_000;
+
+export class StoreInUseError extends AppError {
+  constructor(message: string) {
+    super('store_in_use', message);
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

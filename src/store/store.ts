@@ -52,10 +52,14 @@ export interface Store {
   enqueueJob(job: NewJob): Promise<void>;
   /** Takes the next due job whose lane has no earlier unfinished job, and leases it until `leaseUntil`. */
   claimJob(now: number, leaseUntil: number): Promise<Job | undefined>;
-  completeJob(id: number): Promise<void>;
-  retryJob(id: number, runAt: number, error: string): Promise<void>;
-  /** Gives a job up for good; it stays for inspection and no longer blocks its lane. */
-  buryJob(id: number, error: string): Promise<void>;
+  /**
+   * The claimed job (its id and attempt number: the lease) is done, to be retried, or given up for good (it
+   * stays for inspection and no longer blocks its lane). If the lease ran out and the job was handed to
+   * another worker meanwhile, these change nothing.
+   */
+  completeJob(job: JobLease): Promise<void>;
+  retryJob(job: JobLease, runAt: number, error: string): Promise<void>;
+  buryJob(job: JobLease, error: string): Promise<void>;
   /** Returns jobs whose lease ran out (their worker died) to the queue. */
   releaseExpiredLeases(now: number): Promise<number>;
   countJobs(): Promise<{ queued: number; running: number; dead: number }>;
@@ -129,6 +133,8 @@ export interface NewJob {
   /** When set, no second job with this key is queued while one is still waiting. */
   dedupeKey?: string;
 }
+
+export type JobLease = Pick<Job, 'id' | 'attempts'>;
 
 export interface Job {
   id: number;

@@ -120,6 +120,14 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...valid, AUTO_START_PRIORITIES: '' }).autoStartPriorities).toEqual([]);
   });
 
+  it('refuses a SQLite store that would not survive a restart', () => {
+    for (const url of ['sqlite:', 'sqlite::memory:']) {
+      expect(problems({ ...valid, DATABASE_URL: url })[0]).toMatch(
+        /^DATABASE_URL: expected a file path after sqlite:/,
+      );
+    }
+  });
+
   it('refuses postgres:// until the Postgres store exists', () => {
     expect(problems({ ...valid, DATABASE_URL: 'postgres://localhost/bot' })).toEqual([
       'DATABASE_URL: the Postgres store is not available in this version; use sqlite:<path>',

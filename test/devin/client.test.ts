@@ -87,6 +87,19 @@ describe('DevinClient', () => {
     });
   });
 
+  it('sends messages and terminates sessions; a session already gone counts as terminated', async () => {
+    nock(API, { reqheaders: { authorization: 'Bearer cog_secret' } })
+      .post('/v3/organizations/org-1/sessions/devin-1/messages', { message: 'resolved' })
+      .reply(200, { detail: 'ok' })
+      .delete('/v3/organizations/org-1/sessions/devin-1')
+      .reply(200, session)
+      .delete('/v3/organizations/org-1/sessions/devin-2')
+      .reply(404, { title: 'Not Found', status: 404, detail: 'Session not found' });
+    await client.sendMessage('devin-1', 'resolved');
+    await client.terminateSession('devin-1');
+    await client.terminateSession('devin-2');
+  });
+
   it('finds a session by tag across pages, re-checking tags itself', async () => {
     nock(API)
       .get('/v3/organizations/org-1/sessions')

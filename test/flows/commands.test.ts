@@ -401,7 +401,8 @@ describe('Start anyway and Retry', () => {
     const session = await waitFor(() => h.devin.sessions[0], 'the session after retry');
     await waitFor(() => contextText(message).includes(session.url), 'the message with the link');
     expect(runStates()[0]).toMatchObject({ state: 'started', decided_by: 'UALICE01' });
-    // The retry looked the run's tag up first (the failed create might have happened after all).
-    expect(h.devin.listRequests).toHaveLength(1);
+    // Devin refused the first create outright, so there was nothing to look up before creating again.
+    expect(h.devin.listRequests).toHaveLength(0);
+    expect(h.devin.createRequests).toHaveLength(2);
   });
 });

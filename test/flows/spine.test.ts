@@ -194,6 +194,23 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
     expect(h.devin.listRequests[0]).toContain(`tags=${(h.devin.createRequests[0] as any).tags[3]}`);
   });
 
+  it('a slow create that Devin lists only later is waited for, not created twice', async () => {
+    // The trap: the client gives up after 300 ms, Devin answers after 1 s and lists the session by its tag
+    // only 1.5 s after that. A lookup right after the timeout finds nothing.
+    h = await startHarness({ deps: { devinTimeoutMs: 300, devinReconcileWindowMs: 4000 } });
+    h.devin.listVisibilityDelayMs = 1500;
+    h.devin.nextCreates({ kind: 'create-then-delay', delayMs: 1000 });
+    await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
+    const session = await waitFor(() => h.devin.sessions[0], 'the session');
+    await waitFor(
+      () => [...h.slack.messages.values()].some((m) => contextText(m).includes(session.url)),
+      'the started message with the session created by the timed-out call',
+      8000,
+    );
+    expect(h.devin.listRequests.length).toBeGreaterThanOrEqual(2);
+    expect(h.devin.createRequests).toHaveLength(1);
+  });
+
   it('Devin refusing the request (4xx) fails the run and says so in Slack', async () => {
     h = await startHarness();
     h.devin.nextCreates({

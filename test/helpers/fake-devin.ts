@@ -41,6 +41,9 @@ export class FakeDevin {
   private readonly createQueue: CreateBehaviour[] = [];
   /** Delay before every answer, like a slow Devin. */
   latencyMs = 0;
+  /** How long a new session takes to show up when listing by tag (Devin indexes asynchronously). */
+  listVisibilityDelayMs = 0;
+  private readonly createdAtMs = new Map<string, number>();
   pageSize = 100;
   url = '';
   private closeServer: () => Promise<void> = async () => {};
@@ -107,7 +110,12 @@ export class FakeDevin {
       if (req.method === 'GET' && rest === '/sessions') {
         this.listRequests.push(url.search);
         const tags = url.searchParams.getAll('tags').flatMap((t) => t.split(','));
-        const matching = this.sessions.filter((s) => tags.every((t) => s.tags.includes(t)));
+        const visibleBefore = Date.now() - this.listVisibilityDelayMs;
+        const matching = this.sessions.filter(
+          (s) =>
+            tags.every((t) => s.tags.includes(t)) &&
+            (this.createdAtMs.get(s.session_id) ?? 0) <= visibleBefore,
+        );
         const after = Number(url.searchParams.get('after') ?? 0);
         const first = Number(url.searchParams.get('first') ?? this.pageSize);
         const page = matching.slice(after, after + Math.min(first, this.pageSize));
@@ -188,6 +196,7 @@ export class FakeDevin {
       playbook_id: (body.playbook_id as string | undefined) ?? null,
     };
     this.sessions.push(session);
+    this.createdAtMs.set(id, Date.now());
     return session;
   }
 }

@@ -132,6 +132,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       botIdentity: { botId: 'BBOT0001', botUserId: 'UBOT0001' },
       jobs: { pollIntervalMs: 50, backoffBaseMs: 20, backoffMaxMs: 200 },
       devinTimeoutMs: 2000,
+      devinReconcileWindowMs: 150,
       now: clock.now,
       followOnSchedule: false,
       ...options.deps,

@@ -96,6 +96,14 @@ describe('POST /webhooks/pagerduty', () => {
     delete odd.event.data.incident_key;
     odd.event.data.some_field_from_2030 = { nested: true };
     expect((await postPagerDuty(h.url, odd)).status).toBe(202);
+    // Signed by PagerDuty but shaped unexpectedly: still accepted (a 4xx would make PagerDuty drop it and,
+    // after three, disable the subscription).
+    const changed = resolvedEvent({ eventId: 'evt-changed', incidentId: 'PCHANGED' });
+    changed.event.agent = { id: null, type: 'user_reference', summary: 42 };
+    delete changed.event.occurred_at;
+    changed.event.client = 'a string now';
+    expect((await postPagerDuty(h.url, changed)).status).toBe(202);
+    expect(eventCount('evt-changed')).toBe(1);
   });
 
   it('answers a repeated delivery with 200 and changes nothing', async () => {

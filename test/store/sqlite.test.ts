@@ -1,9 +1,10 @@
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite.js';
-import type { NewRun } from '../../src/store/store.js';
+import type { Job, NewRun } from '../../src/store/store.js';
 import { anIncident, aRun } from '../helpers/builders.js';
 
 const stores: SqliteStore[] = [];
@@ -71,7 +72,7 @@ describe('SqliteStore', () => {
     const second = await store.claimJob(now, now + 1000);
     expect([first?.payload.n, second?.payload.n]).toEqual([1, 3]);
     expect(await store.claimJob(now, now + 1000)).toBeUndefined();
-    await store.completeJob(first?.id ?? -1);
+    await store.completeJob(first as Job);
     expect((await store.claimJob(now, now + 1000))?.payload.n).toBe(2);
   });
 
@@ -81,12 +82,29 @@ describe('SqliteStore', () => {
     await store.enqueueJob({ kind: 'sync_message', lane: 'run:1', payload: { n: 2 } });
     const now = Date.now();
     const job = await store.claimJob(now, now + 1000);
-    await store.retryJob(job?.id ?? -1, now + 60_000, 'later');
+    await store.retryJob(job as Job, now + 60_000, 'later');
     expect(await store.claimJob(now, now + 1000)).toBeUndefined();
-    expect((await store.claimJob(now + 60_000, now + 61_000))?.payload.n).toBe(1);
-    await store.buryJob(job?.id ?? -1, 'gave up');
+    expect(await store.claimJob(now + 59_000, now + 61_000)).toBeUndefined();
+    const retried = await store.claimJob(now + 60_000, now + 61_000);
+    expect(retried?.payload.n).toBe(1);
+    await store.buryJob(retried as Job, 'gave up');
     expect((await store.claimJob(now, now + 1000))?.payload.n).toBe(2);
     expect((await store.countJobs()).dead).toBe(1);
+  });
+
+  it('a worker whose lease ran out cannot complete or retry the job another worker now holds', async () => {
+    const { store } = open();
+    await store.enqueueJob({ kind: 'sync_message', lane: 'x', payload: {} });
+    const now = Date.now();
+    const first = (await store.claimJob(now, now + 100)) as Job;
+    await store.releaseExpiredLeases(now + 200);
+    const second = (await store.claimJob(now + 200, now + 100_000)) as Job;
+    expect(second.attempts).toBe(2);
+    await store.completeJob(first);
+    await store.retryJob(first, now, 'stale worker');
+    expect(await store.countJobs()).toEqual({ queued: 0, running: 1, dead: 0 });
+    await store.completeJob(second);
+    expect(await store.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
   });
 
   it('hands out a job whose lease ran out again, and requeues running jobs of a dead process on open', async () => {
@@ -141,6 +159,29 @@ describe('SqliteStore', () => {
     expect((await store.countJobs()).queued).toBe(1);
     expect(await store.transitionRun('r1', ['awaiting_approval'], 'skipped', {}, [])).toBeUndefined();
     expect((await store.getRun('r1'))?.state).toBe('starting');
+  });
+
+  it('refuses a file another live process owns, and takes over from a dead or departed owner', async () => {
+    const { store, path } = open();
+    await store.close();
+    const setOwner = (host: string, pid: number, expiresAt: number) => {
+      const db = new Database(path);
+      db.prepare(
+        'INSERT OR REPLACE INTO store_owner (id, owner, host, pid, expires_at) VALUES (1, ?, ?, ?, ?)',
+      ).run('other', host, pid, expiresAt);
+      db.close();
+    };
+    // Another live process on this host (our parent), its claim fresh: refused.
+    setOwner(hostname(), process.ppid, Date.now() + 30_000);
+    expect(() => new SqliteStore({ path })).toThrow(/is in use by another postmortem-bot \(pid \d+ on /);
+    // Another host, claim fresh: refused; claim run out: taken over.
+    setOwner('other-host', 1, Date.now() + 30_000);
+    expect(() => new SqliteStore({ path })).toThrow(/on other-host/);
+    setOwner('other-host', 1, Date.now() - 1);
+    await open(path).store.close();
+    // A process on this host that died without closing: taken over.
+    setOwner(hostname(), 2 ** 22 + 12_345, Date.now() + 30_000);
+    await open(path).store.close();
   });
 
   it('ping fails once the store is closed', async () => {

@@ -1,0 +1,94 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AppError, RetryableError } from '../../src/errors.js';
+import { JobRunner } from '../../src/jobs/runner.js';
+import { createLogger } from '../../src/logging.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+import type { Job, JobKind } from '../../src/store/store.js';
+import { waitFor } from '../helpers/harness.js';
+
+const logger = createLogger('silent');
+let runner: JobRunner | undefined;
+let store: SqliteStore | undefined;
+afterEach(async () => {
+  await runner?.stop();
+  await store?.close();
+});
+
+function setup(
+  handler: (job: Job) => Promise<void>,
+  options: Partial<ConstructorParameters<typeof JobRunner>[0]> = {},
+) {
+  store = new SqliteStore({ path: join(mkdtempSync(join(tmpdir(), 'runner-')), 'jobs.db') });
+  const handlers = Object.fromEntries(
+    [
+      'process_event',
+      'start_session',
+      'sync_message',
+      'thread_reply',
+      'finalize_session',
+      'terminate_session',
+    ].map((k) => [k, handler]),
+  ) as Record<JobKind, typeof handler>;
+  runner = new JobRunner({
+    store,
+    handlers,
+    logger,
+    pollIntervalMs: 5,
+    backoffBaseMs: 5,
+    backoffMaxMs: 20,
+    ...options,
+  });
+  runner.start();
+  return store;
+}
+
+describe('JobRunner', () => {
+  it('keeps no more idle waiters than workers while the queue is quiet', async () => {
+    setup(async () => {});
+    await sleep(300);
+    expect(runner?.waiting).toBeLessThanOrEqual(4);
+  });
+
+  it('retries a RetryableError no sooner than the other side asked', async () => {
+    const seen: number[] = [];
+    const s = setup(async (job) => {
+      seen.push(Date.now());
+      if (job.attempts === 1) throw new RetryableError('slack_rate_limited', 'later', 300);
+    });
+    await s.enqueueJob({ kind: 'sync_message', lane: 'a', payload: {} });
+    await waitFor(() => seen.length === 2, 'the retry');
+    expect((seen[1] ?? 0) - (seen[0] ?? 0)).toBeGreaterThanOrEqual(290);
+    await waitFor(async () => (await s.countJobs()).queued === 0, 'completion');
+    expect(await s.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+  });
+
+  it('buries a job that fails for good, and one that keeps crashing after its attempts', async () => {
+    const s = setup(
+      async (job) => {
+        if (job.payload.kind === 'refused') throw new AppError('slack_refused', 'invalid_blocks');
+        throw new TypeError('bug');
+      },
+      { maxUnexpectedAttempts: 3 },
+    );
+    await s.enqueueJob({ kind: 'sync_message', lane: 'a', payload: { kind: 'refused' } });
+    await s.enqueueJob({ kind: 'sync_message', lane: 'b', payload: { kind: 'bug' } });
+    await waitFor(async () => (await s.countJobs()).dead === 2, 'both jobs buried');
+  });
+
+  it('stop() waits for the job in flight', async () => {
+    let finished = false;
+    const s = setup(async () => {
+      await sleep(200);
+      finished = true;
+    });
+    await s.enqueueJob({ kind: 'sync_message', lane: 'a', payload: {} });
+    await sleep(50);
+    await runner?.stop();
+    expect(finished).toBe(true);
+    expect((await s.countJobs()).queued + (await s.countJobs()).running).toBe(0);
+  });
+});
