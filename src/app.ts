@@ -4,6 +4,7 @@ import express, { type Express } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
 import { DevinClient } from './devin/client.js';
+import { EvidenceGatherer } from './evidence/gather.js';
 import { healthRouter } from './http/health.js';
 import { pagerDutyWebhookRouter } from './http/pagerduty-webhook.js';
 import { rejectSlackClockSkew } from './http/slack-timestamp.js';
@@ -16,6 +17,7 @@ import { PostmortemService } from './postmortems/service.js';
 import { SessionFollower } from './postmortems/session-follower.js';
 import { type ApproverCheck, EVERYONE, SlackApprovers } from './slack/approvers.js';
 import { slackChat } from './slack/chat.js';
+import { IncidentChannelFinder } from './slack/incident-channels.js';
 import { registerListeners } from './slack/listeners/index.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
@@ -105,6 +107,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
   const policy = {
     autoStartPriorities: config.autoStartPriorities,
     earlyStartPriorities: config.lifecycle.earlyStartPriorities,
+    neverPriorities: config.evidence.neverPriorities,
     defaultChannel: config.slack.defaultChannel,
     routing: config.routing,
   };
@@ -112,12 +115,16 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     config.slack.approvers.length > 0
       ? new SlackApprovers(config.slack.approvers, bolt.client, logger, now)
       : EVERYONE;
+  const pagerduty = config.pagerduty.apiToken
+    ? new PagerDutyClient({ apiUrl: config.pagerduty.apiUrl, token: config.pagerduty.apiToken })
+    : undefined;
   const service = new PostmortemService({
     store,
     policy,
     approvers,
-    pagerduty: config.pagerduty.apiToken
-      ? new PagerDutyClient({ apiUrl: config.pagerduty.apiUrl, token: config.pagerduty.apiToken })
+    pagerduty,
+    channelFinder: config.evidence.incidentChannelPattern
+      ? new IncidentChannelFinder(config.evidence.incidentChannelPattern, bolt.client, logger, now)
       : undefined,
     logger,
     now,
@@ -134,6 +141,15 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     devinGiveUpAfterMs: deps.devinGiveUpAfterMs,
     approvalExpireAfterMs: config.lifecycle.approvalExpireAfterMs,
     devinReconcileWindowMs: deps.devinReconcileWindowMs,
+    evidence: new EvidenceGatherer({
+      pagerduty,
+      slackHistory: config.evidence.includeChannelHistory ? bolt.client : undefined,
+      logger,
+      now,
+    }),
+    prompt: { template: config.evidence.template, destination: config.evidence.destination },
+    pagerduty,
+    pagerdutyFromEmail: config.evidence.pagerdutyFromEmail,
   });
   registerListeners(bolt, { service, now });
 
@@ -148,6 +164,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     },
     approvalRemindAfterMs: config.lifecycle.approvalRemindAfterMs,
     approvalExpireAfterMs: config.lifecycle.approvalExpireAfterMs,
+    writeBack: pagerduty !== undefined && config.evidence.pagerdutyFromEmail !== undefined,
   });
   const followTicker = new CronTicker(config.lifecycle.pollCron, () => follower.tick(), logger);
 
@@ -164,6 +181,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
         runJobs.threadReply(String(job.payload.runId), job.payload.reply as ThreadReplyKind),
       finalize_session: (job) => runJobs.finalizeSession(String(job.payload.runId)),
       terminate_session: (job) => runJobs.terminateSession(String(job.payload.runId)),
+      pagerduty_note: (job) => runJobs.noteOnIncident(String(job.payload.runId)),
     },
   });
 

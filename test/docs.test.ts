@@ -29,7 +29,14 @@ describe('documentation matches the code', () => {
     expect(manifest).toContain('- command: /postmortem');
     expect(manifest.match(/https:\/\/YOUR-HOST\/slack\/events/g)).toHaveLength(2);
     expect(manifest).toMatch(/interactivity:\n\s+is_enabled: true/);
-    for (const scope of ['chat:write', 'chat:write.public', 'commands', 'usergroups:read']) {
+    for (const scope of [
+      'chat:write',
+      'chat:write.public',
+      'commands',
+      'usergroups:read',
+      'channels:history',
+      'groups:history',
+    ]) {
       expect(manifest).toContain(`- ${scope}\n`);
     }
   });

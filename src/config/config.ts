@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
+import { DEFAULT_DESTINATION } from '../devin/prompt.js';
+import { type PromptTemplate, parseTemplate, TemplateError } from '../devin/template.js';
 import { parseDuration } from './duration.js';
 import { parseRoutingFile, type Routing, RoutingFileError } from './routing.js';
 
@@ -129,6 +131,21 @@ const envSchema = z.object({
       }),
   ).default('sqlite:./data/postmortem-bot.db'),
   ROUTING_FILE: optional(z.string()),
+  NEVER_PRIORITIES: priorityList(''),
+  PROMPT_TEMPLATE_FILE: optional(z.string()),
+  POSTMORTEM_DESTINATION: optional(z.string().trim().min(1).max(500)).default(DEFAULT_DESTINATION),
+  INCIDENT_CHANNEL_PATTERN: optional(
+    z
+      .string()
+      .trim()
+      .refine((s) => /\{(number|id)\}/.test(s) && !/\{(?!number\}|id\})[^}]*\}/.test(s), {
+        error: 'expected a channel name with {number} and/or {id}, e.g. inc-{number}',
+      }),
+  ),
+  SLACK_INCLUDE_CHANNEL_HISTORY: optional(
+    z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'expected true or false' }),
+  ).transform((v) => v === 'true' || v === '1' || v === 'yes'),
+  PAGERDUTY_FROM_EMAIL: optional(z.email({ error: 'expected the email address of a PagerDuty user' })),
 });
 
 /** Only SQLite for now; postgres:// URLs are refused at start-up until that store exists. */
@@ -176,6 +193,16 @@ export interface Config {
     approvalRemindAfterMs: number;
     approvalExpireAfterMs: number;
   };
+  /** What goes into the prompt and where the postmortem goes. */
+  evidence: {
+    template: PromptTemplate | undefined;
+    destination: string;
+    neverPriorities: string[];
+    includeChannelHistory: boolean;
+    incidentChannelPattern: string | undefined;
+    /** When set, the postmortem PR's link is written back onto the PagerDuty incident as this user. */
+    pagerdutyFromEmail: string | undefined;
+  };
   database: DatabaseConfig;
   routing: Routing;
 }
@@ -216,7 +243,7 @@ export function loadConfig(
   let routing: Routing = { services: {} };
   if (e?.ROUTING_FILE) {
     try {
-      routing = parseRoutingFile(e.ROUTING_FILE, readFile(e.ROUTING_FILE));
+      routing = parseRoutingFile(e.ROUTING_FILE, readFile(e.ROUTING_FILE), readFile);
     } catch (err) {
       problems.push(
         err instanceof RoutingFileError
@@ -224,6 +251,23 @@ export function loadConfig(
           : `ROUTING_FILE: cannot read ${e.ROUTING_FILE} (${(err as Error).message})`,
       );
     }
+  }
+  let template: PromptTemplate | undefined;
+  if (e?.PROMPT_TEMPLATE_FILE) {
+    try {
+      template = parseTemplate(e.PROMPT_TEMPLATE_FILE, readFile(e.PROMPT_TEMPLATE_FILE));
+    } catch (err) {
+      problems.push(
+        err instanceof TemplateError
+          ? `PROMPT_TEMPLATE_FILE: ${err.message}`
+          : `PROMPT_TEMPLATE_FILE: cannot read ${e.PROMPT_TEMPLATE_FILE} (${(err as Error).message})`,
+      );
+    }
+  }
+  if (e?.PAGERDUTY_FROM_EMAIL && !e.PAGERDUTY_API_TOKEN) {
+    problems.push(
+      'PAGERDUTY_FROM_EMAIL: writing the PR link back needs PAGERDUTY_API_TOKEN (with write access) too',
+    );
   }
   if (e && e.APPROVAL_REMIND_AFTER >= e.APPROVAL_EXPIRE_AFTER) {
     problems.push(
@@ -266,6 +310,14 @@ export function loadConfig(
       sessionGiveUpAfterMs: e.SESSION_GIVE_UP_AFTER,
       approvalRemindAfterMs: e.APPROVAL_REMIND_AFTER,
       approvalExpireAfterMs: e.APPROVAL_EXPIRE_AFTER,
+    },
+    evidence: {
+      template,
+      destination: e.POSTMORTEM_DESTINATION,
+      neverPriorities: e.NEVER_PRIORITIES,
+      includeChannelHistory: e.SLACK_INCLUDE_CHANNEL_HISTORY,
+      incidentChannelPattern: e.INCIDENT_CHANNEL_PATTERN,
+      pagerdutyFromEmail: e.PAGERDUTY_FROM_EMAIL,
     },
     database: { kind: 'sqlite', path: e.DATABASE_URL.slice('sqlite:'.length) },
     routing,

@@ -1,4 +1,6 @@
+import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
+import { type PromptTemplate, parseTemplate } from '../devin/template.js';
 
 /**
  * The routing file maps a PagerDuty service (by ID or by name) to where and how its postmortems run.
@@ -10,8 +12,12 @@ const serviceRouteSchema = z.strictObject({
     .regex(/^[CG][A-Z0-9]{4,}$/, 'expected a Slack channel ID such as C0123456789')
     .optional(),
   auto_start_priorities: z.array(z.string().min(1)).optional(),
+  never_priorities: z.array(z.string().min(1)).optional(),
   playbook_id: z.string().min(1).optional(),
+  knowledge_ids: z.array(z.string().min(1)).optional(),
   repos: z.array(z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'expected owner/name')).optional(),
+  prompt_template: z.string().min(1).optional(),
+  postmortem_destination: z.string().min(1).max(500).optional(),
 });
 
 const routingSchema = z.strictObject({
@@ -21,8 +27,13 @@ const routingSchema = z.strictObject({
 export interface ServiceRoute {
   channel?: string | undefined;
   autoStartPriorities?: string[] | undefined;
+  /** Priorities that get no postmortem and no message at all. */
+  neverPriorities?: string[] | undefined;
   playbookId?: string | undefined;
+  knowledgeIds?: string[] | undefined;
   repos?: string[] | undefined;
+  template?: PromptTemplate | undefined;
+  destination?: string | undefined;
 }
 
 export interface Routing {
@@ -34,7 +45,12 @@ export class RoutingFileError extends Error {
   readonly code = 'routing_invalid';
 }
 
-export function parseRoutingFile(path: string, text: string): Routing {
+/** `readFile` reads template files named in the routing file, relative to the routing file's folder. */
+export function parseRoutingFile(
+  path: string,
+  text: string,
+  readFile: (path: string) => string = () => '',
+): Routing {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -50,11 +66,32 @@ export function parseRoutingFile(path: string, text: string): Routing {
   }
   const services: Record<string, ServiceRoute> = {};
   for (const [key, r] of Object.entries(parsed.data.services)) {
+    let template: PromptTemplate | undefined;
+    if (r.prompt_template) {
+      const file = resolve(dirname(path), r.prompt_template);
+      let content: string;
+      try {
+        content = readFile(file);
+      } catch (err) {
+        throw new RoutingFileError(
+          `${path}: services.${key}.prompt_template: cannot read ${file} (${(err as Error).message})`,
+        );
+      }
+      try {
+        template = parseTemplate(file, content);
+      } catch (err) {
+        throw new RoutingFileError(`${path}: services.${key}.prompt_template: ${(err as Error).message}`);
+      }
+    }
     services[key] = {
       channel: r.channel,
       autoStartPriorities: r.auto_start_priorities,
+      neverPriorities: r.never_priorities,
       playbookId: r.playbook_id,
+      knowledgeIds: r.knowledge_ids,
       repos: r.repos,
+      template,
+      destination: r.postmortem_destination,
     };
   }
   return { services };

@@ -22,6 +22,32 @@ const restIncidentSchema = z.looseObject({
   }),
 });
 
+const ref = z.looseObject({ summary: z.string().nullish() }).nullish();
+const logEntrySchema = z.looseObject({
+  type: z.string(),
+  created_at: z.string(),
+  summary: z.string().nullish(),
+  agent: ref,
+  channel: z.looseObject({ type: z.string().nullish(), summary: z.string().nullish() }).nullish(),
+});
+const noteSchema = z.looseObject({ content: z.string(), created_at: z.string(), user: ref });
+const alertSchema = z.looseObject({
+  created_at: z.string(),
+  severity: z.string().nullish(),
+  summary: z.string().nullish(),
+  status: z.string().nullish(),
+});
+const changeEventSchema = z.looseObject({
+  timestamp: z.string().nullish(),
+  summary: z.string().nullish(),
+  source: z.string().nullish(),
+});
+
+export type LogEntry = z.infer<typeof logEntrySchema>;
+export type Note = z.infer<typeof noteSchema>;
+export type Alert = z.infer<typeof alertSchema>;
+export type ChangeEvent = z.infer<typeof changeEventSchema>;
+
 export type PagerDutyErrorCode =
   | 'pagerduty_not_found'
   | 'pagerduty_forbidden'
@@ -76,16 +102,91 @@ export class PagerDutyClient {
     };
   }
 
-  private async request(path: string): Promise<unknown> {
+  /** The incident's log entries (the timeline responders lived), oldest first, all pages up to `max`. */
+  async logEntries(incidentId: string, max = 1000): Promise<LogEntry[]> {
+    return this.paginate(
+      `/incidents/${encodeURIComponent(incidentId)}/log_entries`,
+      'log_entries',
+      logEntrySchema,
+      max,
+      {
+        is_overview: 'true',
+        time_zone: 'UTC',
+      },
+    );
+  }
+
+  async notes(incidentId: string): Promise<Note[]> {
+    const body = z
+      .looseObject({ notes: z.array(noteSchema) })
+      .parse(await this.request(`/incidents/${encodeURIComponent(incidentId)}/notes`));
+    return body.notes;
+  }
+
+  async alerts(incidentId: string, max = 500): Promise<Alert[]> {
+    return this.paginate(
+      `/incidents/${encodeURIComponent(incidentId)}/alerts`,
+      'alerts',
+      alertSchema,
+      max,
+      {},
+    );
+  }
+
+  async relatedChangeEvents(incidentId: string): Promise<ChangeEvent[]> {
+    const body = z
+      .looseObject({ change_events: z.array(changeEventSchema) })
+      .parse(await this.request(`/incidents/${encodeURIComponent(incidentId)}/related_change_events`));
+    return body.change_events;
+  }
+
+  /** Adds a note to the incident; PagerDuty requires the From header with a user's email. */
+  async addNote(incidentId: string, content: string, fromEmail: string): Promise<void> {
+    await this.request(`/incidents/${encodeURIComponent(incidentId)}/notes`, {
+      method: 'POST',
+      body: { note: { content } },
+      headers: { from: fromEmail },
+    });
+  }
+
+  /** Classic offset pagination: pages of 100 while `more` is true, stopping at `max` items. */
+  private async paginate<T>(
+    path: string,
+    key: string,
+    item: z.ZodType<T>,
+    max: number,
+    params: Record<string, string>,
+  ): Promise<T[]> {
+    const items: T[] = [];
+    for (let offset = 0; items.length < max && offset < 10_000; offset += 100) {
+      const query = new URLSearchParams({ ...params, limit: '100', offset: String(offset) });
+      const page = z
+        .looseObject({ [key]: z.array(item), more: z.boolean().nullish() })
+        .parse(await this.request(`${path}?${query}`)) as Record<string, unknown> & { more?: boolean | null };
+      const batch = page[key] as T[];
+      items.push(...batch);
+      if (!page.more || batch.length === 0) break;
+    }
+    return items.slice(0, max);
+  }
+
+  private async request(
+    path: string,
+    options: { method?: string; body?: unknown; headers?: Record<string, string> } = {},
+  ): Promise<unknown> {
     const retries = this.options.rateLimitRetries ?? 4;
     for (let attempt = 0; ; attempt++) {
       let res: Response;
       try {
         res = await fetch(`${this.base}${path}`, {
+          method: options.method ?? 'GET',
           headers: {
             authorization: `Token token=${this.options.token}`,
             accept: 'application/vnd.pagerduty+json;version=2',
+            ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
+            ...options.headers,
           },
+          body: options.body === undefined ? undefined : JSON.stringify(options.body),
           signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
         });
       } catch (err) {

@@ -5,25 +5,31 @@ export interface PostmortemPolicy {
   autoStartPriorities: readonly string[];
   /** Priorities whose sessions start on acknowledgement, to gather evidence early (empty: off). */
   earlyStartPriorities: readonly string[];
+  /** Priorities that get no postmortem and no message at all. */
+  neverPriorities: readonly string[];
   defaultChannel: string;
   routing: Routing;
 }
 
 export interface Decision {
-  action: 'auto_start' | 'ask';
+  action: 'auto_start' | 'ask' | 'never';
   channel: string;
 }
 
 /**
- * What a resolved incident gets: priorities in the auto-start set (the service's own set if the routing file
- * gives one, else the global one) start a Devin session at once; everything else, including no priority,
- * asks the channel first. Labels match exactly: "P1" is not "p1" and not "SEV-1".
+ * What a resolved incident gets: priorities in the never set get nothing at all; priorities in the
+ * auto-start set start a Devin session at once; everything else, including no priority, asks the channel
+ * first. The service's own sets (routing file) replace the global ones. Labels match exactly: "P1" is not
+ * "p1" and not "SEV-1"; never wins over auto-start.
  */
 export function decidePostmortem(incident: Incident, policy: PostmortemPolicy): Decision {
   const route = routeFor(policy.routing, { id: incident.serviceId, name: incident.serviceName });
+  const never = route.neverPriorities ?? policy.neverPriorities;
   const autoStart = route.autoStartPriorities ?? policy.autoStartPriorities;
   const channel = route.channel ?? policy.defaultChannel;
-  const action = incident.priority !== null && autoStart.includes(incident.priority) ? 'auto_start' : 'ask';
+  const p = incident.priority;
+  const action =
+    p !== null && never.includes(p) ? 'never' : p !== null && autoStart.includes(p) ? 'auto_start' : 'ask';
   return { action, channel };
 }
 

@@ -1,3 +1,5 @@
+import type { Evidence } from '../devin/prompt.js';
+
 /** The domain's nouns: an incident as we last saw it, and a postmortem run for it. */
 
 export interface Incident {
@@ -98,6 +100,8 @@ export interface PostmortemRun {
   finalizeRequestedAt: number | null;
   remindedAt: number | null;
   stoppedBy: string | null;
+  /** The evidence gathered for the prompt (kept so a retried create sends the same prompt). */
+  evidence: Evidence | null;
   /** The incident as it was when the run was opened (updated on resolve for early starts). */
   incident: Incident;
   createdAt: number;

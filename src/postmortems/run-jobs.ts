@@ -1,8 +1,16 @@
 import type { Logger } from 'pino';
 import { routeFor } from '../config/routing.js';
 import { DevinApiError, type DevinClient, type DevinSession } from '../devin/client.js';
-import { buildFinalizeMessage, buildSessionRequest, type SessionSettings } from '../devin/prompt.js';
+import {
+  buildFinalizeMessage,
+  buildSessionRequest,
+  type PromptContext,
+  type SessionSettings,
+} from '../devin/prompt.js';
+import type { PromptTemplate } from '../devin/template.js';
 import { errorMessage, RetryableError } from '../errors.js';
+import type { EvidenceGatherer } from '../evidence/gather.js';
+import { PagerDutyApiError, type PagerDutyClient } from '../pagerduty/rest-client.js';
 import type { SlackChat } from '../slack/chat.js';
 import { classifySlackError, SlackChannelUnusableError } from '../slack/errors.js';
 import { renderRunMessage, renderThreadReply } from '../slack/messages.js';
@@ -37,6 +45,12 @@ export const threadReplyJob = (runId: string, reply: ThreadReplyKind): NewJob =>
   payload: { runId, reply },
 });
 
+export const pagerDutyNoteJob = (runId: string): NewJob => ({
+  kind: 'pagerduty_note',
+  lane: `run:${runId}`,
+  payload: { runId },
+});
+
 export const syncMessageJob = (runId: string): NewJob => ({
   kind: 'sync_message',
   lane: `slack:${runId}`,
@@ -61,6 +75,11 @@ export interface RunJobsDeps {
    * (default 5 min: well past the client timeout, for Devin to register a slow create).
    */
   devinReconcileWindowMs?: number;
+  evidence: EvidenceGatherer;
+  prompt: { template: PromptTemplate | undefined; destination: string };
+  /** Write-back of the PR link (PAGERDUTY_FROM_EMAIL): both set, or it is off. */
+  pagerduty: PagerDutyClient | undefined;
+  pagerdutyFromEmail: string | undefined;
 }
 
 /**
@@ -105,7 +124,7 @@ export class RunJobs {
         await store.updateRun(runId, { createAttemptedAt: now() });
         try {
           session = await devin.createSession(
-            buildSessionRequest(run.incident, run.devinTag, this.sessionSettings(run), {
+            buildSessionRequest(await this.promptContext(run), this.sessionSettings(run), {
               earlyStart: run.trigger === 'early' && run.finalizeRequestedAt === null,
             }),
           );
@@ -160,7 +179,10 @@ export class RunJobs {
     const run = await store.getRun(runId);
     if (!run?.devinSessionId || !['started', 'needs_input'].includes(run.state)) return;
     try {
-      await devin.sendMessage(run.devinSessionId, buildFinalizeMessage(run.incident, run.devinTag));
+      // Fresh evidence: the incident has run its course since the early start.
+      const evidence = await this.deps.evidence.gather(run);
+      await store.updateRun(runId, { evidence });
+      await devin.sendMessage(run.devinSessionId, buildFinalizeMessage(this.context({ ...run, evidence })));
       logger.info({ runId }, 'asked the early-start session to finish the postmortem');
     } catch (err) {
       if (err instanceof DevinApiError && err.retryable) {
@@ -244,6 +266,54 @@ export class RunJobs {
     }
   }
 
+  /** Job: write the postmortem PR's link back onto the PagerDuty incident as a note. */
+  async noteOnIncident(runId: string): Promise<void> {
+    const { store, pagerduty, pagerdutyFromEmail, logger } = this.deps;
+    const run = await store.getRun(runId);
+    if (!run || !pagerduty || !pagerdutyFromEmail || run.pullRequests.length === 0) return;
+    const content = [
+      `Postmortem written by Devin: ${run.pullRequests.join(' ')}`,
+      ...(run.devinUrl ? [`Devin session: ${run.devinUrl}`] : []),
+    ].join('\n');
+    try {
+      await pagerduty.addNote(run.incidentId, content, pagerdutyFromEmail);
+      logger.info({ runId, incidentId: run.incidentId }, 'postmortem link written back to PagerDuty');
+    } catch (err) {
+      if (
+        err instanceof PagerDutyApiError &&
+        (err.code === 'pagerduty_unavailable' || err.code === 'pagerduty_rate_limited')
+      ) {
+        throw new RetryableError(err.code, err.message, undefined, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** The run's prompt inputs; evidence is gathered once and kept, so retries send the same prompt. */
+  private async promptContext(run: PostmortemRun): Promise<PromptContext> {
+    let evidence = run.evidence;
+    if (!evidence) {
+      evidence = await this.deps.evidence.gather(run);
+      await this.deps.store.updateRun(run.id, { evidence });
+    }
+    return this.context({ ...run, evidence });
+  }
+
+  private context(run: PostmortemRun): PromptContext {
+    const route = this.route(run);
+    return {
+      incident: run.incident,
+      runTag: run.devinTag,
+      evidence: run.evidence,
+      destination: route.destination ?? this.deps.prompt.destination,
+      template: route.template ?? this.deps.prompt.template,
+    };
+  }
+
+  private route(run: PostmortemRun) {
+    return routeFor(this.deps.policy.routing, { id: run.incident.serviceId, name: run.incident.serviceName });
+  }
+
   private sessionSettings(run: PostmortemRun): SessionSettings {
     const route = routeFor(this.deps.policy.routing, {
       id: run.incident.serviceId,
@@ -252,6 +322,7 @@ export class RunJobs {
     return {
       ...this.deps.session,
       playbookId: route.playbookId ?? this.deps.session.playbookId,
+      knowledgeIds: route.knowledgeIds ?? this.deps.session.knowledgeIds,
       repos: route.repos ?? this.deps.session.repos,
     };
   }

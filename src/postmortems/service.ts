@@ -4,6 +4,7 @@ import { AppError } from '../errors.js';
 import type { PagerDutyClient } from '../pagerduty/rest-client.js';
 import { INCIDENT_STATE_EVENTS, type WebhookEvent } from '../pagerduty/webhook.js';
 import type { ApproverCheck } from '../slack/approvers.js';
+import type { IncidentChannelFinder } from '../slack/incident-channels.js';
 import type { NewJob, NewRun, Store } from '../store/store.js';
 import { decideEarlyStart, decidePostmortem, type PostmortemPolicy } from './decision.js';
 import { applyIncidentEvent } from './incident.js';
@@ -16,6 +17,8 @@ export interface PostmortemServiceDeps {
   approvers: ApproverCheck;
   /** Absent when PAGERDUTY_API_TOKEN is not set. */
   pagerduty: PagerDutyClient | undefined;
+  /** Present when INCIDENT_CHANNEL_PATTERN is set: a dedicated incident channel wins over the routing. */
+  channelFinder?: IncidentChannelFinder | undefined;
   logger: Logger;
   now: () => number;
 }
@@ -77,10 +80,12 @@ export class PostmortemService {
     if (event.event_type === 'incident.resolved' && incident.status === 'resolved') {
       await this.onResolved(incident, log);
     } else if (incident.status === 'acknowledged' && decideEarlyStart(incident, this.deps.policy)) {
+      const decision = decidePostmortem(incident, this.deps.policy);
+      if (decision.action === 'never') return;
       const run = newRun(incident, 1, {
         state: 'starting',
         trigger: 'early',
-        channel: decidePostmortem(incident, this.deps.policy).channel,
+        channel: await this.channelFor(incident, decision.channel),
         decidedBy: null,
         decidedAt: null,
       });
@@ -109,11 +114,15 @@ export class PostmortemService {
       return;
     }
     const decision = decidePostmortem(incident, this.deps.policy);
+    if (decision.action === 'never') {
+      log.info({ priority: incident.priority }, 'priority is in the never list: no postmortem, no message');
+      return;
+    }
     const auto = decision.action === 'auto_start';
     const run = newRun(incident, 1, {
       state: auto ? 'starting' : 'awaiting_approval',
       trigger: auto ? 'auto' : 'approval',
-      channel: decision.channel,
+      channel: await this.channelFor(incident, decision.channel),
       decidedBy: null,
       decidedAt: null,
     });
@@ -241,6 +250,11 @@ export class PostmortemService {
     return /^\d+$/.test(ref)
       ? this.deps.store.runsForIncidentNumber(Number(ref))
       : this.deps.store.runsForIncident(ref);
+  }
+
+  /** The incident's own channel (INCIDENT_CHANNEL_PATTERN) if it has one, else the routed channel. */
+  private async channelFor(incident: Incident, routed: string): Promise<string> {
+    return (await this.deps.channelFinder?.find(incident)) ?? routed;
   }
 
   private async openManualRun(

@@ -4,7 +4,7 @@ import { errorMessage } from '../errors.js';
 import type { Store } from '../store/store.js';
 import { changesRun, type FollowLimits, observeSession } from './follow.js';
 import { FOLLOWED_STATES, type PostmortemRun } from './model.js';
-import { syncMessageJob, threadReplyJob } from './run-jobs.js';
+import { pagerDutyNoteJob, syncMessageJob, threadReplyJob } from './run-jobs.js';
 
 export interface SessionFollowerDeps {
   store: Store;
@@ -16,6 +16,8 @@ export interface SessionFollowerDeps {
   approvalExpireAfterMs: number;
   /** Sessions fetched at once. */
   concurrency?: number;
+  /** PAGERDUTY_FROM_EMAIL is set: finished PagerDuty incidents get the PR link as a note. */
+  writeBack?: boolean;
 }
 
 /**
@@ -57,6 +59,10 @@ export class SessionFollower {
     }
     const jobs = [syncMessageJob(run.id)];
     if (observation.reply) jobs.push(threadReplyJob(run.id, observation.reply));
+    const hasPr = (observation.patch.pullRequests?.length ?? 0) > 0;
+    if (observation.to === 'finished' && hasPr && this.deps.writeBack && run.incident.source !== 'slack') {
+      jobs.push(pagerDutyNoteJob(run.id));
+    }
     const moved = await store.transitionRun(run.id, [run.state], observation.to, observation.patch, jobs);
     if (moved) logger.info({ runId: run.id, from: run.state, to: observation.to }, 'Devin session moved on');
     return moved !== undefined;

@@ -96,4 +96,9 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       );
     `,
   },
+  {
+    version: 5,
+    name: 'evidence',
+    sql: 'ALTER TABLE runs ADD COLUMN evidence TEXT;',
+  },
 ];

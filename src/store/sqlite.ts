@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import type { Evidence } from '../devin/prompt.js';
 import { AppError } from '../errors.js';
 import type { Incident, PostmortemResult, PostmortemRun, RunState } from '../postmortems/model.js';
 import { MIGRATIONS } from './migrations.js';
@@ -31,6 +32,7 @@ interface RunRow {
   finalize_requested_at: number | null;
   reminded_at: number | null;
   stopped_by: string | null;
+  evidence: string | null;
   incident: string;
   created_at: number;
   updated_at: number;
@@ -53,11 +55,12 @@ const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
   finalizeRequestedAt: 'finalize_requested_at',
   remindedAt: 'reminded_at',
   stoppedBy: 'stopped_by',
+  evidence: 'evidence',
   incident: 'incident',
 };
 
 /** Fields kept as JSON text. */
-const JSON_FIELDS = new Set<keyof RunPatch>(['pullRequests', 'result', 'incident']);
+const JSON_FIELDS = new Set<keyof RunPatch>(['pullRequests', 'result', 'incident', 'evidence']);
 
 export interface SqliteStoreOptions {
   path: string;
@@ -515,6 +518,7 @@ function toRun(row: RunRow): PostmortemRun {
     finalizeRequestedAt: row.finalize_requested_at,
     remindedAt: row.reminded_at,
     stoppedBy: row.stopped_by,
+    evidence: row.evidence ? (JSON.parse(row.evidence) as Evidence) : null,
     incident: JSON.parse(row.incident) as Incident,
     createdAt: row.created_at,
     updatedAt: row.updated_at,

@@ -112,6 +112,7 @@ export type RunPatch = Partial<
     | 'finalizeRequestedAt'
     | 'remindedAt'
     | 'stoppedBy'
+    | 'evidence'
     | 'incident'
   >
 >;
@@ -122,7 +123,8 @@ export type JobKind =
   | 'sync_message'
   | 'thread_reply'
   | 'finalize_session'
-  | 'terminate_session';
+  | 'terminate_session'
+  | 'pagerduty_note';
 
 export interface NewJob {
   kind: JobKind;

@@ -207,3 +207,70 @@ describe('lifecycle settings', () => {
     ]);
   });
 });
+
+describe('evidence and template settings', () => {
+  const template = (text: string) => ({ 'team.md': text });
+
+  it('loads a template file and names an unknown placeholder with its file and line', () => {
+    const ok = loadConfig({ ...valid, PROMPT_TEMPLATE_FILE: 'team.md' }, (p) => {
+      if (p === 'team.md') return 'Write it for {{title}}.\n{{incident_data}}';
+      throw new Error('ENOENT');
+    });
+    expect(ok.evidence.template?.text).toBe('Write it for {{title}}.\n{{incident_data}}');
+    expect(
+      problems(
+        { ...valid, PROMPT_TEMPLATE_FILE: 'team.md' },
+        template('Title {{title}}\n\nOwner: {{owner}} {{ severity }}'),
+      ),
+    ).toEqual([
+      'PROMPT_TEMPLATE_FILE: team.md line 3: unknown placeholder {{owner}}; team.md line 3: unknown placeholder {{severity}} (known: incident_id, incident_number, title, service, priority, urgency, created, resolved, resolved_by, incident_url, what_happened, timeline, evidence_notes, postmortem_destination, incident_data, steps)',
+    ]);
+    expect(problems({ ...valid, PROMPT_TEMPLATE_FILE: 'gone.md' })[0]).toMatch(
+      /^PROMPT_TEMPLATE_FILE: cannot read gone.md/,
+    );
+  });
+
+  it('names a routing file’s bad template too', () => {
+    const [problem] = problems(
+      { ...valid, ROUTING_FILE: '/etc/bot/routing.json' },
+      {
+        '/etc/bot/routing.json': JSON.stringify({ services: { PS1: { prompt_template: 'ops.md' } } }),
+        '/etc/bot/ops.md': 'ok\n{{nope}}',
+      },
+    );
+    expect(problem).toBe(
+      `ROUTING_FILE: /etc/bot/routing.json: services.PS1.prompt_template: /etc/bot/ops.md line 2: unknown placeholder {{nope}} (known: ${'incident_id, incident_number, title, service, priority, urgency, created, resolved, resolved_by, incident_url, what_happened, timeline, evidence_notes, postmortem_destination, incident_data, steps'})`,
+    );
+  });
+
+  it('validates the channel pattern, the history switch and the write-back email', () => {
+    expect(
+      problems({
+        ...valid,
+        INCIDENT_CHANNEL_PATTERN: 'incidents',
+        SLACK_INCLUDE_CHANNEL_HISTORY: 'maybe',
+        PAGERDUTY_FROM_EMAIL: 'bot',
+      }),
+    ).toEqual([
+      'INCIDENT_CHANNEL_PATTERN: expected a channel name with {number} and/or {id}, e.g. inc-{number}',
+      'SLACK_INCLUDE_CHANNEL_HISTORY: expected true or false',
+      'PAGERDUTY_FROM_EMAIL: expected the email address of a PagerDuty user',
+    ]);
+    expect(problems({ ...valid, INCIDENT_CHANNEL_PATTERN: 'inc-{date}-{number}' })).toHaveLength(1);
+    expect(problems({ ...valid, PAGERDUTY_FROM_EMAIL: 'bot@acme.example' })).toEqual([
+      'PAGERDUTY_FROM_EMAIL: writing the PR link back needs PAGERDUTY_API_TOKEN (with write access) too',
+    ]);
+    const config = loadConfig({
+      ...valid,
+      INCIDENT_CHANNEL_PATTERN: 'inc-{number}',
+      SLACK_INCLUDE_CHANNEL_HISTORY: 'true',
+      NEVER_PRIORITIES: 'P5,SEV-5',
+    });
+    expect(config.evidence).toMatchObject({
+      incidentChannelPattern: 'inc-{number}',
+      includeChannelHistory: true,
+      neverPriorities: ['P5', 'SEV-5'],
+      destination: 'docs/postmortems/',
+    });
+  });
+});

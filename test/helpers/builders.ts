@@ -45,6 +45,7 @@ export function aRun(overrides: Partial<PostmortemRun> = {}): PostmortemRun {
     finalizeRequestedAt: null,
     remindedAt: null,
     stoppedBy: null,
+    evidence: null,
     createdAt: 0,
     updatedAt: 0,
     incident: anIncident(),

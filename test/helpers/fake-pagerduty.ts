@@ -19,9 +19,21 @@ export interface RestIncident {
  * A stand-in for PagerDuty's REST API v2 (developer.pagerduty.com/api-reference): token auth, the v2
  * Accept header, incidents by ID or number, PagerDuty's error bodies, and 429 with its rate-limit headers.
  */
+export interface IncidentRecords {
+  log_entries: Record<string, unknown>[];
+  notes: Record<string, unknown>[];
+  alerts: Record<string, unknown>[];
+  change_events: Record<string, unknown>[];
+}
+
 export class FakePagerDuty {
   readonly incidents: RestIncident[] = [];
   readonly requests: string[] = [];
+  /** Log entries, notes, alerts and related change events per incident ID. */
+  readonly records = new Map<string, IncidentRecords>();
+  readonly postedNotes: { incidentId: string; from: string | undefined; content: string }[] = [];
+  /** Paths (e.g. "/incidents/Q1/alerts") that answer 500, to test one evidence source failing. */
+  readonly failing = new Set<string>();
   private readonly rateLimited: number[] = [];
   url = '';
   private closeServer: () => Promise<void> = async () => {};
@@ -29,9 +41,10 @@ export class FakePagerDuty {
   constructor(readonly token = 'pd-rest-token') {}
 
   async start(): Promise<this> {
-    const { url, close } = await listen((req, _body, res) => {
-      const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-      this.requests.push(path);
+    const { url, close } = await listen((req, body, res) => {
+      const parsedUrl = new URL(req.url ?? '/', 'http://localhost');
+      const path = parsedUrl.pathname;
+      this.requests.push(`${req.method === 'GET' ? '' : `${req.method} `}${path}${parsedUrl.search}`);
       if (req.headers.authorization !== `Token token=${this.token}`) {
         return sendJson(res, 401, { error: { message: 'Unauthorized', code: 2006 } });
       }
@@ -50,6 +63,41 @@ export class FakePagerDuty {
             'ratelimit-reset': '0',
           },
         );
+      }
+      if (this.failing.has(path)) {
+        return sendJson(res, 500, { error: { message: 'Internal Server Error', code: 2001 } });
+      }
+      const sub = /^\/incidents\/([^/]+)\/(log_entries|notes|alerts|related_change_events)$/.exec(path);
+      if (sub) {
+        const id = decodeURIComponent(sub[1] ?? '');
+        if (!this.incidents.some((i) => i.id === id)) {
+          return sendJson(res, 404, { error: { message: 'Incident Not Found', code: 5001 } });
+        }
+        const records = this.records.get(id) ?? { log_entries: [], notes: [], alerts: [], change_events: [] };
+        if (sub[2] === 'notes' && req.method === 'POST') {
+          const from = req.headers.from as string | undefined;
+          if (!from)
+            return sendJson(res, 400, { error: { message: 'You must specify a From header', code: 2001 } });
+          const note = (JSON.parse(body.toString('utf8')) as { note?: { content?: string } }).note;
+          if (!note?.content)
+            return sendJson(res, 400, { error: { message: 'Invalid Input Provided', code: 2001 } });
+          this.postedNotes.push({ incidentId: id, from, content: note.content });
+          return sendJson(res, 201, { note: { id: `PN${this.postedNotes.length}`, content: note.content } });
+        }
+        if (sub[2] === 'notes') return sendJson(res, 200, { notes: records.notes });
+        if (sub[2] === 'related_change_events')
+          return sendJson(res, 200, { change_events: records.change_events });
+        const all = sub[2] === 'log_entries' ? records.log_entries : records.alerts;
+        const limit = Math.min(100, Number(parsedUrl.searchParams.get('limit') ?? 25));
+        const offset = Number(parsedUrl.searchParams.get('offset') ?? 0);
+        const page = all.slice(offset, offset + limit);
+        return sendJson(res, 200, {
+          [sub[2] ?? '']: page,
+          limit,
+          offset,
+          more: offset + limit < all.length,
+          total: null,
+        });
       }
       const m = /^\/incidents\/([^/]+)$/.exec(path);
       if (req.method === 'GET' && m) {

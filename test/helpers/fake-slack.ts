@@ -25,6 +25,13 @@ export class FakeSlack {
   /** User groups and their members; a string instead of members makes usergroups.users.list fail with it. */
   readonly userGroups = new Map<string, string[] | string>();
   readonly views: { id: string; triggerId: string; view: Record<string, unknown> }[] = [];
+  /** Channel names for conversations.list (name → ID). */
+  readonly channelNames = new Map<string, string>();
+  /** Channel history for conversations.history; a string makes the call fail with that error. */
+  readonly history = new Map<string, Record<string, unknown>[] | string>();
+  readonly users = new Map<string, { name: string; real_name?: string; display_name?: string }>();
+  /** Page size Slack uses for conversations.list / conversations.history (small to exercise pagination). */
+  pageSize = 200;
   private readonly faults: { method: string; fault: SlackFault }[] = [];
   private seq = 0;
   url = '';
@@ -142,6 +149,47 @@ export class FakeSlack {
         const id = `V${String(++this.seq).padStart(8, '0')}`;
         this.views.push({ id, triggerId: String(args.trigger_id), view });
         return { ok: true, view: { ...view, id } };
+      }
+      case 'conversations.list': {
+        const all = [...this.channelNames.entries()].map(([name, id]) => ({ id, name, is_archived: false }));
+        const start = Number(args.cursor ?? 0);
+        const page = all.slice(start, start + Math.min(this.pageSize, Number(args.limit ?? 100)));
+        const next = start + page.length < all.length ? String(start + page.length) : '';
+        return { ok: true, channels: page, response_metadata: { next_cursor: next } };
+      }
+      case 'conversations.history': {
+        const channel = String(args.channel ?? '');
+        const h = this.history.get(channel);
+        if (typeof h === 'string')
+          return { ok: false, error: h, ...(h === 'missing_scope' ? { needed: 'channels:history' } : {}) };
+        const oldest = Number(args.oldest ?? 0);
+        const latest = Number(args.latest ?? Number.POSITIVE_INFINITY);
+        // Newest first, like Slack.
+        const inWindow = (h ?? [])
+          .filter((m) => Number(m.ts) >= oldest && Number(m.ts) <= latest)
+          .sort((a, b) => Number(b.ts) - Number(a.ts));
+        const start = Number(args.cursor ?? 0);
+        const page = inWindow.slice(start, start + Math.min(this.pageSize, Number(args.limit ?? 100)));
+        const more = start + page.length < inWindow.length;
+        return {
+          ok: true,
+          messages: page,
+          has_more: more,
+          response_metadata: { next_cursor: more ? String(start + page.length) : '' },
+        };
+      }
+      case 'users.info': {
+        const u = this.users.get(String(args.user ?? ''));
+        if (!u) return { ok: false, error: 'user_not_found' };
+        return {
+          ok: true,
+          user: {
+            id: args.user,
+            name: u.name,
+            real_name: u.real_name,
+            profile: { display_name: u.display_name ?? '' },
+          },
+        };
       }
       case 'usergroups.users.list': {
         const group = this.userGroups.get(String(args.usergroup ?? ''));

@@ -8,6 +8,7 @@ const incident = (priority: string | null, service = { id: 'PS1', name: 'Checkou
 const policy = {
   autoStartPriorities: ['P1', 'P2'],
   earlyStartPriorities: [],
+  neverPriorities: ['P5'],
   defaultChannel: 'CDEFAULT',
   routing: { services: {} },
 };
