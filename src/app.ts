@@ -19,6 +19,7 @@ import { type ApproverCheck, EVERYONE, SlackApprovers } from './slack/approvers.
 import { slackChat } from './slack/chat.js';
 import { IncidentChannelFinder } from './slack/incident-channels.js';
 import { registerListeners } from './slack/listeners/index.js';
+import { ChannelPacer } from './slack/pacer.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
 
@@ -37,6 +38,8 @@ export interface AppDeps {
   devinTimeoutMs?: number;
   devinGiveUpAfterMs?: number;
   devinReconcileWindowMs?: number;
+  /** Minimum time between Slack calls in one channel (default 1 s, Slack's limit for posting). */
+  slackChannelIntervalMs?: number;
   /** False in tests that tick the follower themselves. */
   followOnSchedule?: boolean;
 }
@@ -148,6 +151,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
       now,
     }),
     prompt: { template: config.evidence.template, destination: config.evidence.destination },
+    pacer: new ChannelPacer(deps.slackChannelIntervalMs ?? 1000, now),
     pagerduty,
     pagerdutyFromEmail: config.evidence.pagerdutyFromEmail,
   });
@@ -176,9 +180,9 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     handlers: {
       process_event: (job) => service.processEvent(String(job.payload.eventId)),
       start_session: (job) => runJobs.startSession(String(job.payload.runId), job),
-      sync_message: (job) => runJobs.syncMessage(String(job.payload.runId)),
+      sync_message: (job) => runJobs.syncMessage(String(job.payload.runId), job),
       thread_reply: (job) =>
-        runJobs.threadReply(String(job.payload.runId), job.payload.reply as ThreadReplyKind),
+        runJobs.threadReply(String(job.payload.runId), job.payload.reply as ThreadReplyKind, job),
       finalize_session: (job) => runJobs.finalizeSession(String(job.payload.runId)),
       terminate_session: (job) => runJobs.terminateSession(String(job.payload.runId)),
       pagerduty_note: (job) => runJobs.noteOnIncident(String(job.payload.runId)),

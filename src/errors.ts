@@ -14,14 +14,18 @@ export class AppError extends Error {
 }
 
 export class RetryableError extends AppError {
+  /** Try again after exactly retryAfterMs (a reserved slot), not after the usual growing backoff. */
+  readonly exact: boolean;
+
   constructor(
     code: string,
     message: string,
     /** The earliest time to try again that the other side asked for (Retry-After), if any. */
     readonly retryAfterMs?: number,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; exact?: boolean },
   ) {
     super(code, message, options);
+    this.exact = options?.exact ?? false;
   }
 }
 

@@ -106,8 +106,11 @@ export class JobRunner {
     } catch (err) {
       try {
         if (err instanceof RetryableError) {
-          const delay = Math.max(err.retryAfterMs ?? 0, this.backoff(job.attempts));
-          log.warn({ code: err.code, err: err.message, retryInMs: delay }, 'job will be retried');
+          const delay = err.exact
+            ? (err.retryAfterMs ?? 0)
+            : Math.max(err.retryAfterMs ?? 0, this.backoff(job.attempts));
+          if (err.exact) log.debug({ code: err.code, retryInMs: delay }, 'job rescheduled');
+          else log.warn({ code: err.code, err: err.message, retryInMs: delay }, 'job will be retried');
           await store.retryJob(job, this.o.now() + delay, err.message);
         } else if (err instanceof AppError || job.attempts >= this.o.maxUnexpectedAttempts) {
           log.error({ err: errorMessage(err), code: (err as AppError).code }, 'job failed for good');

@@ -14,6 +14,7 @@ import { PagerDutyApiError, type PagerDutyClient } from '../pagerduty/rest-clien
 import type { SlackChat } from '../slack/chat.js';
 import { classifySlackError, SlackChannelUnusableError } from '../slack/errors.js';
 import { renderRunMessage, renderThreadReply } from '../slack/messages.js';
+import type { ChannelPacer } from '../slack/pacer.js';
 import type { Job, NewJob, Store } from '../store/store.js';
 import type { PostmortemPolicy } from './decision.js';
 import type { ThreadReplyKind } from './follow.js';
@@ -76,6 +77,8 @@ export interface RunJobsDeps {
    */
   devinReconcileWindowMs?: number;
   evidence: EvidenceGatherer;
+  /** Per-channel pacing of Slack calls (about one per second per channel). */
+  pacer: ChannelPacer;
   prompt: { template: PromptTemplate | undefined; destination: string };
   /** Write-back of the PR link (PAGERDUTY_FROM_EMAIL): both set, or it is off. */
   pagerduty: PagerDutyClient | undefined;
@@ -215,11 +218,12 @@ export class RunJobs {
   }
 
   /** Job: one reply in the run's thread, rendered from the run as stored. */
-  async threadReply(runId: string, kind: ThreadReplyKind): Promise<void> {
+  async threadReply(runId: string, kind: ThreadReplyKind, job: Job): Promise<void> {
     const { store, slack } = this.deps;
     const run = await store.getRun(runId);
     if (!run) return;
     if (!run.slackTs) throw new RetryableError('slack_message_pending', 'the run message is not posted yet');
+    this.deps.pacer.take(run.channel, job.id);
     try {
       await slack.post(
         run.channel,
@@ -227,19 +231,28 @@ export class RunJobs {
         run.slackTs,
       );
     } catch (err) {
-      throw classifySlackError(err, run.channel);
+      throw this.slackFailure(err, run.channel);
     }
+  }
+
+  private slackFailure(err: unknown, channel: string): Error {
+    const failure = classifySlackError(err, channel);
+    if (failure instanceof RetryableError && failure.code === 'slack_rate_limited') {
+      this.deps.pacer.pushBack(channel, failure.retryAfterMs ?? 1000);
+    }
+    return failure;
   }
 
   /**
    * Job: make the run's Slack message show its current state: post it the first time, chat.update after.
    * Jobs for one run's message run one at a time, so it is posted once.
    */
-  async syncMessage(runId: string): Promise<void> {
+  async syncMessage(runId: string, job: Job): Promise<void> {
     const { store, slack, policy, logger } = this.deps;
     const run = await store.getRun(runId);
     if (!run) return;
     const message = renderRunMessage(run);
+    this.deps.pacer.take(run.channel, job.id);
     try {
       if (run.slackTs) {
         await slack.update(run.channel, run.slackTs, message);
@@ -248,7 +261,7 @@ export class RunJobs {
         await store.updateRun(runId, { channel: posted.channel, slackTs: posted.ts });
       }
     } catch (err) {
-      const failure = classifySlackError(err, run.channel);
+      const failure = this.slackFailure(err, run.channel);
       if (
         failure instanceof SlackChannelUnusableError &&
         !run.slackTs &&

@@ -133,6 +133,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       jobs: { pollIntervalMs: 50, backoffBaseMs: 20, backoffMaxMs: 200 },
       devinTimeoutMs: 2000,
       devinReconcileWindowMs: 150,
+      slackChannelIntervalMs: 100,
       now: clock.now,
       followOnSchedule: false,
       ...options.deps,

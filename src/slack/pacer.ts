@@ -1,0 +1,48 @@
+import { RetryableError } from '../errors.js';
+
+/**
+ * Slack allows about one message per second per channel. In an incident storm every run's message goes to
+ * the same few channels, so calls are paced per channel: a job that would go too early gets a reserved slot
+ * and is rescheduled to it (without holding a worker), and keeps that slot when it comes back. A 429 from
+ * Slack pushes the channel's next slot back by its Retry-After.
+ */
+export class ChannelPacer {
+  private readonly nextFree = new Map<string, number>();
+  private readonly reserved = new Map<number, { channel: string; slot: number }>();
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Returns if job `jobId` may call Slack in `channel` now; otherwise throws a RetryableError for its slot. */
+  take(channel: string, jobId: number): void {
+    const now = this.now();
+    const held = this.reserved.get(jobId);
+    this.reserved.delete(jobId);
+    if (held?.channel === channel && now >= held.slot) return;
+    const free = this.nextFree.get(channel) ?? 0;
+    if (free <= now) {
+      this.nextFree.set(channel, now + this.intervalMs);
+      return;
+    }
+    this.nextFree.set(channel, free + this.intervalMs);
+    this.reserved.set(jobId, { channel, slot: free });
+    this.prune(now);
+    throw new RetryableError('slack_paced', `waiting for a free slot in ${channel}`, free - now, {
+      exact: true,
+    });
+  }
+
+  /** Slack said 429: nothing goes to that channel before Retry-After has passed. */
+  pushBack(channel: string, ms: number): void {
+    const until = this.now() + ms;
+    if ((this.nextFree.get(channel) ?? 0) < until) this.nextFree.set(channel, until);
+  }
+
+  /** Reservations whose job never came back (finished elsewhere, or lost to a restart) are dropped. */
+  private prune(now: number): void {
+    if (this.reserved.size < 10_000) return;
+    for (const [id, r] of this.reserved) if (r.slot < now - 60_000) this.reserved.delete(id);
+  }
+}

@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { RetryableError } from '../../src/errors.js';
+import { ChannelPacer } from '../../src/slack/pacer.js';
+
+function waitOf(fn: () => void): number | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (err) {
+    expect(err).toBeInstanceOf(RetryableError);
+    expect((err as RetryableError).exact).toBe(true);
+    return (err as RetryableError).retryAfterMs;
+  }
+}
+
+describe('ChannelPacer', () => {
+  it('lets one call per interval through per channel, reserving later slots in order', () => {
+    let now = 10_000;
+    const pacer = new ChannelPacer(1000, () => now);
+    expect(waitOf(() => pacer.take('C1', 1))).toBeUndefined();
+    expect(waitOf(() => pacer.take('C1', 2))).toBe(1000);
+    expect(waitOf(() => pacer.take('C1', 3))).toBe(2000);
+    expect(waitOf(() => pacer.take('C2', 4))).toBeUndefined();
+    now += 1000;
+    // Job 2 comes back at its slot and goes; job 3 is still early and keeps its place.
+    expect(waitOf(() => pacer.take('C1', 2))).toBeUndefined();
+    now += 1000;
+    expect(waitOf(() => pacer.take('C1', 3))).toBeUndefined();
+    expect(waitOf(() => pacer.take('C1', 5))).toBe(1000);
+  });
+
+  it('pushes a channel back after a 429', () => {
+    let now = 0;
+    const pacer = new ChannelPacer(1000, () => now);
+    pacer.pushBack('C1', 30_000);
+    expect(waitOf(() => pacer.take('C1', 1))).toBe(30_000);
+    now = 30_000;
+    expect(waitOf(() => pacer.take('C1', 1))).toBeUndefined();
+  });
+});
