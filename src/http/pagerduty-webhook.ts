@@ -61,6 +61,8 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
         ...parsed.data.event,
         occurred_at: parsed.data.event.occurred_at ?? new Date(receivedAt).toISOString(),
       };
+      // The body is stored exactly as PagerDuty signed it: no second serialization on the hot path.
+      const payload = raw.toString('utf8');
       try {
         const outcome = await deps.store.recordEvent({
           id: event.id,
@@ -68,7 +70,7 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
           incidentId: incidentIdOf(event) ?? null,
           occurredAt: event.occurred_at,
           receivedAt,
-          payload: JSON.stringify(event),
+          payload,
         });
         log.info({ eventId: event.id, eventType: event.event_type, outcome }, 'webhook received');
         res

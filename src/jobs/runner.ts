@@ -29,6 +29,7 @@ export class JobRunner {
   private running = false;
   private loops: Promise<void>[] = [];
   private wakers: (() => void)[] = [];
+  private lastSweep = Number.NEGATIVE_INFINITY;
 
   constructor(options: JobRunnerOptions) {
     this.o = {
@@ -69,25 +70,45 @@ export class JobRunner {
       let job: Job | undefined;
       try {
         const now = this.o.now();
-        await this.o.store.releaseExpiredLeases(now);
+        // Leases run for minutes: looking for expired ones now and then is enough.
+        if (now - this.lastSweep >= Math.min(5000, this.o.leaseMs / 2)) {
+          this.lastSweep = now;
+          await this.o.store.releaseExpiredLeases(now);
+        }
         job = await this.o.store.claimJob(now, now + this.o.leaseMs);
       } catch (err) {
         this.o.logger.error({ err: errorMessage(err) }, 'job queue unavailable');
       }
-      if (job) await this.execute(job);
-      else await this.idle();
+      if (job) {
+        await this.execute(job);
+        // Store calls resolve without I/O: without this, a backlog of quick jobs would run as one long
+        // chain of microtasks and starve incoming requests (webhooks, Slack clicks) of the event loop.
+        await new Promise((resolve) => setImmediate(resolve));
+      } else await this.idle(await this.untilNextDue());
     }
   }
 
-  /** Waits for a wake-up or the poll interval, whichever comes first, leaving nothing behind. */
-  private idle(): Promise<void> {
+  /** How long until the next job scheduled in the future is due (retries, paced Slack calls), capped. */
+  private async untilNextDue(): Promise<number> {
+    try {
+      const next = await this.o.store.nextRunAt(this.o.now());
+      return next === undefined
+        ? this.o.pollIntervalMs
+        : Math.min(this.o.pollIntervalMs, Math.max(5, next - this.o.now()));
+    } catch {
+      return this.o.pollIntervalMs;
+    }
+  }
+
+  /** Waits for a wake-up or the given time, whichever comes first, leaving nothing behind. */
+  private idle(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
         this.wakers = this.wakers.filter((w) => w !== done);
         resolve();
       };
-      const timer = setTimeout(done, this.o.pollIntervalMs);
+      const timer = setTimeout(done, ms);
       this.wakers.push(done);
     });
   }

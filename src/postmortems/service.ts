@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import type { PagerDutyClient } from '../pagerduty/rest-client.js';
-import { INCIDENT_STATE_EVENTS, type WebhookEvent } from '../pagerduty/webhook.js';
+import { envelopeSchema, INCIDENT_STATE_EVENTS, type WebhookEvent } from '../pagerduty/webhook.js';
 import type { ApproverCheck } from '../slack/approvers.js';
 import type { IncidentChannelFinder } from '../slack/incident-channels.js';
 import type { NewJob, NewRun, Store } from '../store/store.js';
@@ -63,7 +63,10 @@ export class PostmortemService {
     const { store, logger } = this.deps;
     const stored = await store.getEvent(eventId);
     if (!stored) return;
-    const event = JSON.parse(stored.payload) as WebhookEvent;
+    // The stored body is exactly what PagerDuty sent; read it through the same tolerant schema as at intake.
+    const parsed = envelopeSchema.safeParse(JSON.parse(stored.payload));
+    if (!parsed.success) return;
+    const event: WebhookEvent = { ...parsed.data.event, occurred_at: stored.occurredAt };
     const log = logger.child({ eventId, eventType: event.event_type, incidentId: stored.incidentId });
     if (!INCIDENT_STATE_EVENTS.has(event.event_type) || !stored.incidentId) {
       log.debug('event needs no action');

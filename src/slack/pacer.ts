@@ -8,6 +8,7 @@ import { RetryableError } from '../errors.js';
  */
 export class ChannelPacer {
   private readonly nextFree = new Map<string, number>();
+  private readonly lastCall = new Map<string, number>();
   private readonly reserved = new Map<number, { channel: string; slot: number }>();
 
   constructor(
@@ -20,10 +21,18 @@ export class ChannelPacer {
     const now = this.now();
     const held = this.reserved.get(jobId);
     this.reserved.delete(jobId);
-    if (held?.channel === channel && now >= held.slot) return;
-    const free = this.nextFree.get(channel) ?? 0;
+    // Whatever was reserved, two calls never go closer together than the interval: jobs that come back
+    // late (a busy moment) must not go in a burst.
+    const last = this.lastCall.get(channel) ?? Number.NEGATIVE_INFINITY;
+    const spaced = now - last >= this.intervalMs;
+    if (spaced && held?.channel === channel && now >= held.slot) {
+      this.lastCall.set(channel, now);
+      return;
+    }
+    const free = Math.max(this.nextFree.get(channel) ?? 0, last + this.intervalMs);
     if (free <= now) {
       this.nextFree.set(channel, now + this.intervalMs);
+      this.lastCall.set(channel, now);
       return;
     }
     this.nextFree.set(channel, free + this.intervalMs);

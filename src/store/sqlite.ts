@@ -82,6 +82,7 @@ export class SqliteStore implements Store {
   }[] = [];
   private flushScheduled = false;
   private readonly ownerId = randomUUID();
+  private readonly statements = new Map<string, Database.Statement>();
   private readonly renewal: NodeJS.Timeout;
   private readonly queuedListeners: (() => void)[] = [];
 
@@ -97,7 +98,7 @@ export class SqliteStore implements Store {
     this.renewal = setInterval(() => this.renewOwnership(), OWNERSHIP_TTL_MS / 3);
     this.renewal.unref();
     // A SQLite file has one owning process: jobs still marked running belonged to one that died.
-    this.db.prepare(`UPDATE jobs SET state = 'queued', locked_until = NULL WHERE state = 'running'`).run();
+    this.sql(`UPDATE jobs SET state = 'queued', locked_until = NULL WHERE state = 'running'`).run();
   }
 
   private migrate(): void {
@@ -105,8 +106,7 @@ export class SqliteStore implements Store {
       'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)',
     );
     const applied = new Set(
-      this.db
-        .prepare('SELECT version FROM schema_migrations')
+      this.sql('SELECT version FROM schema_migrations')
         .all()
         .map((r) => (r as { version: number }).version),
     );
@@ -115,9 +115,7 @@ export class SqliteStore implements Store {
       this.db
         .transaction(() => {
           this.db.exec(m.sql);
-          this.db
-            .prepare('INSERT INTO schema_migrations (version, name) VALUES (?, ?)')
-            .run(m.version, m.name);
+          this.sql('INSERT INTO schema_migrations (version, name) VALUES (?, ?)').run(m.version, m.name);
         })
         .immediate();
     }
@@ -131,9 +129,9 @@ export class SqliteStore implements Store {
   private takeOwnership(path: string): void {
     this.db
       .transaction(() => {
-        const row = this.db
-          .prepare('SELECT owner, host, pid, expires_at FROM store_owner WHERE id = 1')
-          .get() as { owner: string; host: string; pid: number; expires_at: number } | undefined;
+        const row = this.sql('SELECT owner, host, pid, expires_at FROM store_owner WHERE id = 1').get() as
+          | { owner: string; host: string; pid: number; expires_at: number }
+          | undefined;
         const stale =
           !row ||
           row.expires_at < this.now() ||
@@ -143,24 +141,47 @@ export class SqliteStore implements Store {
             `${path} is in use by another postmortem-bot (pid ${row.pid} on ${row.host}). Stop it first, or give each instance its own DATABASE_URL; SQLite serves one instance (use Recreate, not rolling, deploys).`,
           );
         }
-        this.db
-          .prepare(
-            `INSERT INTO store_owner (id, owner, host, pid, expires_at) VALUES (1, ?, ?, ?, ?)
+        this.sql(
+          `INSERT INTO store_owner (id, owner, host, pid, expires_at) VALUES (1, ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, host = excluded.host, pid = excluded.pid,
                expires_at = excluded.expires_at`,
-          )
-          .run(this.ownerId, hostname(), process.pid, this.now() + OWNERSHIP_TTL_MS);
+        ).run(this.ownerId, hostname(), process.pid, this.now() + OWNERSHIP_TTL_MS);
       })
       .immediate();
   }
 
   private renewOwnership(): void {
     try {
-      this.db
-        .prepare('UPDATE store_owner SET expires_at = ? WHERE id = 1 AND owner = ?')
-        .run(this.now() + OWNERSHIP_TTL_MS, this.ownerId);
+      this.sql('UPDATE store_owner SET expires_at = ? WHERE id = 1 AND owner = ?').run(
+        this.now() + OWNERSHIP_TTL_MS,
+        this.ownerId,
+      );
     } catch {
       // Closed or briefly busy: the next renewal tries again, well within the TTL.
+    }
+  }
+
+  /** Prepared statements, compiled once per SQL text. */
+  private sql(text: string): Database.Statement {
+    let stmt = this.statements.get(text);
+    if (!stmt) {
+      stmt = this.db.prepare(text);
+      this.statements.set(text, stmt);
+    }
+    return stmt;
+  }
+
+  /**
+   * Job-queue bookkeeping (claim, complete, retry) commits without its own fsync: losing it to a power cut
+   * only runs a job again, which every handler tolerates, and the next durable commit (every webhook, every
+   * intent recorded before calling Slack or Devin) syncs it anyway. Everything else commits with fsync.
+   */
+  private relaxed<T>(fn: () => T): T {
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return fn();
+    } finally {
+      this.db.pragma('synchronous = FULL');
     }
   }
 
@@ -195,7 +216,7 @@ export class SqliteStore implements Store {
     this.flushScheduled = false;
     let results: ('recorded' | 'duplicate')[];
     try {
-      const insertEvent = this.db.prepare(
+      const insertEvent = this.sql(
         `INSERT INTO events (id, type, incident_id, occurred_at, received_at, payload)
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
       );
@@ -225,7 +246,7 @@ export class SqliteStore implements Store {
   }
 
   async getEvent(id: string): Promise<ReceivedEvent | undefined> {
-    const row = this.db.prepare('SELECT * FROM events WHERE id = ?').get(id) as
+    const row = this.sql('SELECT * FROM events WHERE id = ?').get(id) as
       | {
           id: string;
           type: string;
@@ -248,48 +269,42 @@ export class SqliteStore implements Store {
   }
 
   async getIncident(id: string): Promise<Incident | undefined> {
-    const row = this.db.prepare('SELECT data FROM incidents WHERE id = ?').get(id) as
-      | { data: string }
-      | undefined;
+    const row = this.sql('SELECT data FROM incidents WHERE id = ?').get(id) as { data: string } | undefined;
     return row ? (JSON.parse(row.data) as Incident) : undefined;
   }
 
   async saveIncident(incident: Incident): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO incidents (id, data, updated_at) VALUES (?, ?, ?)
+    this.sql(
+      `INSERT INTO incidents (id, data, updated_at) VALUES (?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
-      )
-      .run(incident.id, JSON.stringify(incident), this.now());
+    ).run(incident.id, JSON.stringify(incident), this.now());
   }
 
   async openRun(run: NewRun, jobs: NewJob[]): Promise<PostmortemRun | undefined> {
     const now = this.now();
     const opened = this.db
       .transaction(() => {
-        const row = this.db
-          .prepare(
-            `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+        const row = this.sql(
+          `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
                incident, incident_number, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (incident_id, attempt) DO NOTHING
              RETURNING *`,
-          )
-          .get(
-            run.id,
-            run.incidentId,
-            run.attempt,
-            run.state,
-            run.trigger,
-            run.channel,
-            run.decidedBy,
-            run.decidedAt,
-            run.devinTag,
-            JSON.stringify(run.incident),
-            run.incident.number,
-            now,
-            now,
-          ) as RunRow | undefined;
+        ).get(
+          run.id,
+          run.incidentId,
+          run.attempt,
+          run.state,
+          run.trigger,
+          run.channel,
+          run.decidedBy,
+          run.decidedAt,
+          run.devinTag,
+          JSON.stringify(run.incident),
+          run.incident.number,
+          now,
+          now,
+        ) as RunRow | undefined;
         if (row) for (const job of jobs) this.insertJob(job);
         return row;
       })
@@ -299,37 +314,35 @@ export class SqliteStore implements Store {
   }
 
   async getRun(id: string): Promise<PostmortemRun | undefined> {
-    const row = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
+    const row = this.sql('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
     return row ? toRun(row) : undefined;
   }
 
   async runsForIncident(incidentId: string): Promise<PostmortemRun[]> {
-    const rows = this.db
-      .prepare('SELECT * FROM runs WHERE incident_id = ? ORDER BY attempt')
-      .all(incidentId) as RunRow[];
+    const rows = this.sql('SELECT * FROM runs WHERE incident_id = ? ORDER BY attempt').all(
+      incidentId,
+    ) as RunRow[];
     return rows.map(toRun);
   }
 
   async runsForIncidentNumber(incidentNumber: number): Promise<PostmortemRun[]> {
-    const rows = this.db
-      .prepare('SELECT * FROM runs WHERE incident_number = ? ORDER BY created_at, attempt')
-      .all(incidentNumber) as RunRow[];
+    const rows = this.sql('SELECT * FROM runs WHERE incident_number = ? ORDER BY created_at, attempt').all(
+      incidentNumber,
+    ) as RunRow[];
     return rows.map(toRun);
   }
 
   async recentRuns(limit: number): Promise<PostmortemRun[]> {
-    const rows = this.db
-      .prepare('SELECT * FROM runs ORDER BY created_at DESC, attempt DESC LIMIT ?')
-      .all(limit) as RunRow[];
+    const rows = this.sql('SELECT * FROM runs ORDER BY created_at DESC, attempt DESC LIMIT ?').all(
+      limit,
+    ) as RunRow[];
     return rows.map(toRun);
   }
 
   async runsInStates(states: readonly RunState[], limit: number): Promise<PostmortemRun[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM runs WHERE state IN (${states.map(() => '?').join(', ')}) ORDER BY created_at LIMIT ?`,
-      )
-      .all(...states, limit) as RunRow[];
+    const rows = this.sql(
+      `SELECT * FROM runs WHERE state IN (${states.map(() => '?').join(', ')}) ORDER BY created_at LIMIT ?`,
+    ).all(...states, limit) as RunRow[];
     return rows.map(toRun);
   }
 
@@ -345,13 +358,11 @@ export class SqliteStore implements Store {
     const unset = onlyIfUnset.map((f) => ` AND ${PATCH_COLUMNS[f]} IS NULL`).join('');
     const updated = this.db
       .transaction(() => {
-        const row = this.db
-          .prepare(
-            `UPDATE runs SET state = ?, updated_at = ?${sets}
+        const row = this.sql(
+          `UPDATE runs SET state = ?, updated_at = ?${sets}
              WHERE id = ? AND state IN (${from.map(() => '?').join(', ')})${unset}
              RETURNING *`,
-          )
-          .get(to, this.now(), ...values, id, ...from) as RunRow | undefined;
+        ).get(to, this.now(), ...values, id, ...from) as RunRow | undefined;
         if (row) for (const job of jobs) this.insertJob(job);
         return row;
       })
@@ -362,7 +373,7 @@ export class SqliteStore implements Store {
 
   async updateRun(id: string, patch: RunPatch): Promise<void> {
     const { sets, values } = patchSql(patch);
-    this.db.prepare(`UPDATE runs SET updated_at = ?${sets} WHERE id = ?`).run(this.now(), ...values, id);
+    this.sql(`UPDATE runs SET updated_at = ?${sets} WHERE id = ?`).run(this.now(), ...values, id);
   }
 
   async enqueueJob(job: NewJob): Promise<void> {
@@ -372,27 +383,25 @@ export class SqliteStore implements Store {
 
   private insertJob(job: NewJob): void {
     const now = this.now();
-    this.db
-      .prepare(
-        `INSERT INTO jobs (kind, lane, payload, dedupe_key, state, run_at, created_at)
+    this.sql(
+      `INSERT INTO jobs (kind, lane, payload, dedupe_key, state, run_at, created_at)
          SELECT ?, ?, ?, ?, 'queued', ?, ?
          WHERE ? IS NULL OR NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = ? AND state = 'queued')`,
-      )
-      .run(
-        job.kind,
-        job.lane,
-        JSON.stringify(job.payload),
-        job.dedupeKey ?? null,
-        job.runAt ?? now,
-        now,
-        job.dedupeKey ?? null,
-        job.dedupeKey ?? null,
-      );
+    ).run(
+      job.kind,
+      job.lane,
+      JSON.stringify(job.payload),
+      job.dedupeKey ?? null,
+      job.runAt ?? now,
+      now,
+      job.dedupeKey ?? null,
+      job.dedupeKey ?? null,
+    );
   }
 
   async claimJob(now: number, leaseUntil: number): Promise<Job | undefined> {
-    const row = this.db
-      .prepare(
+    const row = this.relaxed(() =>
+      this.sql(
         `UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = ?
          WHERE state = 'queued' AND id = (
            SELECT j.id FROM jobs j
@@ -401,8 +410,8 @@ export class SqliteStore implements Store {
            ORDER BY j.run_at, j.id
            LIMIT 1)
          RETURNING id, kind, lane, payload, attempts, created_at`,
-      )
-      .get(leaseUntil, now) as
+      ).get(leaseUntil, now),
+    ) as
       | { id: number; kind: Job['kind']; lane: string; payload: string; attempts: number; created_at: number }
       | undefined;
     if (!row) return undefined;
@@ -417,42 +426,51 @@ export class SqliteStore implements Store {
   }
 
   async completeJob(job: JobLease): Promise<void> {
-    this.db
-      .prepare(`DELETE FROM jobs WHERE id = ? AND attempts = ? AND state = 'running'`)
-      .run(job.id, job.attempts);
+    this.sql(`DELETE FROM jobs WHERE id = ? AND attempts = ? AND state = 'running'`).run(
+      job.id,
+      job.attempts,
+    );
     // Finishing a job may unblock the next one in its lane.
     this.notifyQueued();
   }
 
   async retryJob(job: JobLease, runAt: number, error: string): Promise<void> {
-    this.db
-      .prepare(
+    this.relaxed(() =>
+      this.sql(
         `UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, last_error = ?
          WHERE id = ? AND attempts = ? AND state = 'running'`,
-      )
-      .run(runAt, error, job.id, job.attempts);
+      ).run(runAt, error, job.id, job.attempts),
+    );
   }
 
   async buryJob(job: JobLease, error: string): Promise<void> {
-    this.db
-      .prepare(
-        `UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = ?
+    this.sql(
+      `UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = ?
          WHERE id = ? AND attempts = ? AND state = 'running'`,
-      )
-      .run(error, job.id, job.attempts);
+    ).run(error, job.id, job.attempts);
     this.notifyQueued();
   }
 
+  async nextRunAt(now: number): Promise<number | undefined> {
+    const row = this.sql(`SELECT MIN(run_at) AS at FROM jobs WHERE state = 'queued' AND run_at > ?`).get(
+      now,
+    ) as {
+      at: number | null;
+    };
+    return row.at ?? undefined;
+  }
+
   async releaseExpiredLeases(now: number): Promise<number> {
-    return this.db
-      .prepare(
-        `UPDATE jobs SET state = 'queued', locked_until = NULL WHERE state = 'running' AND locked_until < ?`,
-      )
-      .run(now).changes;
+    return this.relaxed(
+      () =>
+        this.sql(
+          `UPDATE jobs SET state = 'queued', locked_until = NULL WHERE state = 'running' AND locked_until < ?`,
+        ).run(now).changes,
+    );
   }
 
   async countJobs(): Promise<{ queued: number; running: number; dead: number }> {
-    const rows = this.db.prepare('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all() as {
+    const rows = this.sql('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all() as {
       state: string;
       n: number;
     }[];
@@ -464,7 +482,7 @@ export class SqliteStore implements Store {
     if (!this.db.open) return;
     clearInterval(this.renewal);
     if (this.pendingEvents.length > 0) this.flushEvents();
-    this.db.prepare('DELETE FROM store_owner WHERE owner = ?').run(this.ownerId);
+    this.sql('DELETE FROM store_owner WHERE owner = ?').run(this.ownerId);
     this.db.close();
   }
 }

@@ -60,6 +60,8 @@ export interface Store {
   completeJob(job: JobLease): Promise<void>;
   retryJob(job: JobLease, runAt: number, error: string): Promise<void>;
   buryJob(job: JobLease, error: string): Promise<void>;
+  /** When the next queued job scheduled after `now` is due, if any. */
+  nextRunAt(now: number): Promise<number | undefined>;
   /** Returns jobs whose lease ran out (their worker died) to the queue. */
   releaseExpiredLeases(now: number): Promise<number>;
   countJobs(): Promise<{ queued: number; running: number; dead: number }>;
@@ -75,7 +77,7 @@ export interface ReceivedEvent {
   incidentId: string | null;
   occurredAt: string;
   receivedAt: number;
-  /** The envelope's event object, as JSON text. */
+  /** The webhook body exactly as received (the v3 envelope), as JSON text. */
   payload: string;
 }
 

@@ -32,6 +32,13 @@ export class FakeSlack {
   readonly users = new Map<string, { name: string; real_name?: string; display_name?: string }>();
   /** Page size Slack uses for conversations.list / conversations.history (small to exercise pagination). */
   pageSize = 200;
+  /**
+   * Slack's per-channel limit for posting (about 1 per second, short bursts tolerated): when set, more than
+   * `burst` chat.postMessage/chat.update calls to one channel within a second answer 429 with Retry-After.
+   */
+  channelLimit: { burst: number } | undefined;
+  private readonly channelCalls = new Map<string, number[]>();
+  rateLimited = 0;
   private readonly faults: { method: string; fault: SlackFault }[] = [];
   private seq = 0;
   url = '';
@@ -76,6 +83,17 @@ export class FakeSlack {
             { 'retry-after': String(fault.retryAfterS) },
           );
         return sendJson(res, 200, { ok: false, error: fault.error });
+      }
+      if (this.channelLimit && (method === 'chat.postMessage' || method === 'chat.update')) {
+        const now = Date.now();
+        const recent = (this.channelCalls.get(String(args.channel)) ?? []).filter((t) => t > now - 1000);
+        if (recent.length >= this.channelLimit.burst) {
+          this.rateLimited++;
+          this.calls.push({ method: `${method}!429`, args, at: now });
+          return sendJson(res, 429, { ok: false, error: 'ratelimited' }, { 'retry-after': '1' });
+        }
+        recent.push(now);
+        this.channelCalls.set(String(args.channel), recent);
       }
       this.calls.push({ method, args, at: Date.now() });
       sendJson(res, 200, this.answer(method, args));

@@ -29,6 +29,17 @@ describe('ChannelPacer', () => {
     expect(waitOf(() => pacer.take('C1', 5))).toBe(1000);
   });
 
+  it('never lets late reservations go in a burst', () => {
+    let now = 0;
+    const pacer = new ChannelPacer(1000, () => now);
+    pacer.take('C1', 1);
+    expect(waitOf(() => pacer.take('C1', 2))).toBe(1000);
+    expect(waitOf(() => pacer.take('C1', 3))).toBe(2000);
+    now = 5000; // a busy moment: both come back late, at once
+    expect(waitOf(() => pacer.take('C1', 2))).toBeUndefined();
+    expect(waitOf(() => pacer.take('C1', 3))).toBe(1000);
+  });
+
   it('pushes a channel back after a 429', () => {
     let now = 0;
     const pacer = new ChannelPacer(1000, () => now);

@@ -1,0 +1,379 @@
+/**
+ * npm run bench: the real bot (built, as a child process, SQLite store) against local stand-ins for Slack
+ * and Devin, and in the same run a bare Express 5 app as the baseline, both driven by autocannon with the
+ * same signed resolved-incident webhooks. Then a storm: 10,000 distinct resolved incidents plus
+ * duplicates, checked for loss, duplicates and Slack pacing. Prints a table and writes a JSON file.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import autocannon from 'autocannon';
+import Database from 'better-sqlite3';
+import { signPagerDutyBody } from '../src/pagerduty/signature.js';
+import { FakeDevin } from '../test/helpers/fake-devin.js';
+import { FakeSlack } from '../test/helpers/fake-slack.js';
+
+const ROOT = join(import.meta.dirname, '..', '..', '..');
+const SECRET = 'bench-subscription-secret';
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
+const STORM_INCIDENTS = Number(process.env.BENCH_STORM ?? 10_000);
+const SKIP_STORM = process.env.BENCH_SKIP_STORM === '1';
+const STORM_DUPLICATES = Math.round(STORM_INCIDENTS / 5);
+const STORM_AUTO = Math.round(STORM_INCIDENTS / 50);
+const template = JSON.parse(
+  readFileSync(join(ROOT, 'test', 'fixtures', 'pagerduty', 'incident-resolved.json'), 'utf8'),
+);
+
+interface Signed {
+  body: string;
+  signature: string;
+  incidentId: string;
+}
+
+function resolvedWebhook(n: number, priority: string, tag: string): Signed {
+  const e = structuredClone(template);
+  e.event.id = `bench-${tag}-evt-${n}`;
+  e.event.data.id = `B${tag.toUpperCase()}${n}`;
+  e.event.data.number = 100_000 + n;
+  e.event.data.html_url = `https://acme.pagerduty.com/incidents/${e.event.data.id}`;
+  e.event.data.title = `Storm incident ${n}: checkout latency above 2s`;
+  e.event.data.priority = { ...e.event.data.priority, summary: priority };
+  const body = JSON.stringify(e);
+  return { body, signature: signPagerDutyBody(body, SECRET), incidentId: e.event.data.id };
+}
+
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function startChild(
+  script: string,
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  // The same heap flags as `npm start` and the Dockerfile, unless BENCH_NODE_OPTIONS says otherwise.
+  const nodeOptions = (process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=96 --max-semi-space-size=4')
+    .split(' ')
+    .filter(Boolean);
+  const child = spawn(process.execPath, [...nodeOptions, script], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stderr?.on('data', (d) => {
+    out += d;
+  });
+  child.stdout?.on('data', (d: Buffer) => {
+    if (out.length < 10_000) out += d;
+  });
+  const exited = new Promise<never>((_, reject) =>
+    child.on('exit', (code) => reject(new Error(`${script} exited ${code}: ${out}`))),
+  );
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const up = await Promise.race([
+      fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      ),
+      exited,
+    ]);
+    if (up) return { child, port };
+    if (Date.now() > deadline) throw new Error(`${script} did not start: ${out}`);
+    await sleep(100);
+  }
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([exited, sleep(35_000)]);
+}
+
+function botEnv(slack: FakeSlack, devin: FakeDevin, dbPath: string): Record<string, string> {
+  return {
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
+    SLACK_BOT_TOKEN: slack.token,
+    SLACK_SIGNING_SECRET: 'bench-signing-secret',
+    SLACK_API_URL: slack.apiUrl,
+    SLACK_DEFAULT_CHANNEL: 'CDEFAULT01',
+    PAGERDUTY_WEBHOOK_SECRET: SECRET,
+    DEVIN_API_KEY: devin.apiKey,
+    DEVIN_ORG_ID: devin.orgId,
+    DEVIN_API_URL: devin.url,
+    DATABASE_URL: `sqlite:${dbPath}`,
+    AUTO_START_PRIORITIES: 'P1',
+  };
+}
+
+async function load(port: number, bodies: Signed[]) {
+  let i = 0;
+  const result = await autocannon({
+    url: `http://127.0.0.1:${port}`,
+    connections: CONNECTIONS,
+    duration: DURATION_S,
+    requests: [
+      {
+        method: 'POST',
+        path: '/webhooks/pagerduty',
+        setupRequest: (req) => {
+          const b = bodies[i++ % bodies.length] as Signed;
+          return {
+            ...req,
+            body: b.body,
+            headers: { 'content-type': 'application/json', 'x-pagerduty-signature': b.signature },
+          };
+        },
+      },
+    ],
+  });
+  return {
+    requestsPerSecond: result.requests.average,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    total: result.requests.total,
+  };
+}
+
+/** Sends every body once, `concurrency` at a time; returns how each was answered. */
+async function send(port: number, bodies: Signed[], concurrency: number): Promise<Record<number, number>> {
+  const statuses: Record<number, number> = {};
+  let next = 0;
+  const worker = async () => {
+    while (next < bodies.length) {
+      const b = bodies[next++] as Signed;
+      const res = await fetch(`http://127.0.0.1:${port}/webhooks/pagerduty`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-pagerduty-signature': b.signature },
+        body: b.body,
+      });
+      await res.arrayBuffer();
+      statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return statuses;
+}
+
+function query<T>(dbPath: string, sql: string): T {
+  const db = new Database(dbPath, { readonly: true, timeout: 5000 });
+  try {
+    return db.prepare(sql).get() as T;
+  } finally {
+    db.close();
+  }
+}
+
+/** The most Slack calls one channel got in any one-second window. */
+function maxPerSecond(times: number[]): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let max = 0;
+  let start = 0;
+  for (let end = 0; end < sorted.length; end++) {
+    while ((sorted[end] as number) - (sorted[start] as number) >= 1000) start++;
+    max = Math.max(max, end - start + 1);
+  }
+  return max;
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'pmbot-bench-'));
+  const report: Record<string, unknown> = {
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+    connections: CONNECTIONS,
+    durationSeconds: DURATION_S,
+  };
+
+  // ---- Throughput and acknowledgement latency, bot vs baseline, Devin answering in 2 s ----
+  const slack = await new FakeSlack('xoxb-bench').start();
+  const devin = await new FakeDevin().start();
+  devin.latencyMs = 2000;
+  const bodies = Array.from({ length: 200_000 }, (_, n) => resolvedWebhook(n, 'P1', 'load'));
+
+  const baseline = await startChild(join(ROOT, 'build', 'bench', 'bench', 'baseline.js'), {});
+  await load(baseline.port, bodies.slice(0, 2000)); // warm-up
+  const base = await load(baseline.port, bodies);
+  await stopChild(baseline.child);
+
+  const loadDb = join(work, 'load.db');
+  const bot = await startChild(join(ROOT, 'dist', 'main.js'), botEnv(slack, devin, loadDb));
+  const pid = bot.child.pid as number;
+  const rssBefore = rssMb(pid);
+  await load(bot.port, bodies.slice(150_000)); // warm-up, distinct events of its own
+  const measured = await load(bot.port, bodies);
+  const rssAfter = rssMb(pid);
+  await stopChild(bot.child);
+  const stored = query<{ n: number }>(loadDb, 'SELECT COUNT(*) AS n FROM events').n;
+  report.throughput = {
+    baseline: base,
+    bot: measured,
+    ratio: measured.requestsPerSecond / base.requestsPerSecond,
+    botRssMb: { before: rssBefore, afterLoad: rssAfter },
+    eventsStored: stored,
+    devinLatencyMs: devin.latencyMs,
+  };
+  await slack.close();
+  await devin.close();
+
+  if (SKIP_STORM) {
+    console.log(JSON.stringify(report.throughput, null, 2));
+    return;
+  }
+  // ---- Storm: 10,000 distinct resolved incidents plus duplicates ----
+  const stormSlack = await new FakeSlack('xoxb-bench').start();
+  stormSlack.channelLimit = { burst: 2 };
+  const stormDevin = await new FakeDevin().start();
+  stormDevin.latencyMs = 200;
+  const stormDb = join(work, 'storm.db');
+  const storm = Array.from({ length: STORM_INCIDENTS }, (_, n) =>
+    resolvedWebhook(n, n < STORM_AUTO ? 'P1' : 'P3', 'storm'),
+  );
+  const duplicates = Array.from(
+    { length: STORM_DUPLICATES },
+    (_, n) => storm[(n * 7919) % storm.length] as Signed,
+  );
+  const deliveries = [...storm, ...duplicates].sort(
+    (a, b) =>
+      ((a.body.length * 31 + a.signature.charCodeAt(5)) % 7) -
+      ((b.body.length * 31 + b.signature.charCodeAt(5)) % 7),
+  );
+  const stormBot = await startChild(join(ROOT, 'dist', 'main.js'), botEnv(stormSlack, stormDevin, stormDb));
+  const t0 = Date.now();
+  const statuses = await send(stormBot.port, deliveries, CONNECTIONS);
+  const intakeSeconds = (Date.now() - t0) / 1000;
+  // Every incident decided, and every auto-started session created.
+  const deadline = Date.now() + 180_000;
+  let runs = 0;
+  while (Date.now() < deadline) {
+    runs = query<{ n: number }>(stormDb, 'SELECT COUNT(*) AS n FROM runs').n;
+    const starting = query<{ n: number }>(
+      stormDb,
+      "SELECT COUNT(*) AS n FROM runs WHERE state = 'starting'",
+    ).n;
+    if (runs === STORM_INCIDENTS && starting === 0) break;
+    await sleep(500);
+  }
+  const decidedSeconds = (Date.now() - t0) / 1000;
+  await sleep(10_000); // watch Slack pacing for a while longer
+  const slackTimes = stormSlack.calls
+    .filter((c) => c.method === 'chat.postMessage' || c.method === 'chat.update')
+    .map((c) => c.at);
+  const observedSeconds = (Date.now() - t0) / 1000;
+  await stopChild(stormBot.child);
+
+  const sessionsPerIncident = new Map<string, number>();
+  for (const s of stormDevin.sessions) {
+    const tag = s.tags.find((t) => t.startsWith('incident:')) ?? '';
+    sessionsPerIncident.set(tag, (sessionsPerIncident.get(tag) ?? 0) + 1);
+  }
+  const eventsStored = query<{ n: number }>(stormDb, 'SELECT COUNT(*) AS n FROM events').n;
+  const decided = query<{ n: number }>(stormDb, 'SELECT COUNT(DISTINCT incident_id) AS n FROM runs').n;
+  const pendingMessages = query<{ n: number }>(
+    stormDb,
+    "SELECT COUNT(*) AS n FROM jobs WHERE kind = 'sync_message' AND state = 'queued'",
+  ).n;
+  const deadJobs = query<{ n: number }>(stormDb, "SELECT COUNT(*) AS n FROM jobs WHERE state = 'dead'").n;
+  report.storm = {
+    incidents: STORM_INCIDENTS,
+    autoStarted: STORM_AUTO,
+    duplicatesSent: STORM_DUPLICATES,
+    answers: statuses,
+    intakeSeconds,
+    eventsStored,
+    incidentsDecided: decided,
+    runs,
+    decidedWithinSeconds: decidedSeconds,
+    sessions: stormDevin.sessions.length,
+    duplicateSessions: [...sessionsPerIncident.values()].filter((n) => n > 1).length,
+    lostIncidents: STORM_INCIDENTS - decided,
+    slack: {
+      callsObserved: slackTimes.length,
+      observedSeconds,
+      maxCallsPerChannelPerSecond: maxPerSecond(slackTimes),
+      rateLimitedAnswers: stormSlack.rateLimited,
+      messagesStillQueued: pendingMessages,
+    },
+    deadJobs,
+  };
+  await stormSlack.close();
+  await stormDevin.close();
+
+  // ---- Report ----
+  const t = report.throughput as {
+    baseline: typeof base;
+    bot: typeof base;
+    ratio: number;
+    botRssMb: { before: number; afterLoad: number };
+  };
+  const s = report.storm as { slack: Record<string, number> } & Record<string, unknown>;
+  const targets = {
+    throughputRatio: t.ratio >= 0.7,
+    p99AckMs: t.bot.p99Ms <= 25,
+    rssMb: t.botRssMb.afterLoad <= 150,
+    duplicateSessions: s.duplicateSessions === 0,
+    lostIncidents: s.lostIncidents === 0,
+  };
+  report.targetsMet = targets;
+  const rows = [
+    ['', 'baseline (bare Express 5)', 'postmortem-bot'],
+    [
+      'signed webhooks/s',
+      base.requestsPerSecond.toFixed(0),
+      `${measured.requestsPerSecond.toFixed(0)} (${(t.ratio * 100).toFixed(0)}% of baseline; target ≥ 70%)`,
+    ],
+    [
+      'ack latency p50 / p99',
+      `${base.p50Ms} / ${base.p99Ms} ms`,
+      `${measured.p50Ms} / ${measured.p99Ms} ms (target p99 ≤ 25 ms)`,
+    ],
+    ['non-2xx / errors', `${base.non2xx} / ${base.errors}`, `${measured.non2xx} / ${measured.errors}`],
+    ['bot RSS before / after', '', `${rssBefore.toFixed(0)} / ${rssAfter.toFixed(0)} MB (target ≤ 150 MB)`],
+  ];
+  console.log(
+    `\nLoad: ${CONNECTIONS} connections, ${DURATION_S} s, Devin stand-in answering in 2 s; ${cpus().length} cores, Node ${process.version}`,
+  );
+  for (const r of rows) console.log(`${(r[0] ?? '').padEnd(24)} ${(r[1] ?? '').padEnd(28)} ${r[2] ?? ''}`);
+  console.log(
+    `\nStorm: ${STORM_INCIDENTS} incidents (${STORM_AUTO} auto-start) + ${STORM_DUPLICATES} duplicates`,
+  );
+  console.log(
+    `  answers ${JSON.stringify(statuses)} in ${intakeSeconds.toFixed(1)} s; events stored ${eventsStored}`,
+  );
+  console.log(
+    `  incidents decided ${decided}/${STORM_INCIDENTS} within ${decidedSeconds.toFixed(1)} s; lost ${s.lostIncidents}`,
+  );
+  console.log(
+    `  Devin sessions ${s.sessions} for ${STORM_AUTO} auto-started incidents; duplicate sessions ${s.duplicateSessions}`,
+  );
+  console.log(
+    `  Slack: ${s.slack.callsObserved} calls in ${s.slack.observedSeconds?.toFixed(0)} s, max ${s.slack.maxCallsPerChannelPerSecond}/s in one channel, ${s.slack.rateLimitedAnswers} 429s, ${s.slack.messagesStillQueued} messages still queued (delivered at ~1/s)`,
+  );
+  console.log(`\nTargets met: ${JSON.stringify(targets)}`);
+  const dir = join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'latest.json');
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`Written to ${file}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
