@@ -143,7 +143,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     now,
     devinGiveUpAfterMs: deps.devinGiveUpAfterMs,
     approvalExpireAfterMs: config.lifecycle.approvalExpireAfterMs,
-    devinReconcileWindowMs: deps.devinReconcileWindowMs,
+    devinReconcileWindowMs: deps.devinReconcileWindowMs ?? config.devin.reconcileWindowMs,
     evidence: new EvidenceGatherer({
       pagerduty,
       slackHistory: config.evidence.includeChannelHistory ? bolt.client : undefined,

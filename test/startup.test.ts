@@ -1,9 +1,10 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config/config.js';
+import { BUILT_DIR } from './global-setup.js';
 import { FakeDevin } from './helpers/fake-devin.js';
 import { FakeSlack } from './helpers/fake-slack.js';
 import { testEnv, waitFor } from './helpers/harness.js';
@@ -12,9 +13,7 @@ import { testEnv, waitFor } from './helpers/harness.js';
  * The built entry point as `npm start` runs it: refuses to start without configuration, naming every
  * variable; starts with a filled .env; shuts down cleanly on SIGTERM.
  */
-const ROOT = join(import.meta.dirname, '..');
-// Inside node_modules so the compiled files resolve the project's dependencies.
-const OUT = join(ROOT, 'node_modules', '.cache', 'postmortem-bot-startup-test');
+const OUT = BUILT_DIR;
 
 function cleanEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
@@ -47,16 +46,6 @@ const exited = (child: ChildProcess) =>
     if (child.exitCode !== null) resolve(child.exitCode);
     else child.on('exit', (code) => resolve(code));
   });
-
-beforeAll(() => {
-  execFileSync(
-    process.execPath,
-    [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', OUT],
-    {
-      cwd: ROOT,
-    },
-  );
-}, 120_000);
 
 describe('start-up', () => {
   it('without a .env, exits 1 and names every variable to set', async () => {

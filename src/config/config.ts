@@ -107,6 +107,7 @@ const envSchema = z.object({
       'comma-separated owner/name repos',
     ),
   ),
+  DEVIN_RECONCILE_WINDOW: duration('5m'),
   DEVIN_MAX_ACU_LIMIT: optional(
     z.coerce.number({ error: 'expected a positive whole number' }).int().positive(),
   ),
@@ -182,6 +183,8 @@ export interface Config {
     knowledgeIds: string[];
     repos: string[];
     maxAcuLimit: number | undefined;
+    /** After a create with an unknown outcome, how long its tag is looked up before creating again. */
+    reconcileWindowMs: number;
   };
   autoStartPriorities: string[];
   /** Following sessions, reminders and expiry: every duration in milliseconds. */
@@ -301,6 +304,7 @@ export function loadConfig(
       knowledgeIds: e.DEVIN_KNOWLEDGE_IDS ?? [],
       repos: e.DEVIN_REPOS ?? [],
       maxAcuLimit: e.DEVIN_MAX_ACU_LIMIT,
+      reconcileWindowMs: e.DEVIN_RECONCILE_WINDOW,
     },
     autoStartPriorities: e.AUTO_START_PRIORITIES,
     lifecycle: {

@@ -120,6 +120,7 @@ export class RunJobs {
             'devin_create_unconfirmed',
             'an earlier create may still appear; looking again before creating',
             Math.min(30_000, this.reconcileWindowMs / 4),
+            { exact: true },
           );
         }
       }
@@ -222,7 +223,11 @@ export class RunJobs {
     const { store, slack } = this.deps;
     const run = await store.getRun(runId);
     if (!run) return;
-    if (!run.slackTs) throw new RetryableError('slack_message_pending', 'the run message is not posted yet');
+    if (!run.slackTs) {
+      throw new RetryableError('slack_message_pending', 'the run message is not posted yet', 1000, {
+        exact: true,
+      });
+    }
     this.deps.pacer.take(run.channel, job.id);
     try {
       await slack.post(

@@ -20,27 +20,29 @@ export class ChannelPacer {
   take(channel: string, jobId: number): void {
     const now = this.now();
     const held = this.reserved.get(jobId);
-    this.reserved.delete(jobId);
-    // Whatever was reserved, two calls never go closer together than the interval: jobs that come back
-    // late (a busy moment) must not go in a burst.
     const last = this.lastCall.get(channel) ?? Number.NEGATIVE_INFINITY;
-    const spaced = now - last >= this.intervalMs;
-    if (spaced && held?.channel === channel && now >= held.slot) {
-      this.lastCall.set(channel, now);
-      return;
+    if (held?.channel === channel) {
+      // A job back for its slot keeps its place in line, and still never goes closer than the interval
+      // to the previous call (jobs that come back late, after a busy moment, must not go in a burst).
+      const ready = Math.max(held.slot, last + this.intervalMs);
+      if (now >= ready) {
+        this.reserved.delete(jobId);
+        this.lastCall.set(channel, now);
+        return;
+      }
+      throw paced(channel, ready - now);
     }
+    this.reserved.delete(jobId);
     const free = Math.max(this.nextFree.get(channel) ?? 0, last + this.intervalMs);
     if (free <= now) {
-      this.nextFree.set(channel, now + this.intervalMs);
+      this.nextFree.set(channel, Math.max(this.nextFree.get(channel) ?? 0, now + this.intervalMs));
       this.lastCall.set(channel, now);
       return;
     }
     this.nextFree.set(channel, free + this.intervalMs);
     this.reserved.set(jobId, { channel, slot: free });
     this.prune(now);
-    throw new RetryableError('slack_paced', `waiting for a free slot in ${channel}`, free - now, {
-      exact: true,
-    });
+    throw paced(channel, free - now);
   }
 
   /** Slack said 429: nothing goes to that channel before Retry-After has passed. */
@@ -54,4 +56,8 @@ export class ChannelPacer {
     if (this.reserved.size < 10_000) return;
     for (const [id, r] of this.reserved) if (r.slot < now - 60_000) this.reserved.delete(id);
   }
+}
+
+function paced(channel: string, waitMs: number): RetryableError {
+  return new RetryableError('slack_paced', `waiting for a free slot in ${channel}`, waitMs, { exact: true });
 }

@@ -88,7 +88,9 @@ export class SqliteStore implements Store {
 
   constructor(options: SqliteStoreOptions) {
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
-    this.db = new Database(options.path, { timeout: 5000 });
+    // A lock held by someone else (a backup tool) makes writes wait at most 2 s, then fail: a webhook is
+    // then answered 503 within PagerDuty's 5 s and delivered again later.
+    this.db = new Database(options.path, { timeout: 2000 });
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');

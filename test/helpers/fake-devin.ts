@@ -41,6 +41,10 @@ export class FakeDevin {
   private readonly createQueue: CreateBehaviour[] = [];
   /** Delay before every answer, like a slow Devin. */
   latencyMs = 0;
+  /** Until this time (ms since epoch) every request answers 503, like an outage. */
+  unavailableUntil = 0;
+  /** Until this time every request hangs without an answer (the client times out). */
+  hangUntil = 0;
   /** How long a new session takes to show up when listing by tag (Devin indexes asynchronously). */
   listVisibilityDelayMs = 0;
   private readonly createdAtMs = new Map<string, number>();
@@ -56,6 +60,21 @@ export class FakeDevin {
   async start(): Promise<this> {
     const { url, close } = await listen(async (req, body, res) => {
       if (this.latencyMs > 0) await sleep(this.latencyMs);
+      if (Date.now() < this.hangUntil) {
+        await sleep(this.hangUntil - Date.now());
+        if (!req.socket.destroyed) req.socket.destroy();
+        return;
+      }
+      if (Date.now() < this.unavailableUntil) {
+        return sendJson(
+          res,
+          503,
+          { title: 'Service Unavailable', status: 503, detail: 'maintenance' },
+          {
+            'content-type': 'application/problem+json',
+          },
+        );
+      }
       const url = new URL(req.url ?? '/', 'http://localhost');
       const prefix = `/v3/organizations/${this.orgId}`;
       if (req.headers.authorization !== `Bearer ${this.apiKey}`) {

@@ -39,6 +39,8 @@ export class FakeSlack {
   channelLimit: { burst: number } | undefined;
   private readonly channelCalls = new Map<string, number[]>();
   rateLimited = 0;
+  /** Until this time (ms since epoch) every Web API call answers HTTP 503. */
+  unavailableUntil = 0;
   private readonly faults: { method: string; fault: SlackFault }[] = [];
   private seq = 0;
   url = '';
@@ -69,6 +71,10 @@ export class FakeSlack {
         return;
       }
       const args = parseArgs(req.headers['content-type'], body);
+      if (Date.now() < this.unavailableUntil) {
+        this.calls.push({ method: `${method}!503`, args, at: Date.now() });
+        return sendJson(res, 503, { ok: false, error: 'service_unavailable' });
+      }
       const faultIndex = this.faults.findIndex((f) => f.method === method || f.method === '*');
       if (faultIndex >= 0) {
         const [{ fault }] = this.faults.splice(faultIndex, 1) as [{ method: string; fault: SlackFault }];

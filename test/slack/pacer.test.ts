@@ -38,6 +38,13 @@ describe('ChannelPacer', () => {
     now = 5000; // a busy moment: both come back late, at once
     expect(waitOf(() => pacer.take('C1', 2))).toBeUndefined();
     expect(waitOf(() => pacer.take('C1', 3))).toBe(1000);
+    // Job 3 keeps its reservation; whoever comes second at the same moment waits another interval.
+    expect(waitOf(() => pacer.take('C1', 4))).toBe(1000);
+    now = 6000;
+    expect(waitOf(() => pacer.take('C1', 3))).toBeUndefined();
+    expect(waitOf(() => pacer.take('C1', 4))).toBe(1000);
+    now = 7000;
+    expect(waitOf(() => pacer.take('C1', 4))).toBeUndefined();
   });
 
   it('pushes a channel back after a 429', () => {
