@@ -88,9 +88,10 @@ export class SqliteStore implements Store {
 
   constructor(options: SqliteStoreOptions) {
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
-    // A lock held by someone else (a backup tool) makes writes wait at most 2 s, then fail: a webhook is
-    // then answered 503 within PagerDuty's 5 s and delivered again later.
-    this.db = new Database(options.path, { timeout: 2000 });
+    // A lock held by someone else (a backup tool) makes a write wait at most 250 ms, then fail: the wait
+    // blocks the event loop (better-sqlite3 is synchronous), and a webhook answered 503 is simply
+    // delivered again later.
+    this.db = new Database(options.path, { timeout: 250 });
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
