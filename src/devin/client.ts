@@ -9,6 +9,7 @@ const sessionSchema = z.looseObject({
   status: z.string().nullish(),
   status_detail: z.string().nullish(),
   tags: z.array(z.string()).nullish(),
+  updated_at: z.number().nullish(),
   pull_requests: z
     .array(z.looseObject({ pr_url: z.string().nullish(), pr_state: z.string().nullish() }))
     .nullish(),

@@ -51,7 +51,8 @@ export function parseTemplate(source: string, text: string): PromptTemplate {
   for (const [i, line] of text.split('\n').entries()) {
     for (const m of line.matchAll(PLACEHOLDER)) {
       const name = m[1] ?? '';
-      if (!(name in PLACEHOLDERS)) problems.push(`${source} line ${i + 1}: unknown placeholder {{${name}}}`);
+      if (!Object.hasOwn(PLACEHOLDERS, name))
+        problems.push(`${source} line ${i + 1}: unknown placeholder {{${name}}}`);
     }
   }
   if (problems.length > 0) {

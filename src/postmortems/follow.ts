@@ -108,8 +108,14 @@ export function observeSession(
       error: `Devin suspended the session because ${LIMIT_REASONS[detail]} (${detail})`,
     });
   }
-  if (run.trigger === 'early' && run.finalizeRequestedAt === null) {
-    if (followedFor > limits.earlyStartMaxWaitMs) {
+  // An early start is still gathering until Devin has the finish message, and what it reported before
+  // that message (waiting, even finished) is about the gathering, not the postmortem.
+  const sessionUpdatedMs =
+    typeof session.updated_at === 'number' ? session.updated_at * 1000 : Number.POSITIVE_INFINITY;
+  const gathering =
+    run.trigger === 'early' && (run.finalizeSentAt === null || sessionUpdatedMs < run.finalizeSentAt - 1000);
+  if (gathering) {
+    if (run.finalizeRequestedAt === null && followedFor > limits.earlyStartMaxWaitMs) {
       return change('abandoned', 'abandoned', {
         error: `The incident was not resolved within ${formatDurationSetting(limits.earlyStartMaxWaitMs)} of the early start, so the bot stopped following this session`,
       });

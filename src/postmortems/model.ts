@@ -96,8 +96,10 @@ export interface PostmortemRun {
   sessionStartedAt: number | null;
   pullRequests: string[];
   result: PostmortemResult | null;
-  /** Early start: when the incident resolved and Devin was asked to finish the postmortem. */
+  /** Early start: when the incident resolved (the finish message was queued)… */
   finalizeRequestedAt: number | null;
+  /** …and when Devin accepted that message. Until then the session is still gathering evidence. */
+  finalizeSentAt: number | null;
   remindedAt: number | null;
   stoppedBy: string | null;
   /** The evidence gathered for the prompt (kept so a retried create sends the same prompt). */

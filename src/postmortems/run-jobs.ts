@@ -8,7 +8,7 @@ import {
   type SessionSettings,
 } from '../devin/prompt.js';
 import type { PromptTemplate } from '../devin/template.js';
-import { errorMessage, RetryableError } from '../errors.js';
+import { AppError, errorMessage, RetryableError } from '../errors.js';
 import type { EvidenceGatherer } from '../evidence/gather.js';
 import { PagerDutyApiError, type PagerDutyClient } from '../pagerduty/rest-client.js';
 import type { SlackChat } from '../slack/chat.js';
@@ -187,6 +187,8 @@ export class RunJobs {
       const evidence = await this.deps.evidence.gather(run);
       await store.updateRun(runId, { evidence });
       await devin.sendMessage(run.devinSessionId, buildFinalizeMessage(this.context({ ...run, evidence })));
+      await store.updateRun(runId, { finalizeSentAt: this.deps.now() });
+      await store.enqueueJob(syncMessageJob(runId));
       logger.info({ runId }, 'asked the early-start session to finish the postmortem');
     } catch (err) {
       if (err instanceof DevinApiError && err.retryable) {
@@ -206,10 +208,17 @@ export class RunJobs {
   async terminateSession(runId: string): Promise<void> {
     const { store, devin, logger } = this.deps;
     const run = await store.getRun(runId);
-    if (!run?.devinSessionId) return;
+    if (!run) return;
     try {
-      await devin.terminateSession(run.devinSessionId);
-      logger.info({ runId, sessionId: run.devinSessionId }, 'Devin session terminated');
+      // A create whose answer never came may still have made a session: find it by the run's tag.
+      const sessionId =
+        run.devinSessionId ??
+        (run.createAttemptedAt !== null
+          ? (await devin.findSessionByTag(run.devinTag))?.session_id
+          : undefined);
+      if (!sessionId) return;
+      await devin.terminateSession(sessionId);
+      logger.info({ runId, sessionId }, 'Devin session terminated');
     } catch (err) {
       if (err instanceof DevinApiError && err.retryable) {
         throw new RetryableError(err.code, err.message, err.retryAfterMs, { cause: err });
@@ -224,6 +233,8 @@ export class RunJobs {
     const run = await store.getRun(runId);
     if (!run) return;
     if (!run.slackTs) {
+      // The run's message was never posted (Slack refused it for good): do not block its lane forever.
+      if (job.attempts > 600) throw new AppError('slack_message_missing', 'the run message was never posted');
       throw new RetryableError('slack_message_pending', 'the run message is not posted yet', 1000, {
         exact: true,
       });

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { AppError } from '../errors.js';
+import { AppError, RetryableError } from '../errors.js';
 import type { PagerDutyClient } from '../pagerduty/rest-client.js';
 import { envelopeSchema, INCIDENT_STATE_EVENTS, type WebhookEvent } from '../pagerduty/webhook.js';
 import type { ApproverCheck } from '../slack/approvers.js';
@@ -101,28 +101,51 @@ export class PostmortemService {
   /** incident.resolved: an early-start session is told to finish; otherwise the decision opens the run. */
   private async onResolved(incident: Incident, log: Logger): Promise<void> {
     const { store, now } = this.deps;
-    const first = (await store.runsForIncident(incident.id))[0];
-    if (first?.trigger === 'early' && first.finalizeRequestedAt === null) {
-      const finalizing = await store.transitionRun(
-        first.id,
-        [first.state],
-        first.state,
-        { finalizeRequestedAt: now(), incident },
-        ['starting', 'started', 'needs_input'].includes(first.state)
-          ? [finalizeSessionJob(first.id), syncMessageJob(first.id)]
-          : [syncMessageJob(first.id)],
-        ['finalizeRequestedAt'],
-      );
-      if (finalizing) log.info({ runId: first.id }, 'incident resolved: early-start session asked to finish');
-      return;
+    const runs = await store.runsForIncident(incident.id);
+    const early = runs[0]?.trigger === 'early' && runs.length === 1 ? runs[0] : undefined;
+    let attempt = 1;
+    let askFirst = false;
+    if (early) {
+      if (early.finalizeRequestedAt !== null) return;
+      if (['starting', 'started', 'needs_input'].includes(early.state)) {
+        // The session may move on (starting → started) while we decide: retry the transition from its new
+        // state rather than lose the finish message.
+        for (let tries = 0; tries < 5; tries++) {
+          const current = tries === 0 ? early : await store.getRun(early.id);
+          if (!current || !['starting', 'started', 'needs_input'].includes(current.state)) break;
+          const finalizing = await store.transitionRun(
+            current.id,
+            [current.state],
+            current.state,
+            { finalizeRequestedAt: now(), incident },
+            [finalizeSessionJob(current.id), syncMessageJob(current.id)],
+            ['finalizeRequestedAt'],
+          );
+          if (finalizing) {
+            log.info({ runId: current.id }, 'incident resolved: early-start session asked to finish');
+            return;
+          }
+          if ((await store.getRun(early.id))?.finalizeRequestedAt !== null) return;
+        }
+      }
+      const latest = await store.getRun(early.id);
+      if (!latest || latest.state === 'stopped' || latest.finalizeRequestedAt !== null) return;
+      if (['starting', 'started', 'needs_input'].includes(latest.state)) {
+        throw new RetryableError('run_busy', 'the early-start run kept changing; trying again');
+      }
+      // The early start did not work out. If it never created a session, the resolved incident gets its
+      // postmortem the usual way; if a session exists (failed, or no longer followed), a person decides.
+      log.info({ runId: latest.id, state: latest.state }, 'early start did not work out');
+      attempt = latest.attempt + 1;
+      askFirst = latest.state !== 'failed';
     }
     const decision = decidePostmortem(incident, this.deps.policy);
     if (decision.action === 'never') {
       log.info({ priority: incident.priority }, 'priority is in the never list: no postmortem, no message');
       return;
     }
-    const auto = decision.action === 'auto_start';
-    const run = newRun(incident, 1, {
+    const auto = decision.action === 'auto_start' && !askFirst;
+    const run = newRun(incident, attempt, {
       state: auto ? 'starting' : 'awaiting_approval',
       trigger: auto ? 'auto' : 'approval',
       channel: await this.channelFor(incident, decision.channel),
@@ -216,6 +239,8 @@ export class PostmortemService {
     const latest = runs.at(-1);
     if (!latest) return { kind: 'stale', run: undefined };
     if (latest.attempt > afterAttempt) return { kind: 'exists', run: latest };
+    // Still waiting for approval: running it is approving it (a second run beside it would leave live buttons).
+    if (latest.state === 'awaiting_approval') return this.approve(latest.id, userId);
     const incident = (await this.deps.store.getIncident(incidentId)) ?? latest.incident;
     return this.openManualRun(incident, afterAttempt + 1, userId, channel);
   }

@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
-import type { DevinClient } from '../devin/client.js';
+import { DevinApiError, type DevinClient } from '../devin/client.js';
 import { errorMessage } from '../errors.js';
-import type { Store } from '../store/store.js';
-import { changesRun, type FollowLimits, observeSession } from './follow.js';
-import { FOLLOWED_STATES, type PostmortemRun } from './model.js';
+import type { RunPatch, Store } from '../store/store.js';
+import { changesRun, type FollowLimits, observeSession, type ThreadReplyKind } from './follow.js';
+import { FOLLOWED_STATES, type PostmortemRun, type RunState } from './model.js';
 import { pagerDutyNoteJob, syncMessageJob, threadReplyJob } from './run-jobs.js';
 
 export interface SessionFollowerDeps {
@@ -31,7 +31,7 @@ export class SessionFollower {
 
   async tick(): Promise<{ followed: number; changed: number }> {
     const { store } = this.deps;
-    const runs = await store.runsInStates(FOLLOWED_STATES, 1000);
+    const runs = await store.runsInStates(FOLLOWED_STATES, 100_000);
     let changed = 0;
     await forEachLimited(runs, this.deps.concurrency ?? 4, async (run) => {
       if (await this.follow(run)) changed++;
@@ -47,8 +47,26 @@ export class SessionFollower {
     try {
       session = await devin.getSession(run.devinSessionId);
     } catch (err) {
+      if (err instanceof DevinApiError && err.status === 404) {
+        return this.move(
+          run,
+          'session_failed',
+          { error: 'Devin no longer has this session (deleted or archived)' },
+          'session_failed',
+        );
+      }
       // The next tick tries again; giving up is decided by time, not by one failed poll.
       logger.warn({ runId: run.id, err: errorMessage(err) }, 'could not poll the Devin session');
+      if (now() - (run.sessionStartedAt ?? run.createdAt) > limits.giveUpAfterMs) {
+        return this.move(
+          run,
+          'abandoned',
+          {
+            error: `Devin could not be asked about this session for too long (${errorMessage(err)}), so the bot stopped following it`,
+          },
+          'abandoned',
+        );
+      }
       return false;
     }
     const observation = observeSession(run, session, now(), limits);
@@ -68,9 +86,22 @@ export class SessionFollower {
     return moved !== undefined;
   }
 
+  private async move(
+    run: PostmortemRun,
+    to: RunState,
+    patch: RunPatch,
+    reply: ThreadReplyKind,
+  ): Promise<boolean> {
+    const moved = await this.deps.store.transitionRun(run.id, [run.state], to, patch, [
+      syncMessageJob(run.id),
+      threadReplyJob(run.id, reply),
+    ]);
+    return moved !== undefined;
+  }
+
   private async tendApprovals(): Promise<number> {
     const { store, now, approvalRemindAfterMs, approvalExpireAfterMs, logger } = this.deps;
-    const pending = await store.runsInStates(['awaiting_approval'], 1000);
+    const pending = await store.runsInStates(['awaiting_approval'], 100_000);
     let changed = 0;
     for (const run of pending) {
       const waited = now() - run.createdAt;

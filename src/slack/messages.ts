@@ -103,7 +103,7 @@ const stopButton = (run: PostmortemRun) =>
 function statusBlocks(run: PostmortemRun): KnownBlock[] {
   const who = run.decidedBy ? mention(run.decidedBy) : 'someone';
   const session = link(run.devinUrl, 'open the session');
-  const gathering = run.trigger === 'early' && run.finalizeRequestedAt === null;
+  const gathering = run.trigger === 'early' && run.finalizeSentAt === null;
   switch (run.state) {
     case 'awaiting_approval':
       return [

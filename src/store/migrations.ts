@@ -101,4 +101,9 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
     name: 'evidence',
     sql: 'ALTER TABLE runs ADD COLUMN evidence TEXT;',
   },
+  {
+    version: 6,
+    name: 'early start: when the finish message reached Devin',
+    sql: 'ALTER TABLE runs ADD COLUMN finalize_sent_at INTEGER;',
+  },
 ];

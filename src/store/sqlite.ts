@@ -30,6 +30,7 @@ interface RunRow {
   pull_requests: string;
   result: string | null;
   finalize_requested_at: number | null;
+  finalize_sent_at: number | null;
   reminded_at: number | null;
   stopped_by: string | null;
   evidence: string | null;
@@ -53,6 +54,7 @@ const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
   pullRequests: 'pull_requests',
   result: 'result',
   finalizeRequestedAt: 'finalize_requested_at',
+  finalizeSentAt: 'finalize_sent_at',
   remindedAt: 'reminded_at',
   stoppedBy: 'stopped_by',
   evidence: 'evidence',
@@ -537,6 +539,7 @@ function toRun(row: RunRow): PostmortemRun {
     pullRequests: JSON.parse(row.pull_requests) as string[],
     result: row.result ? (JSON.parse(row.result) as PostmortemResult) : null,
     finalizeRequestedAt: row.finalize_requested_at,
+    finalizeSentAt: row.finalize_sent_at,
     remindedAt: row.reminded_at,
     stoppedBy: row.stopped_by,
     evidence: row.evidence ? (JSON.parse(row.evidence) as Evidence) : null,

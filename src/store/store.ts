@@ -112,6 +112,7 @@ export type RunPatch = Partial<
     | 'pullRequests'
     | 'result'
     | 'finalizeRequestedAt'
+    | 'finalizeSentAt'
     | 'remindedAt'
     | 'stoppedBy'
     | 'evidence'

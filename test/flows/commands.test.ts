@@ -141,6 +141,33 @@ describe('/postmortem <incident>', () => {
     expect(newTag).not.toBe((h.devin.createRequests[0] as any).tags[3]);
   });
 
+  it('Run again on an incident still waiting for approval approves that run instead of opening another', async () => {
+    h = await startHarness();
+    h.pagerduty.addIncident();
+    await postPagerDuty(h.url, resolvedEvent({ priority: 'P3' }));
+    const card = await waitFor(() => [...h.slack.messages.values()][0], 'the approval message');
+    await postSlashCommand(h, 'Q2K8TBZ1L3KJ7M');
+    const reply = await lastResponse(1);
+    expect(reply.text).toContain('waiting for approval');
+    await postSlackInteraction(
+      h.url,
+      buttonClick(
+        h.slack,
+        { channel: 'CDEFAULT01', ts: 'e', blocks: reply.blocks },
+        'postmortem_run_again',
+        'UALICE01',
+      ),
+    );
+    await waitFor(() => h.devin.sessions.length === 1, 'the session');
+    await waitFor(
+      () => !JSON.stringify(card.blocks).includes('postmortem_approve'),
+      'the approval buttons to go',
+    );
+    expect(runStates()).toEqual([
+      { incident_id: 'Q2K8TBZ1L3KJ7M', attempt: 1, state: 'started', decided_by: 'UALICE01' },
+    ]);
+  });
+
   it('explains PagerDuty failures a person can act on: not found, no access, no token; retries 429', async () => {
     h = await startHarness();
     await postSlashCommand(h, 'PNOPE12');

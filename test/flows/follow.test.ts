@@ -191,6 +191,17 @@ describe('following a Devin session to its end', () => {
     expect(h.devin.getRequests.length).toBe(polls);
   });
 
+  it('a session Devin no longer has ends as failed, with a note, once', async () => {
+    h = await startHarness();
+    const session = await autoStartedSession();
+    h.devin.sessions.splice(h.devin.sessions.indexOf(session), 1);
+    await tick();
+    await tick();
+    expect(runRow().state).toBe('session_failed');
+    expect(threadReplies()).toHaveLength(1);
+    expect(JSON.stringify(threadReplies()[0]?.args.blocks)).toContain('Devin no longer has this session');
+  });
+
   it('Stop terminates the session and records who', async () => {
     h = await startHarness();
     const session = await autoStartedSession();
@@ -264,6 +275,21 @@ describe('early start', () => {
     expect(JSON.stringify(threadReplies()[0]?.args.blocks)).toContain(
       'The incident was not resolved within 12h of the early start, so the bot stopped following this session',
     );
+  });
+
+  it('an early start given up before the resolve leaves the decision to a person', async () => {
+    h = await startHarness({ env: { EARLY_START_PRIORITIES: 'P1', EARLY_START_MAX_WAIT: '1h' } });
+    await postPagerDuty(h.url, acknowledged('P1'));
+    await waitFor(() => h.devin.sessions[0], 'the early session');
+    await settle();
+    h.clock.advance(2 * HOUR);
+    await tick();
+    expect(runRow().state).toBe('abandoned');
+    await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
+    await waitFor(() => runRow().attempt === 2, 'a second run');
+    await settle();
+    expect(runRow()).toMatchObject({ attempt: 2, state: 'awaiting_approval', trigger: 'approval' });
+    expect(h.devin.createRequests).toHaveLength(1);
   });
 
   it('does not start early for other priorities', async () => {

@@ -43,6 +43,7 @@ export function aRun(overrides: Partial<PostmortemRun> = {}): PostmortemRun {
     pullRequests: [],
     result: null,
     finalizeRequestedAt: null,
+    finalizeSentAt: null,
     remindedAt: null,
     stoppedBy: null,
     evidence: null,

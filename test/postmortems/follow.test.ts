@@ -59,8 +59,21 @@ describe('observeSession', () => {
     expect(observeSession(early, session('running'), 1000 + limits.earlyStartMaxWaitMs + 1, limits).to).toBe(
       'abandoned',
     );
-    const finalizing = aRun({ ...early, finalizeRequestedAt: 5000 });
-    expect(observeSession(finalizing, session('running', 'finished'), 6000, limits).to).toBe('finished');
+    // Resolved, but the finish message has not reached Devin yet: still gathering, no replies.
+    const queued = aRun({ ...early, finalizeRequestedAt: 5000 });
+    expect(
+      observeSession(queued, session('running', 'finished', { updated_at: 6 }), 7000, limits),
+    ).toMatchObject({
+      to: 'started',
+    });
+    // Sent: what Devin reports from then on counts; what it reported before does not.
+    const sent = aRun({ ...early, finalizeRequestedAt: 5000, finalizeSentAt: 5000 });
+    expect(observeSession(sent, session('running', 'finished', { updated_at: 2 }), 7000, limits).to).toBe(
+      'started',
+    );
+    expect(observeSession(sent, session('running', 'finished', { updated_at: 6 }), 7000, limits).to).toBe(
+      'finished',
+    );
   });
 
   it('collects https PR links from the session and the result, once each', () => {
