@@ -1,3 +1,4 @@
+import { cutMiddle } from '../evidence/timeline.js';
 import type { Incident } from '../postmortems/model.js';
 import type { CreateSessionRequest } from './client.js';
 import { BUILT_IN_TEMPLATE, type PromptTemplate, renderTemplate } from './template.js';
@@ -39,10 +40,11 @@ export const DEFAULT_DESTINATION = 'docs/postmortems/';
  * cannot close it, and JSON encoding keeps newlines and quotes inert.
  */
 export function buildSessionRequest(
-  ctx: PromptContext,
+  fullCtx: PromptContext,
   settings: SessionSettings,
   options: { earlyStart?: boolean } = {},
 ): CreateSessionRequest {
+  const ctx = withinBudget(fullCtx, (c) => renderPrompt(c));
   const { incident } = ctx;
   const prompt = options.earlyStart
     ? [
@@ -74,7 +76,8 @@ export function buildSessionRequest(
 }
 
 /** Early start: the message that tells a session gathering evidence that the incident is over. */
-export function buildFinalizeMessage(ctx: PromptContext): string {
+export function buildFinalizeMessage(fullCtx: PromptContext): string {
+  const ctx = withinBudget(fullCtx, (c) => renderPrompt(c));
   return [
     'The incident is now resolved. Finish the postmortem: complete the evidence for the whole window, then',
     'follow these instructions.',
@@ -83,13 +86,39 @@ export function buildFinalizeMessage(ctx: PromptContext): string {
   ].join('\n');
 }
 
+/**
+ * Keeps the prompt under PROMPT_BUDGET_CHARS whatever the template does with the timeline (JSON escaping
+ * and a template that places it twice both add up): the timeline is cut from the middle until it fits.
+ */
+function withinBudget(ctx: PromptContext, render: (c: PromptContext) => string): PromptContext {
+  const evidence = ctx.evidence;
+  if (!evidence || render(ctx).length <= PROMPT_BUDGET_CHARS) return ctx;
+  // How many prompt characters one timeline character costs here (escaping, repeats), then cut to fit.
+  const bare = render({ ...ctx, evidence: { ...evidence, timeline: [] } }).length;
+  const timelineChars = evidence.timeline.reduce((n, l) => n + l.length + 1, 0);
+  const perChar = (render(ctx).length - bare) / Math.max(1, timelineChars);
+  let budget = Math.floor((PROMPT_BUDGET_CHARS - bare) / Math.max(1, perChar));
+  let current = ctx;
+  for (let i = 0; i < 8; i++) {
+    current = {
+      ...ctx,
+      evidence: { ...evidence, timeline: cutMiddle(evidence.timeline, Math.max(200, budget)) },
+    };
+    if (render(current).length <= PROMPT_BUDGET_CHARS) break;
+    budget = Math.floor(budget * 0.9);
+  }
+  return current;
+}
+
 /** The team's template (or the built-in one) filled with this incident. */
 export function renderPrompt(ctx: PromptContext): string {
   const i = ctx.incident;
-  const json = (v: unknown) => JSON.stringify(v ?? null);
+  const fence = fenceName(ctx.runTag);
+  // Values from PagerDuty, Slack or people are JSON-encoded and, wherever a template puts them, fenced.
+  const json = (v: unknown) => `<<<${fence} ${JSON.stringify(v ?? null)} ${fence}>>>`;
   return renderTemplate(ctx.template ?? BUILT_IN_TEMPLATE, {
     incident_id: json(i.id),
-    incident_number: json(i.number),
+    incident_number: JSON.stringify(i.number),
     title: json(cut(i.title, 1000)),
     service: json(cut(i.serviceName, 300)),
     priority: json(i.priority && cut(i.priority, 100)),
@@ -131,9 +160,13 @@ export const RESULT_SCHEMA: Record<string, unknown> = {
   required: ['summary', 'root_cause', 'impact', 'action_items', 'postmortem_pr_url'],
 };
 
+function fenceName(runTag: string): string {
+  return `INCIDENT_DATA_${runTag.replace(/[^A-Za-z0-9]/g, '')}`;
+}
+
 function fencedIncident(ctx: PromptContext): string {
   const i = ctx.incident;
-  const fence = `INCIDENT_DATA_${ctx.runTag.replace(/[^A-Za-z0-9]/g, '')}`;
+  const fence = fenceName(ctx.runTag);
   const data = {
     incident_id: i.id,
     incident_number: i.number,

@@ -27,8 +27,17 @@ export function buildTimeline(entries: readonly TimelineEntry[], budgetChars: nu
     .map((e, i) => ({ t: Date.parse(e.at), i, line: formatEntry(e) }))
     .sort((a, b) => a.t - b.t || a.i - b.i)
     .map((x) => x.line);
-  const size = (ls: string[]) => ls.reduce((n, l) => n + l.length + 1, 0);
-  if (size(lines) <= budgetChars) return lines;
+  return cutMiddle(lines, budgetChars);
+}
+
+/** Keeps the timeline's first and last lines within `budgetChars`, with one line saying what was left out. */
+export function cutMiddle(input: readonly string[], budgetChars: number): string[] {
+  // A line left by an earlier cut is dropped: the new note counts everything left out.
+  const earlier = input.find((l) => l.startsWith('['));
+  const earlierCut = earlier ? Number(/^\[(\d+) /.exec(earlier)?.[1] ?? 0) : 0;
+  const lines = input.filter((l) => l !== earlier);
+  const size = (ls: readonly string[]) => ls.reduce((n, l) => n + l.length + 1, 0);
+  if (size(input) <= budgetChars) return [...input];
 
   // Keep as many lines from both ends as fit, leaving room for the note saying what was cut.
   const noteRoom = 160; // the note below is at most ~135 characters
@@ -43,7 +52,7 @@ export function buildTimeline(entries: readonly TimelineEntry[], budgetChars: nu
     if (takeHead) head++;
     else tail++;
   }
-  const cut = lines.length - head - tail;
+  const cut = lines.length - head - tail + earlierCut;
   const from = lines[head]?.slice(0, 20) ?? '';
   const to = lines[lines.length - 1 - tail]?.slice(0, 20) ?? '';
   return [

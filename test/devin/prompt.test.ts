@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildSessionRequest, type PromptContext } from '../../src/devin/prompt.js';
+import { buildSessionRequest, PROMPT_BUDGET_CHARS, type PromptContext } from '../../src/devin/prompt.js';
+import { parseTemplate } from '../../src/devin/template.js';
 import type { Incident } from '../../src/postmortems/model.js';
 
 const incident: Incident = {
@@ -104,5 +105,23 @@ describe('buildSessionRequest', () => {
       repos: ['acme/api'],
       max_acu_limit: 20,
     });
+  });
+
+  it('keeps the prompt within its budget even when a template places the timeline twice', () => {
+    const timeline = Array.from(
+      { length: 400 },
+      (_, i) =>
+        `2024-03-05T09:${String(i % 60).padStart(2, '0')}:00Z PagerDuty note: ${'"quoted" \\ '.repeat(25)}${i}`,
+    );
+    const template = parseTemplate('t.md', 'A: {{timeline}}\nB: {{timeline}}\n{{incident_data}}');
+    const req = buildSessionRequest(ctx(incident, { evidence: { timeline, notes: [] }, template }), settings);
+    expect(req.prompt.length).toBeLessThanOrEqual(PROMPT_BUDGET_CHARS);
+    expect(req.prompt).toMatch(
+      /\[\d+ timeline entries from .* were left out to keep the prompt within its size budget\]/,
+    );
+    const kept = JSON.parse(fencedData(req.prompt).data).timeline as string[];
+    expect(kept[0]).toBe(timeline[0]);
+    expect(kept.at(-1)).toBe(timeline[399]);
+    expect(kept.length).toBeLessThan(400);
   });
 });

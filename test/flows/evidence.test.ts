@@ -223,7 +223,7 @@ describe('INCIDENT_CHANNEL_PATTERN', () => {
 });
 
 describe('prompt templates', () => {
-  it('renders a team template with every placeholder, data JSON-encoded and fenced', async () => {
+  it('renders a team template with every placeholder, untrusted values JSON-encoded and fenced', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tpl-'));
     const template = [
       'Postmortem for {{ title }} ({{service}}), {{priority}}/{{urgency}}, id {{incident_id}} #{{incident_number}}.',
@@ -242,16 +242,19 @@ describe('prompt templates', () => {
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
     const prompt = await firstPrompt();
     const lines = prompt.split('\n');
+    const fence = `INCIDENT_DATA_${(h.devin.createRequests[0] as any).tags[3].replace(/[^A-Za-z0-9]/g, '')}`;
+    const f = (v: unknown) => `<<<${fence} ${JSON.stringify(v)} ${fence}>>>`;
     expect(lines.slice(0, 5)).toEqual([
-      'Postmortem for "Checkout API p99 latency above 2s" ("Checkout API"), "P1"/"high", id "Q2K8TBZ1L3KJ7M" #4711.',
-      'Window "2024-03-05T09:17:03Z" .. "2024-03-05T10:42:11.523Z", resolved by "Ada Lovelace": "https://acme.pagerduty.com/incidents/Q2K8TBZ1L3KJ7M". Context: null',
-      `Timeline: ${JSON.stringify(EXPECTED_PAGERDUTY_TIMELINE)}`,
-      'Gaps: []',
+      `Postmortem for ${f('Checkout API p99 latency above 2s')} (${f('Checkout API')}), ${f('P1')}/${f('high')}, id ${f('Q2K8TBZ1L3KJ7M')} #4711.`,
+      `Window ${f('2024-03-05T09:17:03Z')} .. ${f('2024-03-05T10:42:11.523Z')}, resolved by ${f('Ada Lovelace')}: ${f('https://acme.pagerduty.com/incidents/Q2K8TBZ1L3KJ7M')}. Context: ${f(null)}`,
+      `Timeline: ${f(EXPECTED_PAGERDUTY_TIMELINE)}`,
+      `Gaps: ${f([])}`,
       'Put it in handbook/incidents/.',
     ]);
     expect(promptData(prompt).timeline).toEqual(EXPECTED_PAGERDUTY_TIMELINE);
     expect(prompt).toContain('open it as a pull request under handbook/incidents/ (for example');
-    expect(prompt.match(/<<<INCIDENT_DATA_/g)).toHaveLength(1);
+    // One data block, and every untrusted value elsewhere inside its own markers.
+    expect(prompt.match(new RegExp(`<<<${fence}\n`, 'g'))).toHaveLength(1);
   });
 
   it('uses a service’s own template, destination, knowledge and never list from the routing file', async () => {
@@ -277,11 +280,9 @@ describe('prompt templates', () => {
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P4', eventId: 'never' }));
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P1', incidentId: 'PSECOND1', eventId: 'second' }));
     const prompt = await firstPrompt();
-    expect(
-      prompt.startsWith(
-        'Search team postmortem for "Checkout API p99 latency above 2s". Where: Post it to the Confluence',
-      ),
-    ).toBe(true);
+    expect(prompt).toMatch(
+      /^Search team postmortem for <<<INCIDENT_DATA_\w+ "Checkout API p99 latency above 2s" INCIDENT_DATA_\w+>>>\. Where: Post it to the Confluence/,
+    );
     // The template left the data block out: it is appended, fenced.
     expect(promptData(prompt).title).toBe('Checkout API p99 latency above 2s');
     expect((h.devin.createRequests[0] as any).knowledge_ids).toEqual(['note-search']);
