@@ -6,8 +6,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +14,7 @@ import Database from 'better-sqlite3';
 import { signPagerDutyBody } from '../src/pagerduty/signature.js';
 import { FakeDevin } from '../test/helpers/fake-devin.js';
 import { FakeSlack } from '../test/helpers/fake-slack.js';
+import { freePort } from '../test/helpers/http-server.js';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');
 const SECRET = 'bench-subscription-secret';
@@ -50,14 +49,6 @@ function resolvedWebhook(n: number, priority: string, tag: string): Signed {
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function startChild(

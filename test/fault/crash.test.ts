@@ -1,7 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,6 +10,7 @@ import { BUILT_DIR } from '../global-setup.js';
 import { FakeDevin } from '../helpers/fake-devin.js';
 import { FakeSlack } from '../helpers/fake-slack.js';
 import { fixture, PD_SECRET, resolvedEvent, testEnv, waitFor } from '../helpers/harness.js';
+import { freePort } from '../helpers/http-server.js';
 
 /**
  * The bot as a real process, killed with SIGKILL at random moments while a stream of webhooks arrives and
@@ -23,14 +22,6 @@ const INCIDENTS = 60;
 const AUTO = 20;
 /** Incidents spread over six services with their own channels, as teams do (Slack paces each channel). */
 const CHANNELS = ['CTEAM00001', 'CTEAM00002', 'CTEAM00003', 'CTEAM00004', 'CTEAM00005', 'CTEAM00006'];
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 class BotProcess {
   child: ChildProcess | undefined;
