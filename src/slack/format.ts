@@ -26,12 +26,6 @@ export function untrusted(text: string, max: number): string {
   return truncateEscaped(escapeMrkdwn(text), max);
 }
 
-/** Plain-text fields (headers, buttons, notification text) are not parsed, but still must fit. */
-export function plain(text: string, max: number): string {
-  const clean = text.toWellFormed();
-  return clean.length <= max ? clean : truncateEscaped(clean, max);
-}
-
 /**
  * A link only for a real https URL without characters that could break out of `<url|label>`, and short
  * enough that it cannot push a block past Slack's limits.
