@@ -3,6 +3,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   buttonClick,
+  contextText,
   type Harness,
   postPagerDuty,
   postSlackInteraction,
@@ -17,12 +18,6 @@ let h: Harness;
 afterEach(async () => {
   await h?.close();
 });
-
-const contextText = (m: { blocks: unknown[] }) =>
-  (m.blocks as any[])
-    .filter((b) => b.type === 'context')
-    .flatMap((b) => b.elements.map((e: any) => e.text))
-    .join('\n');
 
 /** The incident lookups /postmortem made (evidence gathering makes others). */
 const incidentLookups = () => h.pagerduty.requests.filter((p) => /^\/incidents\/[^/]+$/.test(p));

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   buttonClick,
+  contextText,
   fixture,
   type Harness,
   postPagerDuty,
@@ -24,13 +25,6 @@ const approvalMessage = (harness: Harness) =>
       ),
     'the approval message',
   );
-
-function contextText(message: { blocks: unknown[] }): string {
-  return (message.blocks as any[])
-    .filter((b) => b.type === 'context')
-    .map((b) => b.elements.map((e: any) => e.text).join(' '))
-    .join('\n');
-}
 
 describe('PagerDuty → Slack approval → Devin, end to end', () => {
   it('asks first for a P3, then approve starts exactly one session and updates the message with its link', async () => {

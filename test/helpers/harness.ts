@@ -324,3 +324,11 @@ export async function waitFor<T>(
     await sleep(20);
   }
 }
+
+/** The status lines (context blocks) of a message the bot posted, as one text. */
+export function contextText(message: { blocks: unknown[] }): string {
+  return (message.blocks as any[])
+    .filter((b) => b.type === 'context')
+    .flatMap((b) => b.elements.map((e: any) => e.text))
+    .join('\n');
+}
