@@ -2,6 +2,7 @@ import express, { type ErrorRequestHandler, type Request, type Response, Router 
 import type { Logger } from 'pino';
 import { verifyPagerDutySignature, verifySharedSecret } from '../pagerduty/signature.js';
 import { envelopeSchema, incidentIdOf, type WebhookEvent } from '../pagerduty/webhook.js';
+import { recordEvent } from '../postmortems/intake.js';
 import type { Store } from '../store/store.js';
 
 export const MAX_WEBHOOK_BYTES = 1024 * 1024;
@@ -64,7 +65,7 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
       // The body is stored exactly as PagerDuty signed it: no second serialization on the hot path.
       const payload = raw.toString('utf8');
       try {
-        const outcome = await deps.store.recordEvent({
+        const outcome = await recordEvent(deps.store, {
           id: event.id,
           type: event.event_type,
           incidentId: incidentIdOf(event) ?? null,

@@ -15,49 +15,11 @@ import type { SlackChat } from '../slack/chat.js';
 import { classifySlackError, SlackChannelUnusableError } from '../slack/errors.js';
 import { renderRunMessage, renderThreadReply } from '../slack/messages.js';
 import type { ChannelPacer } from '../slack/pacer.js';
-import type { Job, NewJob, Store } from '../store/store.js';
+import type { Job, Store } from '../store/store.js';
 import type { PostmortemPolicy } from './decision.js';
 import type { ThreadReplyKind } from './follow.js';
+import { syncMessageJob, terminateSessionJob, threadReplyJob } from './jobs.js';
 import type { PostmortemRun } from './model.js';
-
-/** Jobs of one run's Devin session run in its own lane, so a Devin outage does not hold up Slack. */
-export const startSessionJob = (runId: string): NewJob => ({
-  kind: 'start_session',
-  lane: `run:${runId}`,
-  payload: { runId },
-});
-
-/** Jobs of one run's Slack message run one at a time (so it is posted once); one waiting job is enough. */
-export const terminateSessionJob = (runId: string): NewJob => ({
-  kind: 'terminate_session',
-  lane: `run:${runId}`,
-  payload: { runId },
-});
-
-export const finalizeSessionJob = (runId: string): NewJob => ({
-  kind: 'finalize_session',
-  lane: `run:${runId}`,
-  payload: { runId },
-});
-
-export const threadReplyJob = (runId: string, reply: ThreadReplyKind): NewJob => ({
-  kind: 'thread_reply',
-  lane: `slack:${runId}`,
-  payload: { runId, reply },
-});
-
-export const pagerDutyNoteJob = (runId: string): NewJob => ({
-  kind: 'pagerduty_note',
-  lane: `run:${runId}`,
-  payload: { runId },
-});
-
-export const syncMessageJob = (runId: string): NewJob => ({
-  kind: 'sync_message',
-  lane: `slack:${runId}`,
-  payload: { runId },
-  dedupeKey: `sync:${runId}`,
-});
 
 export interface RunJobsDeps {
   store: Store;

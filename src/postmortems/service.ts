@@ -8,8 +8,8 @@ import type { IncidentChannelFinder } from '../slack/incident-channels.js';
 import type { NewJob, NewRun, Store } from '../store/store.js';
 import { decideEarlyStart, decidePostmortem, type PostmortemPolicy } from './decision.js';
 import { applyIncidentEvent } from './incident.js';
+import { finalizeSessionJob, startSessionJob, syncMessageJob, terminateSessionJob } from './jobs.js';
 import { type Incident, type PostmortemRun, type RunState, STOPPABLE_STATES } from './model.js';
-import { finalizeSessionJob, startSessionJob, syncMessageJob, terminateSessionJob } from './run-jobs.js';
 
 export interface PostmortemServiceDeps {
   store: Store;

@@ -3,8 +3,8 @@ import { DevinApiError, type DevinClient } from '../devin/client.js';
 import { errorMessage } from '../errors.js';
 import type { RunPatch, Store } from '../store/store.js';
 import { changesRun, type FollowLimits, observeSession, type ThreadReplyKind } from './follow.js';
+import { pagerDutyNoteJob, syncMessageJob, threadReplyJob } from './jobs.js';
 import { FOLLOWED_STATES, type PostmortemRun, type RunState } from './model.js';
-import { pagerDutyNoteJob, syncMessageJob, threadReplyJob } from './run-jobs.js';
 
 export interface SessionFollowerDeps {
   store: Store;

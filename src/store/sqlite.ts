@@ -79,6 +79,7 @@ export class SqliteStore implements Store {
   private readonly now: () => number;
   private pendingEvents: {
     event: ReceivedEvent;
+    jobs: readonly NewJob[];
     resolve: (r: 'recorded' | 'duplicate') => void;
     reject: (e: unknown) => void;
   }[] = [];
@@ -205,9 +206,9 @@ export class SqliteStore implements Store {
     this.db.exec('ROLLBACK');
   }
 
-  recordEvent(event: ReceivedEvent): Promise<'recorded' | 'duplicate'> {
+  recordEvent(event: ReceivedEvent, jobs: readonly NewJob[]): Promise<'recorded' | 'duplicate'> {
     return new Promise((resolve, reject) => {
-      this.pendingEvents.push({ event, resolve, reject });
+      this.pendingEvents.push({ event, jobs, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flushEvents());
@@ -227,17 +228,11 @@ export class SqliteStore implements Store {
       );
       results = this.db
         .transaction(() =>
-          batch.map(({ event: e }) => {
+          batch.map(({ event: e, jobs }) => {
             const inserted =
               insertEvent.run(e.id, e.type, e.incidentId, e.occurredAt, e.receivedAt, e.payload).changes ===
               1;
-            if (inserted && e.incidentId) {
-              this.insertJob({
-                kind: 'process_event',
-                lane: `incident:${e.incidentId}`,
-                payload: { eventId: e.id },
-              });
-            }
+            if (inserted) for (const job of jobs) this.insertJob(job);
             return inserted ? 'recorded' : 'duplicate';
           }),
         )

@@ -10,11 +10,10 @@ export interface Store {
   ping(): Promise<void>;
 
   /**
-   * Records a webhook event and, for incident events, queues its processing in the incident's lane, unless
-   * an event with that ID was recorded before.
-   * Resolves only once the event is durable.
+   * Records a webhook event and queues `jobs` in the same transaction, unless an event with that ID was
+   * recorded before (then nothing is written). Resolves only once the event is durable.
    */
-  recordEvent(event: ReceivedEvent): Promise<'recorded' | 'duplicate'>;
+  recordEvent(event: ReceivedEvent, jobs: readonly NewJob[]): Promise<'recorded' | 'duplicate'>;
   getEvent(id: string): Promise<ReceivedEvent | undefined>;
 
   getIncident(id: string): Promise<Incident | undefined>;

@@ -3,6 +3,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { processEventJob } from '../../src/postmortems/jobs.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import type { Job, NewRun } from '../../src/store/store.js';
 import { anIncident, aRun } from '../helpers/builders.js';
@@ -34,12 +35,12 @@ const event = (id: string, incidentId: string | null = 'Q1') => ({
 });
 
 describe('SqliteStore', () => {
-  it('records an event once, queues its processing in the incident lane, and survives reopening', async () => {
+  it('records an event once with the jobs it is given, and survives reopening', async () => {
     const { store, path } = open();
     const results = await Promise.all([
-      store.recordEvent(event('e1')),
-      store.recordEvent(event('e1')),
-      store.recordEvent(event('e2')),
+      store.recordEvent(event('e1'), [processEventJob('e1', 'Q1')]),
+      store.recordEvent(event('e1'), [processEventJob('e1', 'Q1')]),
+      store.recordEvent(event('e2'), [processEventJob('e2', 'Q1')]),
     ]);
     expect(results).toEqual(['recorded', 'duplicate', 'recorded']);
     expect(await store.countJobs()).toEqual({ queued: 2, running: 0, dead: 0 });
@@ -56,9 +57,9 @@ describe('SqliteStore', () => {
     });
   });
 
-  it('stores non-incident events without queueing work for them', async () => {
+  it('stores an event given no jobs without queueing any', async () => {
     const { store } = open();
-    expect(await store.recordEvent(event('ping', null))).toBe('recorded');
+    expect(await store.recordEvent(event('ping', null), [])).toBe('recorded');
     expect(await store.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
   });
 
@@ -189,6 +190,6 @@ describe('SqliteStore', () => {
     await expect(store.ping()).resolves.toBeUndefined();
     await store.close();
     await expect(store.ping()).rejects.toThrow();
-    await expect(store.recordEvent(event('late'))).rejects.toThrow();
+    await expect(store.recordEvent(event('late'), [])).rejects.toThrow();
   });
 });

@@ -1,0 +1,52 @@
+import type { NewJob } from '../store/store.js';
+import type { ThreadReplyKind } from './follow.js';
+
+/**
+ * The durable jobs the lifecycle queues. Lanes order them: one incident's events are processed in order;
+ * one run's Devin calls run one at a time, apart from its Slack calls, so a Devin outage does not hold
+ * up the channel (and the other way round).
+ */
+
+export const processEventJob = (eventId: string, incidentId: string): NewJob => ({
+  kind: 'process_event',
+  lane: `incident:${incidentId}`,
+  payload: { eventId },
+});
+
+export const startSessionJob = (runId: string): NewJob => ({
+  kind: 'start_session',
+  lane: `run:${runId}`,
+  payload: { runId },
+});
+
+export const terminateSessionJob = (runId: string): NewJob => ({
+  kind: 'terminate_session',
+  lane: `run:${runId}`,
+  payload: { runId },
+});
+
+export const finalizeSessionJob = (runId: string): NewJob => ({
+  kind: 'finalize_session',
+  lane: `run:${runId}`,
+  payload: { runId },
+});
+
+export const pagerDutyNoteJob = (runId: string): NewJob => ({
+  kind: 'pagerduty_note',
+  lane: `run:${runId}`,
+  payload: { runId },
+});
+
+export const threadReplyJob = (runId: string, reply: ThreadReplyKind): NewJob => ({
+  kind: 'thread_reply',
+  lane: `slack:${runId}`,
+  payload: { runId, reply },
+});
+
+/** A run's message is redrawn from its stored state, so one waiting redraw is enough. */
+export const syncMessageJob = (runId: string): NewJob => ({
+  kind: 'sync_message',
+  lane: `slack:${runId}`,
+  payload: { runId },
+  dedupeKey: `sync:${runId}`,
+});
