@@ -4,44 +4,40 @@ import express, { type Express } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
 import { DevinClient } from './devin/client.js';
+import { devinSessions } from './devin/sessions.js';
 import { EvidenceGatherer } from './evidence/gather.js';
 import { healthRouter } from './http/health.js';
 import { pagerDutyWebhookRouter } from './http/pagerduty-webhook.js';
 import { rejectSlackClockSkew } from './http/slack-timestamp.js';
-import { JobRunner, type JobRunnerOptions } from './jobs/runner.js';
+import { JobRunner } from './jobs/runner.js';
 import { CronTicker } from './jobs/schedule.js';
+import { readStoredEvent } from './pagerduty/incident-events.js';
+import { pagerDutyIncidents, pagerDutyNotes } from './pagerduty/incidents.js';
 import { PagerDutyClient } from './pagerduty/rest-client.js';
-import type { ThreadReplyKind } from './postmortems/follow.js';
-import { RunJobs } from './postmortems/run-jobs.js';
+import { EventProcessor } from './postmortems/intake.js';
+import { jobHandlers } from './postmortems/job-handlers.js';
+import { Lifecycle } from './postmortems/lifecycle.js';
+import { MessageWorker } from './postmortems/message-worker.js';
+import type { ApproverCheck } from './postmortems/ports.js';
 import { PostmortemService } from './postmortems/service.js';
 import { SessionFollower } from './postmortems/session-follower.js';
-import { type ApproverCheck, EVERYONE, SlackApprovers } from './slack/approvers.js';
+import { SessionWorker } from './postmortems/session-worker.js';
+import { EVERYONE, SlackApprovers } from './slack/approvers.js';
 import { slackChat } from './slack/chat.js';
+import type { BotIdentity } from './slack/identity.js';
 import { IncidentChannelFinder } from './slack/incident-channels.js';
 import { registerListeners } from './slack/listeners/index.js';
 import { ChannelPacer } from './slack/pacer.js';
+import { SlackRunChannel } from './slack/run-channel.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
-
-export interface BotIdentity {
-  botId: string;
-  botUserId: string;
-}
 
 export interface AppDeps {
   logger: Logger;
   /** Who the bot is in Slack (from auth.test at start-up), so Bolt never calls auth.test itself. */
   botIdentity: BotIdentity;
-  store?: Store;
+  /** The clock everything reads (tests move it forward). */
   now?: () => number;
-  jobs?: Partial<Omit<JobRunnerOptions, 'store' | 'handlers' | 'logger' | 'now'>>;
-  devinTimeoutMs?: number;
-  devinGiveUpAfterMs?: number;
-  devinReconcileWindowMs?: number;
-  /** Minimum time between Slack calls in one channel (default 1 s, Slack's limit for posting). */
-  slackChannelIntervalMs?: number;
-  /** False in tests that tick the follower themselves. */
-  followOnSchedule?: boolean;
 }
 
 export interface PostmortemBot {
@@ -51,25 +47,88 @@ export interface PostmortemBot {
   service: PostmortemService;
   approvers: ApproverCheck;
   jobs: JobRunner;
-  /** Follows Devin sessions and tends approvals; ticks on SESSION_POLL_CRON once started. */
+  /** Follows Devin sessions and tends approvals, a tick at a time. */
   follower: SessionFollower;
   /** Listens on `port` (0 for any) and starts the job workers. */
   start(port: number): Promise<Server>;
+  /** Ticks the follower on SESSION_POLL_CRON from now on (tests that tick it themselves leave this out). */
+  followOnSchedule(): void;
   /** Graceful: stop intake, finish in-flight requests and jobs, close the store. */
   stop(): Promise<void>;
 }
 
-/** The composition root: everything is built here from the validated config and handed down. */
+/**
+ * The composition root: everything is built here from the validated config and handed down. Four parts:
+ * the HTTP surface (Express with our routes, Bolt on /slack/events), the adapters that implement the
+ * domain's ports, the domain itself, and the background (job runner, follower schedule).
+ */
 export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBot {
   const { logger } = deps;
   const now = deps.now ?? Date.now;
-  const store = deps.store ?? new SqliteStore({ path: config.database.path, now });
+  const store: Store = new SqliteStore({ path: config.database.path, now });
   let accepting = true;
 
+  const http = buildHttp(config, { ...deps, now, store, accepting: () => accepting });
+  const adapters = buildAdapters(config, http.bolt, logger, now);
+  const domain = buildDomain(config, adapters, { store, logger, now });
+  registerListeners(http.bolt, { service: domain.service, now });
+
+  const jobs = new JobRunner({
+    ...config.tuning.jobs,
+    store,
+    logger,
+    now,
+    handlers: jobHandlers({ ...domain.workers, store, notes: adapters.notes, logger }),
+  });
+  const followTicker = new CronTicker(config.lifecycle.pollCron, () => domain.follower.tick(), logger);
+
+  let server: Server | undefined;
+  return {
+    express: http.express,
+    bolt: http.bolt,
+    store,
+    service: domain.service,
+    approvers: adapters.approvers,
+    jobs,
+    follower: domain.follower,
+    start(port) {
+      return new Promise((resolve, reject) => {
+        const s = http.express.listen(port, (err?: Error) => {
+          if (err) return reject(err);
+          jobs.start();
+          resolve(s);
+        });
+        // Keep-alive sockets from a load balancer must not hold shutdown hostage.
+        s.keepAliveTimeout = 5000;
+        server = s;
+      });
+    },
+    followOnSchedule() {
+      followTicker.start();
+    },
+    async stop() {
+      accepting = false;
+      if (server) {
+        const closing = new Promise<void>((resolve) => server?.close(() => resolve()));
+        server.closeIdleConnections();
+        await closing;
+      }
+      await followTicker.stop();
+      await jobs.stop();
+      await store.close();
+    },
+  };
+}
+
+/** Express with our own routes first (each with its own body parser), then Bolt on /slack/events. */
+function buildHttp(
+  config: Config,
+  deps: AppDeps & { now: () => number; store: Store; accepting: () => boolean },
+): { express: Express; bolt: App } {
+  const { logger, now, store, accepting } = deps;
   const expressApp = express();
   expressApp.disable('x-powered-by');
-  // Our own routes come first, each with its own body parser; Bolt needs the raw body of /slack/events.
-  expressApp.use(healthRouter({ store, accepting: () => accepting }));
+  expressApp.use(healthRouter({ store, accepting }));
   expressApp.use(
     pagerDutyWebhookRouter({
       store,
@@ -77,9 +136,10 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
       webhookSecrets: config.pagerduty.webhookSecrets,
       sharedSecret: config.pagerduty.sharedSecret,
       now,
-      accepting: () => accepting,
+      accepting,
     }),
   );
+  // Bolt needs the raw body of /slack/events: no body parser may run before it.
   expressApp.use('/slack/events', rejectSlackClockSkew(now));
 
   const receiver = new ExpressReceiver({
@@ -106,60 +166,93 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
   bolt.error(async (err) => {
     logger.error({ err: err.message, code: (err as { code?: string }).code }, 'Slack listener failed');
   });
+  return { express: expressApp, bolt };
+}
 
-  const policy = {
-    autoStartPriorities: config.autoStartPriorities,
-    earlyStartPriorities: config.lifecycle.earlyStartPriorities,
-    neverPriorities: config.evidence.neverPriorities,
-    defaultChannel: config.slack.defaultChannel,
-    routing: config.routing,
-  };
-  const approvers =
-    config.slack.approvers.length > 0
-      ? new SlackApprovers(config.slack.approvers, bolt.client, logger, now)
-      : EVERYONE;
+type Adapters = ReturnType<typeof buildAdapters>;
+
+/** Slack, Devin and PagerDuty behind the domain's ports (src/postmortems/ports.ts). */
+function buildAdapters(config: Config, bolt: App, logger: Logger, now: () => number) {
   const pagerduty = config.pagerduty.apiToken
     ? new PagerDutyClient({ apiUrl: config.pagerduty.apiUrl, token: config.pagerduty.apiToken })
     : undefined;
-  const service = new PostmortemService({
-    store,
-    policy,
-    approvers,
-    pagerduty,
+  const devin = new DevinClient({ ...config.devin, timeoutMs: config.tuning.devinTimeoutMs });
+  return {
+    approvers:
+      config.slack.approvers.length > 0
+        ? new SlackApprovers(config.slack.approvers, bolt.client, logger, now)
+        : EVERYONE,
+    channel: new SlackRunChannel(
+      slackChat(bolt.client),
+      new ChannelPacer(config.tuning.slackChannelIntervalMs, now),
+      config.lifecycle.approvalExpireAfterMs,
+    ),
     channelFinder: config.evidence.incidentChannelPattern
       ? new IncidentChannelFinder(config.evidence.incidentChannelPattern, bolt.client, logger, now)
       : undefined,
-    logger,
-    now,
-  });
-  const devin = new DevinClient({ ...config.devin, timeoutMs: deps.devinTimeoutMs });
-  const runJobs = new RunJobs({
-    store,
-    devin,
-    slack: slackChat(bolt.client),
-    policy,
-    session: config.devin,
-    logger,
-    now,
-    devinGiveUpAfterMs: deps.devinGiveUpAfterMs,
-    approvalExpireAfterMs: config.lifecycle.approvalExpireAfterMs,
-    devinReconcileWindowMs: deps.devinReconcileWindowMs ?? config.devin.reconcileWindowMs,
+    sessions: devinSessions(devin),
+    incidents: pagerduty ? pagerDutyIncidents(pagerduty) : undefined,
+    notes:
+      pagerduty && config.pagerduty.fromEmail
+        ? pagerDutyNotes(pagerduty, config.pagerduty.fromEmail)
+        : undefined,
     evidence: new EvidenceGatherer({
       pagerduty,
       slackHistory: config.evidence.includeChannelHistory ? bolt.client : undefined,
       logger,
       now,
     }),
-    prompt: { template: config.evidence.template, destination: config.evidence.destination },
-    pacer: new ChannelPacer(deps.slackChannelIntervalMs ?? 1000, now),
-    pagerduty,
-    pagerdutyFromEmail: config.evidence.pagerdutyFromEmail,
-  });
-  registerListeners(bolt, { service, now });
+  };
+}
 
+/** The postmortem lifecycle: people's requests, PagerDuty's events, the background workers, the follower. */
+function buildDomain(
+  config: Config,
+  adapters: Adapters,
+  deps: { store: Store; logger: Logger; now: () => number },
+) {
+  const { store, logger, now } = deps;
+  const lifecycle = new Lifecycle(store);
+  const service = new PostmortemService({
+    store,
+    lifecycle,
+    approvers: adapters.approvers,
+    incidents: adapters.incidents,
+    logger,
+    now,
+  });
+  const events = new EventProcessor({
+    store,
+    lifecycle,
+    policy: config.policy,
+    readEvent: readStoredEvent,
+    channelFinder: adapters.channelFinder,
+    logger,
+    now,
+  });
+  const sessions = new SessionWorker({
+    store,
+    lifecycle,
+    sessions: adapters.sessions,
+    evidence: adapters.evidence,
+    policy: config.policy,
+    session: config.devin.session,
+    prompt: config.prompt,
+    logger,
+    now,
+    giveUpAfterMs: config.tuning.devinGiveUpAfterMs,
+    reconcileWindowMs: config.devin.reconcileWindowMs,
+  });
+  const messages = new MessageWorker({
+    store,
+    channel: adapters.channel,
+    defaultChannel: config.policy.defaultChannel,
+    logger,
+  });
   const follower = new SessionFollower({
     store,
-    devin,
+    lifecycle,
+    sessions: adapters.sessions,
     logger,
     now,
     limits: {
@@ -168,61 +261,8 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     },
     approvalRemindAfterMs: config.lifecycle.approvalRemindAfterMs,
     approvalExpireAfterMs: config.lifecycle.approvalExpireAfterMs,
-    writeBack: pagerduty !== undefined && config.evidence.pagerdutyFromEmail !== undefined,
   });
-  const followTicker = new CronTicker(config.lifecycle.pollCron, () => follower.tick(), logger);
-
-  const jobs = new JobRunner({
-    ...deps.jobs,
-    store,
-    logger,
-    now,
-    handlers: {
-      process_event: (job) => service.processEvent(String(job.payload.eventId)),
-      start_session: (job) => runJobs.startSession(String(job.payload.runId), job),
-      sync_message: (job) => runJobs.syncMessage(String(job.payload.runId), job),
-      thread_reply: (job) =>
-        runJobs.threadReply(String(job.payload.runId), job.payload.reply as ThreadReplyKind, job),
-      finalize_session: (job) => runJobs.finalizeSession(String(job.payload.runId)),
-      terminate_session: (job) => runJobs.terminateSession(String(job.payload.runId)),
-      pagerduty_note: (job) => runJobs.noteOnIncident(String(job.payload.runId)),
-    },
-  });
-
-  let server: Server | undefined;
-  return {
-    express: expressApp,
-    bolt,
-    store,
-    service,
-    approvers,
-    jobs,
-    follower,
-    start(port) {
-      return new Promise((resolve, reject) => {
-        const s = expressApp.listen(port, (err?: Error) => {
-          if (err) return reject(err);
-          jobs.start();
-          if (deps.followOnSchedule !== false) followTicker.start();
-          resolve(s);
-        });
-        // Keep-alive sockets from a load balancer must not hold shutdown hostage.
-        s.keepAliveTimeout = 5000;
-        server = s;
-      });
-    },
-    async stop() {
-      accepting = false;
-      if (server) {
-        const closing = new Promise<void>((resolve) => server?.close(() => resolve()));
-        server.closeIdleConnections();
-        await closing;
-      }
-      await followTicker.stop();
-      await jobs.stop();
-      await store.close();
-    },
-  };
+  return { service, follower, workers: { events, sessions, messages } };
 }
 
 function boltLogger(logger: Logger): BoltLogger {

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
-import { DEFAULT_DESTINATION } from '../devin/prompt.js';
-import { type PromptTemplate, parseTemplate, TemplateError } from '../devin/template.js';
+import type { PostmortemPolicy } from '../postmortems/policy.js';
+import { DEFAULT_DESTINATION, type SessionSettings } from '../postmortems/prompt.js';
+import { type PromptTemplate, parseTemplate, TemplateError } from '../postmortems/template.js';
 import { parseDuration } from './duration.js';
 import { parseRoutingFile, type Routing, RoutingFileError } from './routing.js';
 
@@ -149,11 +150,45 @@ const envSchema = z.object({
   PAGERDUTY_FROM_EMAIL: optional(z.email({ error: 'expected the email address of a PagerDuty user' })),
 });
 
-/** Only SQLite for now; postgres:// URLs are refused at start-up until that store exists. */
 /** Every variable the bot reads: the contract README and .env.example document. */
 export const ENV_VARIABLES = Object.keys(envSchema.shape);
 
+type ParsedEnv = z.infer<typeof envSchema>;
+
 export type DatabaseConfig = { kind: 'sqlite'; path: string };
+
+/**
+ * Timings that are fixed in production, not settings: how the job queue polls and backs off, how long a
+ * Devin call may take. Tests shorten them (test/helpers/harness.ts); nothing else changes them.
+ */
+export interface Tuning {
+  jobs: {
+    concurrency: number;
+    pollIntervalMs: number;
+    leaseMs: number;
+    backoffBaseMs: number;
+    backoffMaxMs: number;
+  };
+  /** Generous on purpose: a create that times out is only reconciled by its tag later. */
+  devinTimeoutMs: number;
+  /** How long Devin may stay unreachable before a run's start is marked failed. */
+  devinGiveUpAfterMs: number;
+  /** Minimum time between Slack calls in one channel (Slack's limit for posting). */
+  slackChannelIntervalMs: number;
+}
+
+export const PRODUCTION_TUNING: Tuning = {
+  jobs: {
+    concurrency: 4,
+    pollIntervalMs: 1000,
+    leaseMs: 10 * 60_000,
+    backoffBaseMs: 2000,
+    backoffMaxMs: 10 * 60_000,
+  },
+  devinTimeoutMs: 60_000,
+  devinGiveUpAfterMs: 24 * 60 * 60_000,
+  slackChannelIntervalMs: 1000,
+};
 
 export interface Config {
   port: number;
@@ -162,7 +197,6 @@ export interface Config {
     botToken: string;
     signingSecret: string;
     apiUrl: string | undefined;
-    defaultChannel: string;
     /** People (U…/W…) and user groups (S…) who may start and decide postmortems; empty = everyone. */
     approvers: string[];
   };
@@ -171,43 +205,40 @@ export interface Config {
     webhookSecrets: string[];
     /** Shared X-Webhook-Secret header value (the public guide's scheme). */
     sharedSecret: string | undefined;
-    /** REST API token for /postmortem <incident>; optional. */
+    /** REST API token for /postmortem <incident> and evidence; optional. */
     apiToken: string | undefined;
     apiUrl: string;
+    /** When set, the postmortem PR's link is written back onto the PagerDuty incident as this user. */
+    fromEmail: string | undefined;
   };
   devin: {
     apiKey: string;
     orgId: string;
     apiUrl: string;
-    playbookId: string | undefined;
-    knowledgeIds: string[];
-    repos: string[];
-    maxAcuLimit: number | undefined;
     /** After a create with an unknown outcome, how long its tag is looked up before creating again. */
     reconcileWindowMs: number;
+    /** What every session is created with (a routing entry may replace each). */
+    session: SessionSettings;
   };
-  autoStartPriorities: string[];
+  /** Which incidents get which postmortem, and where it reports: every priority rule together. */
+  policy: PostmortemPolicy;
   /** Following sessions, reminders and expiry: every duration in milliseconds. */
   lifecycle: {
-    earlyStartPriorities: string[];
     earlyStartMaxWaitMs: number;
     pollCron: string;
     sessionGiveUpAfterMs: number;
     approvalRemindAfterMs: number;
     approvalExpireAfterMs: number;
   };
-  /** What goes into the prompt and where the postmortem goes. */
+  /** What evidence goes into the prompt besides PagerDuty's own record. */
   evidence: {
-    template: PromptTemplate | undefined;
-    destination: string;
-    neverPriorities: string[];
     includeChannelHistory: boolean;
     incidentChannelPattern: string | undefined;
-    /** When set, the postmortem PR's link is written back onto the PagerDuty incident as this user. */
-    pagerdutyFromEmail: string | undefined;
   };
+  /** The prompt's wording and where the postmortem goes (a routing entry may replace each). */
+  prompt: { template: PromptTemplate | undefined; destination: string };
   database: DatabaseConfig;
-  routing: Routing;
+  tuning: Tuning;
 }
 
 /** Start-up configuration problems, one line per bad variable. */
@@ -219,19 +250,24 @@ export class ConfigError extends Error {
 }
 
 export type Env = Record<string, string | undefined>;
+type ReadFile = (path: string) => string;
 
-export function loadConfig(
-  env: Env,
-  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
-): Config {
-  const problems: string[] = [];
+/** The environment, validated: every problem with every variable at once, or the typed Config. */
+export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p, 'utf8')): Config {
   const parsed = envSchema.safeParse(env);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      problems.push(`${String(issue.path[0] ?? '(environment)')}: ${issue.message}`);
-    }
-  }
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((i) => `${String(i.path[0] ?? '(environment)')}: ${i.message}`);
   const e = parsed.data;
+  problems.push(...crossCheck(env, e));
+  const files = e ? loadFiles(e, readFile, problems) : undefined;
+  if (problems.length > 0 || !e || !files) throw new ConfigError(problems);
+  return buildConfig(e, files);
+}
+
+/** Rules between variables, which the schema of each alone cannot say. */
+function crossCheck(env: Env, e: ParsedEnv | undefined): string[] {
+  const problems: string[] = [];
   const hasHmac =
     (e?.PAGERDUTY_WEBHOOK_SECRET?.length ?? 0) > 0 || (env.PAGERDUTY_WEBHOOK_SECRET ?? '').trim() !== '';
   const hasShared = (env.WEBHOOK_SECRET ?? '').trim() !== '';
@@ -243,8 +279,27 @@ export function loadConfig(
   if (e?.DATABASE_URL && /^postgres/.test(e.DATABASE_URL)) {
     problems.push('DATABASE_URL: the Postgres store is not available in this version; use sqlite:<path>');
   }
+  if (e?.PAGERDUTY_FROM_EMAIL && !e.PAGERDUTY_API_TOKEN) {
+    problems.push(
+      'PAGERDUTY_FROM_EMAIL: writing the PR link back needs PAGERDUTY_API_TOKEN (with write access) too',
+    );
+  }
+  if (e && e.APPROVAL_REMIND_AFTER >= e.APPROVAL_EXPIRE_AFTER) {
+    problems.push(
+      'APPROVAL_REMIND_AFTER: must be shorter than APPROVAL_EXPIRE_AFTER, or the reminder never comes',
+    );
+  }
+  return problems;
+}
+
+/** The files that settings name (routing, template), read and validated; problems are added to `problems`. */
+function loadFiles(
+  e: ParsedEnv,
+  readFile: ReadFile,
+  problems: string[],
+): { routing: Routing; template: PromptTemplate | undefined } {
   let routing: Routing = { services: {} };
-  if (e?.ROUTING_FILE) {
+  if (e.ROUTING_FILE) {
     try {
       routing = parseRoutingFile(e.ROUTING_FILE, readFile(e.ROUTING_FILE), readFile);
     } catch (err) {
@@ -256,7 +311,7 @@ export function loadConfig(
     }
   }
   let template: PromptTemplate | undefined;
-  if (e?.PROMPT_TEMPLATE_FILE) {
+  if (e.PROMPT_TEMPLATE_FILE) {
     try {
       template = parseTemplate(e.PROMPT_TEMPLATE_FILE, readFile(e.PROMPT_TEMPLATE_FILE));
     } catch (err) {
@@ -267,18 +322,13 @@ export function loadConfig(
       );
     }
   }
-  if (e?.PAGERDUTY_FROM_EMAIL && !e.PAGERDUTY_API_TOKEN) {
-    problems.push(
-      'PAGERDUTY_FROM_EMAIL: writing the PR link back needs PAGERDUTY_API_TOKEN (with write access) too',
-    );
-  }
-  if (e && e.APPROVAL_REMIND_AFTER >= e.APPROVAL_EXPIRE_AFTER) {
-    problems.push(
-      'APPROVAL_REMIND_AFTER: must be shorter than APPROVAL_EXPIRE_AFTER, or the reminder never comes',
-    );
-  }
-  if (problems.length > 0 || !e) throw new ConfigError(problems);
+  return { routing, template };
+}
 
+function buildConfig(
+  e: ParsedEnv,
+  files: { routing: Routing; template: PromptTemplate | undefined },
+): Config {
   return {
     port: e.PORT,
     logLevel: e.LOG_LEVEL,
@@ -287,7 +337,6 @@ export function loadConfig(
       signingSecret: e.SLACK_SIGNING_SECRET,
       // The Web API client joins method names onto this URL, so it must end in a slash.
       apiUrl: e.SLACK_API_URL ? `${e.SLACK_API_URL}/` : undefined,
-      defaultChannel: e.SLACK_DEFAULT_CHANNEL,
       approvers: e.SLACK_APPROVERS ?? [],
     },
     pagerduty: {
@@ -295,20 +344,28 @@ export function loadConfig(
       sharedSecret: e.WEBHOOK_SECRET,
       apiToken: e.PAGERDUTY_API_TOKEN,
       apiUrl: e.PAGERDUTY_API_URL,
+      fromEmail: e.PAGERDUTY_FROM_EMAIL,
     },
     devin: {
       apiKey: e.DEVIN_API_KEY,
       orgId: e.DEVIN_ORG_ID,
       apiUrl: e.DEVIN_API_URL,
-      playbookId: e.DEVIN_PLAYBOOK_ID,
-      knowledgeIds: e.DEVIN_KNOWLEDGE_IDS ?? [],
-      repos: e.DEVIN_REPOS ?? [],
-      maxAcuLimit: e.DEVIN_MAX_ACU_LIMIT,
       reconcileWindowMs: e.DEVIN_RECONCILE_WINDOW,
+      session: {
+        playbookId: e.DEVIN_PLAYBOOK_ID,
+        knowledgeIds: e.DEVIN_KNOWLEDGE_IDS ?? [],
+        repos: e.DEVIN_REPOS ?? [],
+        maxAcuLimit: e.DEVIN_MAX_ACU_LIMIT,
+      },
     },
-    autoStartPriorities: e.AUTO_START_PRIORITIES,
-    lifecycle: {
+    policy: {
+      autoStartPriorities: e.AUTO_START_PRIORITIES,
       earlyStartPriorities: e.EARLY_START_PRIORITIES,
+      neverPriorities: e.NEVER_PRIORITIES,
+      defaultChannel: e.SLACK_DEFAULT_CHANNEL,
+      routing: files.routing,
+    },
+    lifecycle: {
       earlyStartMaxWaitMs: e.EARLY_START_MAX_WAIT,
       pollCron: e.SESSION_POLL_CRON,
       sessionGiveUpAfterMs: e.SESSION_GIVE_UP_AFTER,
@@ -316,15 +373,12 @@ export function loadConfig(
       approvalExpireAfterMs: e.APPROVAL_EXPIRE_AFTER,
     },
     evidence: {
-      template,
-      destination: e.POSTMORTEM_DESTINATION,
-      neverPriorities: e.NEVER_PRIORITIES,
       includeChannelHistory: e.SLACK_INCLUDE_CHANNEL_HISTORY,
       incidentChannelPattern: e.INCIDENT_CHANNEL_PATTERN,
-      pagerdutyFromEmail: e.PAGERDUTY_FROM_EMAIL,
     },
+    prompt: { template: files.template, destination: e.POSTMORTEM_DESTINATION },
     database: { kind: 'sqlite', path: e.DATABASE_URL.slice('sqlite:'.length) },
-    routing,
+    tuning: structuredClone(PRODUCTION_TUNING),
   };
 }
 

@@ -1,6 +1,6 @@
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { type PromptTemplate, parseTemplate } from '../devin/template.js';
+import { type PromptTemplate, parseTemplate } from '../postmortems/template.js';
 
 /**
  * The routing file maps a PagerDuty service (by ID or by name) to where and how its postmortems run.

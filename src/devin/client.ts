@@ -24,6 +24,7 @@ const sessionListSchema = z.looseObject({
   has_next_page: z.boolean().nullish(),
 });
 
+/** The create body (docs.devin.ai v3). */
 export interface CreateSessionRequest {
   prompt: string;
   title: string;
@@ -44,7 +45,7 @@ export type DevinErrorCode =
   | 'devin_bad_response';
 
 /** Connection errors that mean the request never reached Devin. */
-const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH']);
+export const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH']);
 
 export class DevinApiError extends AppError {
   constructor(
@@ -62,18 +63,7 @@ export class DevinApiError extends AppError {
     return this.code !== 'devin_rejected';
   }
 
-  /**
-   * The request may have taken effect although we got no answer saying so: a timeout, a dropped
-   * connection, a 5xx from Devin or a gateway, or an answer we could not read. (A refused connection, a
-   * 429 or a 4xx means it did not.)
-   */
-  get outcomeUnknown(): boolean {
-    if (this.code === 'devin_unreachable') return !NOT_SENT.has(this.networkCode ?? '');
-    return (
-      this.code === 'devin_timeout' || this.code === 'devin_unavailable' || this.code === 'devin_bad_response'
-    );
-  }
-
+  /** The network error's code (ECONNREFUSED, ENOTFOUND, …) when the request failed below HTTP. */
   get networkCode(): string | undefined {
     return (this.cause as { cause?: { code?: string } } | undefined)?.cause?.code;
   }

@@ -1,9 +1,9 @@
 import type { webApi } from '@slack/bolt';
 import type { Logger } from 'pino';
-import type { Evidence } from '../devin/prompt.js';
-import { TIMELINE_BUDGET_CHARS } from '../devin/prompt.js';
 import type { PagerDutyClient } from '../pagerduty/rest-client.js';
-import type { PostmortemRun } from '../postmortems/model.js';
+import type { Evidence, PostmortemRun } from '../postmortems/model.js';
+import type { EvidenceSource } from '../postmortems/ports.js';
+import { TIMELINE_BUDGET_CHARS } from '../postmortems/prompt.js';
 import { type GatheredEvidence, gatherPagerDutyEvidence } from './pagerduty-evidence.js';
 import { gatherSlackEvidence } from './slack-evidence.js';
 import { buildTimeline } from './timeline.js';
@@ -22,7 +22,7 @@ export interface EvidenceSources {
  * its channel, merged into one bounded timeline. Nothing here can stop a postmortem: each missing source
  * becomes a note in the prompt.
  */
-export class EvidenceGatherer {
+export class EvidenceGatherer implements EvidenceSource {
   private readonly names = new Map<string, string>();
 
   constructor(private readonly sources: EvidenceSources) {}

@@ -17,6 +17,7 @@ export class CronTicker {
   ) {}
 
   start(): void {
+    if (this.task) return;
     this.task = schedule(this.cron, () => this.runOnce(), { noOverlap: true, name: 'follow-sessions' });
   }
 

@@ -1,5 +1,13 @@
-import type { ReceivedEvent, Store } from '../store/store.js';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { NewRun, ReceivedEvent, Store } from '../store/store.js';
+import { DomainError } from './errors.js';
+import { applyIncidentEvent } from './incident.js';
 import { processEventJob } from './jobs.js';
+import { allows, type Lifecycle } from './lifecycle.js';
+import type { Incident, PostmortemRun } from './model.js';
+import { decideEarlyStart, decidePostmortem, type PostmortemPolicy } from './policy.js';
+import type { IncidentChannelLookup, StoredEventReader } from './ports.js';
 
 /**
  * Intake of a verified webhook event: stored once by its ID and, for incident events, its processing
@@ -7,4 +15,143 @@ import { processEventJob } from './jobs.js';
  */
 export function recordEvent(store: Store, event: ReceivedEvent): Promise<'recorded' | 'duplicate'> {
   return store.recordEvent(event, event.incidentId ? [processEventJob(event.id, event.incidentId)] : []);
+}
+
+export interface EventProcessorDeps {
+  store: Store;
+  lifecycle: Lifecycle;
+  policy: PostmortemPolicy;
+  readEvent: StoredEventReader;
+  /** Present when INCIDENT_CHANNEL_PATTERN is set: a dedicated incident channel wins over the routing. */
+  channelFinder?: IncidentChannelLookup | undefined;
+  logger: Logger;
+  now: () => number;
+}
+
+/**
+ * What PagerDuty's events do to postmortems, as the job that processes each stored event: the event is
+ * folded into its incident; a resolve opens the run its priority calls for (or tells an early-start
+ * session to finish); an acknowledgement with an early-start priority opens an early run.
+ */
+export class EventProcessor {
+  constructor(private readonly deps: EventProcessorDeps) {}
+
+  /** Job: fold a stored webhook event into its incident and act on it. */
+  async processEvent(eventId: string): Promise<void> {
+    const { store, logger } = this.deps;
+    const stored = await store.getEvent(eventId);
+    if (!stored) return;
+    const reading = this.deps.readEvent(stored);
+    const log = logger.child({ eventId, eventType: reading.type, incidentId: stored.incidentId });
+    if (reading.kind === 'no_action') {
+      log.debug('event needs no action');
+      return;
+    }
+    if (reading.kind === 'unusable') {
+      log.warn('incident event without usable incident data');
+      return;
+    }
+    const previous = await store.getIncident(reading.event.incident.id);
+    const incident = applyIncidentEvent(previous, reading.event);
+    if (incident !== previous) await store.saveIncident(incident);
+
+    if (reading.event.kind === 'resolved' && incident.status === 'resolved') {
+      await this.onResolved(incident, log);
+    } else if (incident.status === 'acknowledged' && decideEarlyStart(incident, this.deps.policy)) {
+      const decision = decidePostmortem(incident, this.deps.policy);
+      if (decision.action === 'never') return;
+      const run = newRun(incident, 1, 'early', await this.channelFor(incident, decision.channel));
+      if (await this.deps.lifecycle.open(run)) {
+        log.info({ runId: run.id }, 'early start: Devin gathers evidence while the incident is open');
+      }
+    }
+  }
+
+  /** incident.resolved: an early-start session is told to finish; otherwise the decision opens the run. */
+  private async onResolved(incident: Incident, log: Logger): Promise<void> {
+    const { store } = this.deps;
+    const runs = await store.runsForIncident(incident.id);
+    const early = runs[0]?.trigger === 'early' && runs.length === 1 ? runs[0] : undefined;
+    let attempt = 1;
+    let askFirst = false;
+    if (early) {
+      const outcome = await this.finalizeEarlyStart(early, incident, log);
+      if (outcome === 'done') return;
+      // The early start did not work out. If it never created a session, the resolved incident gets its
+      // postmortem the usual way; if a session exists (failed, or no longer followed), a person decides.
+      log.info({ runId: outcome.id, state: outcome.state }, 'early start did not work out');
+      attempt = outcome.attempt + 1;
+      askFirst = outcome.state !== 'start_failed';
+    }
+    const decision = decidePostmortem(incident, this.deps.policy);
+    if (decision.action === 'never') {
+      log.info({ priority: incident.priority }, 'priority is in the never list: no postmortem, no message');
+      return;
+    }
+    const auto = decision.action === 'auto_start' && !askFirst;
+    const run = newRun(
+      incident,
+      attempt,
+      auto ? 'auto' : 'approval',
+      await this.channelFor(incident, decision.channel),
+    );
+    if (await this.deps.lifecycle.open(run)) {
+      log.info({ runId: run.id, action: decision.action, channel: run.channel }, 'postmortem run opened');
+    } else log.info('incident already has a postmortem run; nothing to do');
+  }
+
+  /**
+   * Asks a live early-start session to finish, once. The session may move on (starting → started) while
+   * we decide: the step is tried again from its new state rather than lose the finish message. Returns
+   * 'done' when there is nothing more to do, or the run as it ended when the early start did not work out.
+   */
+  private async finalizeEarlyStart(
+    early: PostmortemRun,
+    incident: Incident,
+    log: Logger,
+  ): Promise<'done' | PostmortemRun> {
+    const { store, lifecycle, now } = this.deps;
+    let current: PostmortemRun | undefined = early;
+    for (let tries = 0; ; tries++) {
+      if (!current || current.finalizeRequestedAt !== null || current.state === 'stopped') return 'done';
+      if (!allows('finalize', current.state)) return current;
+      if (tries === 5) throw new DomainError('run_busy', 'the early-start run kept changing; trying again');
+      const finalizing = await lifecycle.fire(current.id, 'finalize', {
+        expect: current.state,
+        patch: { finalizeRequestedAt: now(), incident },
+        onlyIfUnset: ['finalizeRequestedAt'],
+      });
+      if (finalizing) {
+        log.info({ runId: current.id }, 'incident resolved: early-start session asked to finish');
+        return 'done';
+      }
+      current = await store.getRun(early.id);
+    }
+  }
+
+  /** The incident's own channel (INCIDENT_CHANNEL_PATTERN) if it has one, else the routed channel. */
+  private async channelFor(incident: Incident, routed: string): Promise<string> {
+    return (await this.deps.channelFinder?.find(incident)) ?? routed;
+  }
+}
+
+export function newRun(
+  incident: Incident,
+  attempt: number,
+  trigger: NewRun['trigger'],
+  channel: string,
+  decidedBy: { userId: string; at: number } | null = null,
+): Omit<NewRun, 'state'> {
+  const id = randomUUID();
+  return {
+    id,
+    incidentId: incident.id,
+    attempt,
+    trigger,
+    channel,
+    decidedBy: decidedBy?.userId ?? null,
+    decidedAt: decidedBy?.at ?? null,
+    devinTag: `pm-run-${id}`,
+    incident,
+  };
 }

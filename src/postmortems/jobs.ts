@@ -1,5 +1,5 @@
 import type { NewJob } from '../store/store.js';
-import type { ThreadReplyKind } from './follow.js';
+import type { ThreadReplyKind } from './model.js';
 
 /**
  * The durable jobs the lifecycle queues. Lanes order them: one incident's events are processed in order;

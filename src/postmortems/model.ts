@@ -1,5 +1,3 @@
-import type { Evidence } from '../devin/prompt.js';
-
 /** The domain's nouns: an incident as we last saw it, and a postmortem run for it. */
 
 export interface Incident {
@@ -25,34 +23,33 @@ export interface Incident {
 }
 
 /**
- * A run's life: one explicit state machine, each step an atomic write in the store.
- *
- *   awaiting_approval ──approve──▶ starting ──session created──▶ started ◀──▶ needs_input
- *     │      │                      ▲  │                            │  (Devin working / waiting for a person)
- *     │      └─skip─▶ skipped ─────┘  └─Devin refused─▶ failed      ├──▶ finished        (PR and summary)
- *     │              (Start anyway)       (Retry ──▶ starting)      ├──▶ session_failed  (error, out of credits…)
- *     └─no decision in time─▶ expired                               ├──▶ stopped         (a person pressed Stop)
- *                                                                   └──▶ abandoned       (followed too long)
- *
- * Runs that start by priority, early start or a person's request are born in `starting`.
+ * Every state a run can be in. What moves a run between them, and what each step queues, is declared in
+ * lifecycle.ts: the only place a state change is written.
  */
-export type RunState =
-  | 'awaiting_approval'
-  | 'skipped'
-  | 'expired'
-  | 'starting'
-  | 'started'
-  | 'needs_input'
-  | 'finished'
-  | 'failed'
-  | 'session_failed'
-  | 'stopped'
-  | 'abandoned';
+export const RUN_STATES = [
+  'awaiting_approval',
+  'skipped',
+  'expired',
+  'starting',
+  'start_failed',
+  'started',
+  'needs_input',
+  'finished',
+  'session_failed',
+  'stopped',
+  'abandoned',
+] as const;
 
-/** States whose Devin session the bot still follows. */
-export const FOLLOWED_STATES: readonly RunState[] = ['started', 'needs_input'];
-/** States in which a person may press Stop. */
-export const STOPPABLE_STATES: readonly RunState[] = ['starting', 'started', 'needs_input'];
+export type RunState = (typeof RUN_STATES)[number];
+
+/** Thread replies under a run's message; each is queued once, by the lifecycle step that calls for it. */
+export type ThreadReplyKind = 'needs_input' | 'finished' | 'session_failed' | 'abandoned' | 'reminder';
+
+/** Evidence gathered for the prompt: the timeline lines and what could not be gathered or was cut. */
+export interface Evidence {
+  timeline: string[];
+  notes: string[];
+}
 
 /**
  * How the run came about: by priority, by someone approving it, by someone asking for it, or early, on

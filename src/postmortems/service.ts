@@ -1,27 +1,28 @@
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { AppError, RetryableError } from '../errors.js';
-import type { PagerDutyClient } from '../pagerduty/rest-client.js';
-import { envelopeSchema, INCIDENT_STATE_EVENTS, type WebhookEvent } from '../pagerduty/webhook.js';
-import type { ApproverCheck } from '../slack/approvers.js';
-import type { IncidentChannelFinder } from '../slack/incident-channels.js';
-import type { NewJob, NewRun, Store } from '../store/store.js';
-import { decideEarlyStart, decidePostmortem, type PostmortemPolicy } from './decision.js';
-import { applyIncidentEvent } from './incident.js';
-import { finalizeSessionJob, startSessionJob, syncMessageJob, terminateSessionJob } from './jobs.js';
-import { type Incident, type PostmortemRun, type RunState, STOPPABLE_STATES } from './model.js';
+import type { Store } from '../store/store.js';
+import {
+  type ApproverCode,
+  type IncidentSourceCode,
+  isDomainError,
+  isIncidentSourceError,
+} from './errors.js';
+import { newRun } from './intake.js';
+import type { Lifecycle, RunEvent } from './lifecycle.js';
+import type { Incident, PostmortemRun } from './model.js';
+import type { ApproverCheck, IncidentSource } from './ports.js';
 
 export interface PostmortemServiceDeps {
   store: Store;
-  policy: PostmortemPolicy;
+  lifecycle: Lifecycle;
   approvers: ApproverCheck;
   /** Absent when PAGERDUTY_API_TOKEN is not set. */
-  pagerduty: PagerDutyClient | undefined;
-  /** Present when INCIDENT_CHANNEL_PATTERN is set: a dedicated incident channel wins over the routing. */
-  channelFinder?: IncidentChannelFinder | undefined;
+  incidents: IncidentSource | undefined;
   logger: Logger;
   now: () => number;
 }
+
+/** The failures a person's request can meet; slack/replies.ts says each in words. */
+export type RequestFailureCode = IncidentSourceCode | ApproverCode;
 
 /**
  * What a person's request came to. One place (slack/replies.ts) turns these into words.
@@ -36,7 +37,7 @@ export type Outcome =
   | { kind: 'exists'; run: PostmortemRun }
   | { kind: 'stale'; run: PostmortemRun | undefined }
   | { kind: 'not_allowed'; approvers: string }
-  | { kind: 'failed'; code: string; message: string };
+  | { kind: 'failed'; code: RequestFailureCode; message: string };
 
 export interface AdHocIncident {
   /** Slack's view ID of the submitted modal: a resubmission of the same modal opens no second run. */
@@ -51,128 +52,25 @@ export interface AdHocIncident {
 }
 
 /**
- * The postmortem lifecycle as people and PagerDuty drive it: what a resolved incident gets, what each
- * button and command does. Every change is one atomic store transition that also queues its side effects
- * (see run-jobs.ts), so double clicks, retries and restarts cannot fork a run's story.
+ * What people can ask of postmortems, from Slack: what each button and command does. Every change is
+ * one lifecycle step (lifecycle.ts), an atomic write that queues its side effects, so double clicks,
+ * retries and restarts cannot fork a run's story. What PagerDuty's events do is in intake.ts.
  */
 export class PostmortemService {
   constructor(private readonly deps: PostmortemServiceDeps) {}
 
-  /** Job: fold a stored webhook event into its incident and, on incident.resolved, decide the postmortem. */
-  async processEvent(eventId: string): Promise<void> {
-    const { store, logger } = this.deps;
-    const stored = await store.getEvent(eventId);
-    if (!stored) return;
-    // The stored body is exactly what PagerDuty sent; read it through the same tolerant schema as at intake.
-    const parsed = envelopeSchema.safeParse(JSON.parse(stored.payload));
-    if (!parsed.success) return;
-    const event: WebhookEvent = { ...parsed.data.event, occurred_at: stored.occurredAt };
-    const log = logger.child({ eventId, eventType: event.event_type, incidentId: stored.incidentId });
-    if (!INCIDENT_STATE_EVENTS.has(event.event_type) || !stored.incidentId) {
-      log.debug('event needs no action');
-      return;
-    }
-    const previous = await store.getIncident(stored.incidentId);
-    const incident = applyIncidentEvent(previous, event);
-    if (!incident) {
-      log.warn('incident event without usable incident data');
-      return;
-    }
-    if (incident !== previous) await store.saveIncident(incident);
-
-    if (event.event_type === 'incident.resolved' && incident.status === 'resolved') {
-      await this.onResolved(incident, log);
-    } else if (incident.status === 'acknowledged' && decideEarlyStart(incident, this.deps.policy)) {
-      const decision = decidePostmortem(incident, this.deps.policy);
-      if (decision.action === 'never') return;
-      const run = newRun(incident, 1, {
-        state: 'starting',
-        trigger: 'early',
-        channel: await this.channelFor(incident, decision.channel),
-        decidedBy: null,
-        decidedAt: null,
-      });
-      if (await store.openRun(run, [startSessionJob(run.id)])) {
-        log.info({ runId: run.id }, 'early start: Devin gathers evidence while the incident is open');
-      }
-    }
-  }
-
-  /** incident.resolved: an early-start session is told to finish; otherwise the decision opens the run. */
-  private async onResolved(incident: Incident, log: Logger): Promise<void> {
-    const { store, now } = this.deps;
-    const runs = await store.runsForIncident(incident.id);
-    const early = runs[0]?.trigger === 'early' && runs.length === 1 ? runs[0] : undefined;
-    let attempt = 1;
-    let askFirst = false;
-    if (early) {
-      if (early.finalizeRequestedAt !== null) return;
-      if (['starting', 'started', 'needs_input'].includes(early.state)) {
-        // The session may move on (starting → started) while we decide: retry the transition from its new
-        // state rather than lose the finish message.
-        for (let tries = 0; tries < 5; tries++) {
-          const current = tries === 0 ? early : await store.getRun(early.id);
-          if (!current || !['starting', 'started', 'needs_input'].includes(current.state)) break;
-          const finalizing = await store.transitionRun(
-            current.id,
-            [current.state],
-            current.state,
-            { finalizeRequestedAt: now(), incident },
-            [finalizeSessionJob(current.id), syncMessageJob(current.id)],
-            ['finalizeRequestedAt'],
-          );
-          if (finalizing) {
-            log.info({ runId: current.id }, 'incident resolved: early-start session asked to finish');
-            return;
-          }
-          if ((await store.getRun(early.id))?.finalizeRequestedAt !== null) return;
-        }
-      }
-      const latest = await store.getRun(early.id);
-      if (!latest || latest.state === 'stopped' || latest.finalizeRequestedAt !== null) return;
-      if (['starting', 'started', 'needs_input'].includes(latest.state)) {
-        throw new RetryableError('run_busy', 'the early-start run kept changing; trying again');
-      }
-      // The early start did not work out. If it never created a session, the resolved incident gets its
-      // postmortem the usual way; if a session exists (failed, or no longer followed), a person decides.
-      log.info({ runId: latest.id, state: latest.state }, 'early start did not work out');
-      attempt = latest.attempt + 1;
-      askFirst = latest.state !== 'failed';
-    }
-    const decision = decidePostmortem(incident, this.deps.policy);
-    if (decision.action === 'never') {
-      log.info({ priority: incident.priority }, 'priority is in the never list: no postmortem, no message');
-      return;
-    }
-    const auto = decision.action === 'auto_start' && !askFirst;
-    const run = newRun(incident, attempt, {
-      state: auto ? 'starting' : 'awaiting_approval',
-      trigger: auto ? 'auto' : 'approval',
-      channel: await this.channelFor(incident, decision.channel),
-      decidedBy: null,
-      decidedAt: null,
-    });
-    const opened = await store.openRun(run, auto ? [startSessionJob(run.id)] : [syncMessageJob(run.id)]);
-    if (opened)
-      log.info(
-        { runId: run.id, action: decision.action, channel: decision.channel },
-        'postmortem run opened',
-      );
-    else log.info('incident already has a postmortem run; nothing to do');
-  }
-
   /** Approve: one atomic transition, so concurrent clicks start one session. */
   approve(runId: string, userId: string): Promise<Outcome> {
-    return this.transition(runId, userId, ['awaiting_approval'], 'starting', true);
+    return this.decide(runId, userId, 'approve');
   }
 
   skip(runId: string, userId: string): Promise<Outcome> {
-    return this.transition(runId, userId, ['awaiting_approval'], 'skipped', false);
+    return this.decide(runId, userId, 'skip');
   }
 
   /** Start anyway, on a skipped run's message. */
   startAnyway(runId: string, userId: string): Promise<Outcome> {
-    return this.transition(runId, userId, ['skipped'], 'starting', true);
+    return this.decide(runId, userId, 'start_anyway');
   }
 
   /**
@@ -183,20 +81,14 @@ export class PostmortemService {
     const run = await this.deps.store.getRun(runId);
     if (run?.state === 'session_failed')
       return this.runAgain(run.incidentId, run.attempt, userId, run.channel);
-    return this.transition(runId, userId, ['failed'], 'starting', true);
+    return this.decide(runId, userId, 'retry_start');
   }
 
   /** Stop: a person judges the postmortem unnecessary; the session is terminated and who stopped it recorded. */
   async stop(runId: string, userId: string): Promise<Outcome> {
     const denied = await this.checkApprover(userId);
     if (denied) return denied;
-    const run = await this.deps.store.transitionRun(
-      runId,
-      STOPPABLE_STATES,
-      'stopped',
-      { stoppedBy: userId },
-      [terminateSessionJob(runId), syncMessageJob(runId)],
-    );
+    const run = await this.deps.lifecycle.fire(runId, 'stop', { patch: { stoppedBy: userId } });
     if (!run) return { kind: 'stale', run: await this.deps.store.getRun(runId) };
     this.deps.logger.info({ runId, userId }, 'postmortem stopped');
     return { kind: 'done', run };
@@ -206,19 +98,15 @@ export class PostmortemService {
   async requestForIncident(ref: string, userId: string, channel: string): Promise<Outcome> {
     const denied = await this.checkApprover(userId);
     if (denied) return denied;
-    const { pagerduty, store } = this.deps;
-    if (!pagerduty) {
-      return {
-        kind: 'failed',
-        code: 'pagerduty_token_missing',
-        message: 'PAGERDUTY_API_TOKEN is not set',
-      };
+    const { incidents, store } = this.deps;
+    if (!incidents) {
+      return { kind: 'failed', code: 'incident_source_missing', message: 'PAGERDUTY_API_TOKEN is not set' };
     }
     let incident: Incident;
     try {
-      incident = await pagerduty.getIncident(ref);
+      incident = await incidents.getIncident(ref);
     } catch (err) {
-      if (err instanceof AppError) return { kind: 'failed', code: err.code, message: err.message };
+      if (isIncidentSourceError(err)) return { kind: 'failed', code: err.code, message: err.message };
       throw err;
     }
     const latest = (await store.runsForIncident(incident.id)).at(-1);
@@ -280,25 +168,14 @@ export class PostmortemService {
       : this.deps.store.runsForIncident(ref);
   }
 
-  /** The incident's own channel (INCIDENT_CHANNEL_PATTERN) if it has one, else the routed channel. */
-  private async channelFor(incident: Incident, routed: string): Promise<string> {
-    return (await this.deps.channelFinder?.find(incident)) ?? routed;
-  }
-
   private async openManualRun(
     incident: Incident,
     attempt: number,
     userId: string,
     channel: string,
   ): Promise<Outcome> {
-    const run = newRun(incident, attempt, {
-      state: 'starting',
-      trigger: 'manual',
-      channel,
-      decidedBy: userId,
-      decidedAt: this.deps.now(),
-    });
-    const opened = await this.deps.store.openRun(run, [syncMessageJob(run.id), startSessionJob(run.id)]);
+    const run = newRun(incident, attempt, 'manual', channel, { userId, at: this.deps.now() });
+    const opened = await this.deps.lifecycle.open(run);
     if (opened) {
       this.deps.logger.info(
         { runId: run.id, incidentId: incident.id, attempt, userId },
@@ -310,28 +187,21 @@ export class PostmortemService {
     return latest ? { kind: 'exists', run: latest } : { kind: 'stale', run: undefined };
   }
 
-  private async transition(
+  /** A person's decision on a run's message: one lifecycle step, so concurrent clicks decide once. */
+  private async decide(
     runId: string,
     userId: string,
-    from: RunState[],
-    to: RunState,
-    startsSession: boolean,
+    event: Extract<RunEvent, 'approve' | 'skip' | 'start_anyway' | 'retry_start'>,
   ): Promise<Outcome> {
     const denied = await this.checkApprover(userId);
     if (denied) return denied;
-    const { store, now } = this.deps;
-    const jobs: NewJob[] = startsSession
-      ? [syncMessageJob(runId), startSessionJob(runId)]
-      : [syncMessageJob(runId)];
-    const run = await store.transitionRun(
-      runId,
-      from,
-      to,
-      { decidedBy: userId, decidedAt: now(), ...(startsSession ? { error: null } : {}) },
-      jobs,
-    );
+    const { lifecycle, store, now } = this.deps;
+    const startsSession = event !== 'skip';
+    const run = await lifecycle.fire(runId, event, {
+      patch: { decidedBy: userId, decidedAt: now(), ...(startsSession ? { error: null } : {}) },
+    });
     if (!run) return { kind: 'stale', run: await store.getRun(runId) };
-    this.deps.logger.info({ runId, userId, from, to }, 'postmortem run changed by a person');
+    this.deps.logger.info({ runId, userId, event, to: run.state }, 'postmortem run changed by a person');
     return { kind: 'done', run };
   }
 
@@ -340,17 +210,10 @@ export class PostmortemService {
       if (await this.deps.approvers.isApprover(userId)) return undefined;
       return { kind: 'not_allowed', approvers: this.deps.approvers.describe() };
     } catch (err) {
-      if (err instanceof AppError) return { kind: 'failed', code: err.code, message: err.message };
+      if (isDomainError(err, 'approvers_unavailable')) {
+        return { kind: 'failed', code: err.code, message: err.message };
+      }
       throw err;
     }
   }
-}
-
-function newRun(
-  incident: Incident,
-  attempt: number,
-  decision: Pick<NewRun, 'state' | 'trigger' | 'channel' | 'decidedBy' | 'decidedAt'>,
-): NewRun {
-  const id = randomUUID();
-  return { id, incidentId: incident.id, attempt, ...decision, devinTag: `pm-run-${id}`, incident };
 }

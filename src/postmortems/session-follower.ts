@@ -1,14 +1,16 @@
 import type { Logger } from 'pino';
-import { DevinApiError, type DevinClient } from '../devin/client.js';
 import { errorMessage } from '../errors.js';
 import type { RunPatch, Store } from '../store/store.js';
-import { changesRun, type FollowLimits, observeSession, type ThreadReplyKind } from './follow.js';
-import { pagerDutyNoteJob, syncMessageJob, threadReplyJob } from './jobs.js';
-import { FOLLOWED_STATES, type PostmortemRun, type RunState } from './model.js';
+import { isDomainError } from './errors.js';
+import { FOLLOWED_STATES, type Lifecycle, type RunEvent } from './lifecycle.js';
+import type { PostmortemRun } from './model.js';
+import { changesRun, type FollowLimits, observeSession } from './observe-session.js';
+import type { Session, SessionApi } from './ports.js';
 
 export interface SessionFollowerDeps {
   store: Store;
-  devin: DevinClient;
+  lifecycle: Lifecycle;
+  sessions: SessionApi;
   logger: Logger;
   now: () => number;
   limits: FollowLimits;
@@ -16,22 +18,19 @@ export interface SessionFollowerDeps {
   approvalExpireAfterMs: number;
   /** Sessions fetched at once. */
   concurrency?: number;
-  /** PAGERDUTY_FROM_EMAIL is set: finished PagerDuty incidents get the PR link as a note. */
-  writeBack?: boolean;
 }
 
 /**
  * One tick of following: every followed Devin session is fetched and its run moved along (Devin v3 has
- * no completion webhook), and approvals waiting too long are reminded once and then expired. Every change
- * is a conditional transition in the store, so a tick that overlaps another replica's, or one repeated
- * after a restart, posts nothing twice.
+ * no completion webhook; observe-session.ts decides what a poll means), and approvals waiting too long
+ * are reminded once and then expired. Every change is a lifecycle step, a conditional write, so a tick
+ * that overlaps another replica's, or one repeated after a restart, posts nothing twice.
  */
 export class SessionFollower {
   constructor(private readonly deps: SessionFollowerDeps) {}
 
   async tick(): Promise<{ followed: number; changed: number }> {
-    const { store } = this.deps;
-    const runs = await store.runsInStates(FOLLOWED_STATES, 100_000);
+    const runs = await this.deps.store.runsInStates(FOLLOWED_STATES, 100_000);
     let changed = 0;
     await forEachLimited(runs, this.deps.concurrency ?? 4, async (run) => {
       if (await this.follow(run)) changed++;
@@ -41,87 +40,59 @@ export class SessionFollower {
   }
 
   private async follow(run: PostmortemRun): Promise<boolean> {
-    const { devin, store, logger, now, limits } = this.deps;
+    const { sessions, store, logger, now, limits } = this.deps;
     if (!run.devinSessionId) return false;
-    let session: Awaited<ReturnType<DevinClient['getSession']>>;
+    let session: Session;
     try {
-      session = await devin.getSession(run.devinSessionId);
+      session = await sessions.get(run.devinSessionId);
     } catch (err) {
-      if (err instanceof DevinApiError && err.status === 404) {
-        return this.move(
-          run,
-          'session_failed',
-          { error: 'Devin no longer has this session (deleted or archived)' },
-          'session_failed',
-        );
+      if (isDomainError(err, 'session_not_found')) {
+        return this.step(run, 'session_failed', {
+          error: 'Devin no longer has this session (deleted or archived)',
+        });
       }
       // The next tick tries again; giving up is decided by time, not by one failed poll.
       logger.warn({ runId: run.id, err: errorMessage(err) }, 'could not poll the Devin session');
       if (now() - (run.sessionStartedAt ?? run.createdAt) > limits.giveUpAfterMs) {
-        return this.move(
-          run,
-          'abandoned',
-          {
-            error: `Devin could not be asked about this session for too long (${errorMessage(err)}), so the bot stopped following it`,
-          },
-          'abandoned',
-        );
+        return this.step(run, 'give_up', {
+          error: `Devin could not be asked about this session for too long (${errorMessage(err)}), so the bot stopped following it`,
+        });
       }
       return false;
     }
     const observation = observeSession(run, session, now(), limits);
     if (!changesRun(run, observation)) return false;
-    if (observation.to === run.state) {
+    if (!observation.event) {
       await store.updateRun(run.id, observation.patch);
       return true;
     }
-    const jobs = [syncMessageJob(run.id)];
-    if (observation.reply) jobs.push(threadReplyJob(run.id, observation.reply));
-    const hasPr = (observation.patch.pullRequests?.length ?? 0) > 0;
-    if (observation.to === 'finished' && hasPr && this.deps.writeBack && run.incident.source !== 'slack') {
-      jobs.push(pagerDutyNoteJob(run.id));
-    }
-    const moved = await store.transitionRun(run.id, [run.state], observation.to, observation.patch, jobs);
-    if (moved) logger.info({ runId: run.id, from: run.state, to: observation.to }, 'Devin session moved on');
-    return moved !== undefined;
+    return this.step(run, observation.event, observation.patch);
   }
 
-  private async move(
-    run: PostmortemRun,
-    to: RunState,
-    patch: RunPatch,
-    reply: ThreadReplyKind,
-  ): Promise<boolean> {
-    const moved = await this.deps.store.transitionRun(run.id, [run.state], to, patch, [
-      syncMessageJob(run.id),
-      threadReplyJob(run.id, reply),
-    ]);
+  private async step(run: PostmortemRun, event: RunEvent, patch: RunPatch): Promise<boolean> {
+    const moved = await this.deps.lifecycle.fire(run.id, event, { expect: run.state, patch });
+    if (moved)
+      this.deps.logger.info({ runId: run.id, from: run.state, to: moved.state }, 'Devin session moved on');
     return moved !== undefined;
   }
 
   private async tendApprovals(): Promise<number> {
-    const { store, now, approvalRemindAfterMs, approvalExpireAfterMs, logger } = this.deps;
+    const { store, lifecycle, now, approvalRemindAfterMs, approvalExpireAfterMs, logger } = this.deps;
     const pending = await store.runsInStates(['awaiting_approval'], 100_000);
     let changed = 0;
     for (const run of pending) {
       const waited = now() - run.createdAt;
       if (waited >= approvalExpireAfterMs) {
-        const expired = await store.transitionRun(run.id, ['awaiting_approval'], 'expired', {}, [
-          syncMessageJob(run.id),
-        ]);
-        if (expired) {
+        if (await lifecycle.fire(run.id, 'expire')) {
           changed++;
           logger.info({ runId: run.id }, 'approval expired');
         }
       } else if (waited >= approvalRemindAfterMs && run.remindedAt === null) {
-        const reminded = await store.transitionRun(
-          run.id,
-          ['awaiting_approval'],
-          'awaiting_approval',
-          { remindedAt: now() },
-          [threadReplyJob(run.id, 'reminder')],
-          ['remindedAt'],
-        );
+        const reminded = await lifecycle.fire(run.id, 'remind', {
+          expect: 'awaiting_approval',
+          patch: { remindedAt: now() },
+          onlyIfUnset: ['remindedAt'],
+        });
         if (reminded) changed++;
       }
     }

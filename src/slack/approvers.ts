@@ -1,22 +1,7 @@
 import type { webApi } from '@slack/bolt';
 import type { Logger } from 'pino';
-import { AppError } from '../errors.js';
-
-/** Who may start, approve, skip, retry or re-run postmortems (sessions cost money). */
-export interface ApproverCheck {
-  /** Throws ApproversUnavailableError when membership cannot be checked (then nobody outside the user list passes). */
-  isApprover(userId: string): Promise<boolean>;
-  /** Human-readable list for explanations, e.g. "<@U1>, <!subteam^S1>". */
-  describe(): string;
-  /** Loads what it needs once at start-up, so a misconfiguration shows in the log straight away. */
-  check(): Promise<void>;
-}
-
-export class ApproversUnavailableError extends AppError {
-  constructor(message: string) {
-    super('approvers_unavailable', message);
-  }
-}
+import { DomainError } from '../postmortems/errors.js';
+import type { ApproverCheck } from '../postmortems/ports.js';
 
 export const EVERYONE: ApproverCheck = {
   isApprover: async () => true,
@@ -89,7 +74,7 @@ export class SlackApprovers implements ApproverCheck {
         this.logger.error({ usergroup, slackError: code }, message);
         // A stale list is better than none while Slack has a hiccup.
         if (this.cache) return this.cache.members;
-        throw new ApproversUnavailableError(message);
+        throw new DomainError('approvers_unavailable', message);
       }
     }
     this.cache = { members, at: this.now() };

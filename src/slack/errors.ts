@@ -1,5 +1,5 @@
 import { webApi } from '@slack/bolt';
-import { AppError, RetryableError } from '../errors.js';
+import { type ChatCode, DomainError } from '../postmortems/errors.js';
 
 /** Slack answers that mean the channel cannot take our message (so the default channel should). */
 const CHANNEL_UNUSABLE = new Set([
@@ -17,45 +17,28 @@ const SLACK_TRANSIENT = new Set([
   'ratelimited',
 ]);
 
-export class SlackChannelUnusableError extends AppError {
-  constructor(
-    readonly channel: string,
-    readonly slackError: string,
-  ) {
-    super('slack_channel_unusable', `Slack refused channel ${channel}: ${slackError}`);
-  }
-}
-
 /**
- * Sorts a Web API failure into: try again later (rate limit, Slack or network down), the channel is
- * unusable, or a permanent refusal (bad token, invalid blocks) that retrying cannot fix.
+ * Sorts a Web API failure into the domain's ChatCode: try again later (rate limit, Slack or network down),
+ * the channel is unusable, or a permanent refusal (bad token, invalid blocks) that retrying cannot fix.
+ * Anything that is not a Web API error (a bug) is returned as it is.
  */
-export function classifySlackError(err: unknown, channel: string): Error {
+export function classifySlackError(err: unknown, channel: string): DomainError<ChatCode> | Error {
   const e = err as { code?: string; retryAfter?: number; data?: { error?: string }; statusCode?: number };
+  const chat = (code: ChatCode, message: string, retryAfterMs?: number) =>
+    new DomainError(code, message, { cause: err, retryAfterMs });
   switch (e.code) {
     case webApi.ErrorCode.RateLimitedError:
-      return new RetryableError('slack_rate_limited', 'Slack rate limit', (e.retryAfter ?? 1) * 1000, {
-        cause: err,
-      });
+      return chat('chat_rate_limited', 'Slack rate limit', (e.retryAfter ?? 1) * 1000);
     case webApi.ErrorCode.RequestError:
-      return new RetryableError(
-        'slack_unreachable',
-        `Slack API unreachable: ${(err as Error).message}`,
-        undefined,
-        {
-          cause: err,
-        },
-      );
+      return chat('chat_unavailable', `Slack API unreachable: ${(err as Error).message}`);
     case webApi.ErrorCode.HTTPError:
-      return new RetryableError('slack_http_error', `Slack API HTTP ${e.statusCode ?? '?'}`, undefined, {
-        cause: err,
-      });
+      return chat('chat_unavailable', `Slack API HTTP ${e.statusCode ?? '?'}`);
     case webApi.ErrorCode.PlatformError: {
       const code = e.data?.error ?? 'unknown_error';
-      if (CHANNEL_UNUSABLE.has(code)) return new SlackChannelUnusableError(channel, code);
-      if (SLACK_TRANSIENT.has(code))
-        return new RetryableError('slack_unavailable', `Slack error ${code}`, undefined, { cause: err });
-      return new AppError('slack_refused', `Slack refused the call: ${code}`, { cause: err });
+      if (CHANNEL_UNUSABLE.has(code))
+        return chat('chat_channel_unusable', `Slack refused channel ${channel}: ${code}`);
+      if (SLACK_TRANSIENT.has(code)) return chat('chat_unavailable', `Slack error ${code}`);
+      return chat('chat_refused', `Slack refused the call: ${code}`);
     }
     default:
       return err instanceof Error ? err : new Error(String(err));

@@ -1,6 +1,11 @@
 import { webApi } from '@slack/bolt';
-import type { BotIdentity } from '../app.js';
 import { AppError } from '../errors.js';
+
+/** Who the bot is in Slack (from auth.test at start-up), so Bolt never calls auth.test itself. */
+export interface BotIdentity {
+  botId: string;
+  botUserId: string;
+}
 
 /**
  * Asks Slack who the bot token belongs to, once, at start-up: a bad token stops the bot with a clear

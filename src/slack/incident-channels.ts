@@ -2,13 +2,14 @@ import type { webApi } from '@slack/bolt';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { Incident } from '../postmortems/model.js';
+import type { IncidentChannelLookup } from '../postmortems/ports.js';
 
 /**
  * INCIDENT_CHANNEL_PATTERN: a dedicated channel per incident (inc-{number}, incident-{id}), found by name.
  * Channel names are cached (conversations.list is Tier 2) and refreshed when a name is missing, at most
  * once a minute. No such channel, or no way to list channels, means the routing decides.
  */
-export class IncidentChannelFinder {
+export class IncidentChannelFinder implements IncidentChannelLookup {
   private byName = new Map<string, string>();
   private loadedAt = Number.NEGATIVE_INFINITY;
 

@@ -1,7 +1,6 @@
 import type { types } from '@slack/bolt';
 import { formatDurationSetting } from '../config/duration.js';
-import type { ThreadReplyKind } from '../postmortems/follow.js';
-import type { PostmortemResult, PostmortemRun } from '../postmortems/model.js';
+import type { PostmortemResult, PostmortemRun, ThreadReplyKind } from '../postmortems/model.js';
 import { formatDuration, link, mention, untrusted } from './format.js';
 
 /** Action IDs of the buttons: part of the contract with messages already posted in Slack. */
@@ -55,7 +54,7 @@ const NOTIFICATION: Record<PostmortemRun['state'], string> = {
   started: 'Postmortem in progress',
   needs_input: 'Devin needs input on a postmortem',
   finished: 'Postmortem ready',
-  failed: 'Postmortem could not start',
+  start_failed: 'Postmortem could not start',
   session_failed: 'Postmortem session failed',
   stopped: 'Postmortem stopped',
   abandoned: 'Postmortem no longer followed',
@@ -150,7 +149,7 @@ function statusBlocks(run: PostmortemRun): KnownBlock[] {
           `:memo: ${origin(run)} Postmortem ready: ${run.pullRequests.length > 0 ? run.pullRequests.map((u, i) => link(u, `pull request${run.pullRequests.length > 1 ? ` ${i + 1}` : ''}`)).join(', ') : 'no pull request reported'} · ${session}`,
         ),
       ];
-    case 'failed':
+    case 'start_failed':
       return [
         context(
           `:warning: ${origin(run)} The Devin session could not be started: ${untrusted(run.error ?? 'unknown error', 1500)}`,

@@ -1,4 +1,4 @@
-import { RetryableError } from '../errors.js';
+import { DomainError } from '../postmortems/errors.js';
 
 /**
  * Slack allows about one message per second per channel. In an incident storm every run's message goes to
@@ -16,7 +16,7 @@ export class ChannelPacer {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Returns if job `jobId` may call Slack in `channel` now; otherwise throws a RetryableError for its slot. */
+  /** Returns if job `jobId` may call Slack in `channel` now; otherwise throws chat_paced with the wait until its slot. */
   take(channel: string, jobId: number): void {
     const now = this.now();
     const held = this.reserved.get(jobId);
@@ -58,6 +58,6 @@ export class ChannelPacer {
   }
 }
 
-function paced(channel: string, waitMs: number): RetryableError {
-  return new RetryableError('slack_paced', `waiting for a free slot in ${channel}`, waitMs, { exact: true });
+function paced(channel: string, waitMs: number): DomainError<'chat_paced'> {
+  return new DomainError('chat_paced', `waiting for a free slot in ${channel}`, { retryAfterMs: waitMs });
 }

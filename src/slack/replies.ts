@@ -1,6 +1,6 @@
 import type { types } from '@slack/bolt';
 import type { PostmortemRun, RunState } from '../postmortems/model.js';
-import type { Outcome } from '../postmortems/service.js';
+import type { Outcome, RequestFailureCode } from '../postmortems/service.js';
 import { link, mention, untrusted } from './format.js';
 import { RUN_AGAIN_ACTION_ID } from './messages.js';
 
@@ -33,7 +33,7 @@ const STATE_WORDS: Record<RunState, string> = {
   started: 'Devin session running',
   needs_input: 'Devin needs input',
   finished: 'postmortem ready',
-  failed: 'could not start',
+  start_failed: 'could not start',
   session_failed: 'Devin session failed',
   stopped: 'stopped',
   abandoned: 'no longer followed',
@@ -57,7 +57,7 @@ function runSummary(run: PostmortemRun): string {
   for (const [i, pr] of run.pullRequests.entries())
     parts.push(link(pr, run.pullRequests.length > 1 ? `PR ${i + 1}` : 'PR'));
   if (run.stoppedBy) parts.push(`stopped by ${mention(run.stoppedBy)}`);
-  if (['failed', 'session_failed', 'abandoned'].includes(run.state) && run.error)
+  if (['start_failed', 'session_failed', 'abandoned'].includes(run.state) && run.error)
     parts.push(untrusted(run.error, 300));
   return parts.join(' · ');
 }
@@ -120,7 +120,7 @@ function staleText(run: PostmortemRun | undefined): string {
       return `This postmortem was already started by ${who}; ${STATE_WORDS[run.state]}.`;
     case 'finished':
       return 'This postmortem is already finished.';
-    case 'failed':
+    case 'start_failed':
     case 'session_failed':
       return 'This postmortem failed; use Retry on its message.';
     case 'stopped':
@@ -132,21 +132,23 @@ function staleText(run: PostmortemRun | undefined): string {
   }
 }
 
-/** Errors a person can act on, said as such. */
-export function failureText(code: string, message: string): string {
+/** Errors a person can act on, said as such: the one place a failure code becomes words. */
+export function failureText(code: RequestFailureCode, message: string): string {
   switch (code) {
-    case 'pagerduty_token_missing':
+    case 'incident_source_missing':
       return 'Looking incidents up needs a PagerDuty API token: an admin sets `PAGERDUTY_API_TOKEN` (PagerDuty → Integrations → API Access Keys, read-only is enough) and restarts the bot. Until then, `/postmortem` without arguments starts one from a form.';
-    case 'pagerduty_not_found':
+    case 'incident_not_found':
       return 'That incident was not found in PagerDuty. Check the ID, number or URL.';
-    case 'pagerduty_forbidden':
+    case 'incident_source_forbidden':
       return `${untrusted(message, 300)}. An admin should check PAGERDUTY_API_TOKEN.`;
-    case 'pagerduty_rate_limited':
+    case 'incident_source_rate_limited':
       return 'PagerDuty is rate-limiting the bot right now; please try again in a minute.';
-    case 'pagerduty_unavailable':
+    case 'incident_source_unavailable':
       return `PagerDuty could not be reached (${untrusted(message, 200)}); please try again shortly.`;
-    default:
-      return `That did not work: ${untrusted(message, 500)}`;
+    case 'incident_source_bad_response':
+      return 'PagerDuty answered with something the bot could not read; please try again shortly, and tell an admin if it keeps happening.';
+    case 'approvers_unavailable':
+      return `The list of postmortem approvers could not be checked, so nothing was changed: ${untrusted(message, 500)}`;
   }
 }
 

@@ -106,4 +106,9 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
     name: 'early start: when the finish message reached Devin',
     sql: 'ALTER TABLE runs ADD COLUMN finalize_sent_at INTEGER;',
   },
+  {
+    version: 7,
+    name: "run state 'failed' is named 'start_failed' (the session could not be created)",
+    sql: `UPDATE runs SET state = 'start_failed' WHERE state = 'failed';`,
+  },
 ];

@@ -3,9 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Evidence } from '../devin/prompt.js';
 import { AppError } from '../errors.js';
-import type { Incident, PostmortemResult, PostmortemRun, RunState } from '../postmortems/model.js';
+import type { Evidence, Incident, PostmortemResult, PostmortemRun, RunState } from '../postmortems/model.js';
 import { MIGRATIONS } from './migrations.js';
 import type { Job, JobLease, NewJob, NewRun, ReceivedEvent, RunPatch, Store } from './store.js';
 

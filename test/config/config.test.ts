@@ -30,7 +30,7 @@ describe('loadConfig', () => {
     const config = loadConfig(valid);
     expect(config.port).toBe(3000);
     expect(config.logLevel).toBe('info');
-    expect(config.autoStartPriorities).toEqual(['P1', 'P2']);
+    expect(config.policy.autoStartPriorities).toEqual(['P1', 'P2']);
     expect(config.database).toEqual({ kind: 'sqlite', path: './data/postmortem-bot.db' });
     expect(config.devin.apiUrl).toBe('https://api.devin.ai');
     expect(config.slack.apiUrl).toBeUndefined();
@@ -39,6 +39,7 @@ describe('loadConfig', () => {
       sharedSecret: undefined,
       apiToken: undefined,
       apiUrl: 'https://api.pagerduty.com',
+      fromEmail: undefined,
     });
     expect(config.slack.approvers).toEqual([]);
   });
@@ -112,12 +113,12 @@ describe('loadConfig', () => {
       DATABASE_URL: 'sqlite:/var/lib/bot/state.db',
     });
     expect(config.pagerduty.webhookSecrets).toEqual(['secret-one-1', 'secret-two-2']);
-    expect(config.autoStartPriorities).toEqual(['SEV-1', 'SEV-2']);
+    expect(config.policy.autoStartPriorities).toEqual(['SEV-1', 'SEV-2']);
     expect(config.slack.apiUrl).toBe('http://127.0.0.1:9999/api/');
     expect(config.devin.apiUrl).toBe('https://devin.example.com');
-    expect(config.devin.knowledgeIds).toEqual(['note-1', 'note-2']);
+    expect(config.devin.session.knowledgeIds).toEqual(['note-1', 'note-2']);
     expect(config.database.path).toBe('/var/lib/bot/state.db');
-    expect(loadConfig({ ...valid, AUTO_START_PRIORITIES: '' }).autoStartPriorities).toEqual([]);
+    expect(loadConfig({ ...valid, AUTO_START_PRIORITIES: '' }).policy.autoStartPriorities).toEqual([]);
   });
 
   it('refuses a SQLite store that would not survive a restart', () => {
@@ -149,13 +150,13 @@ describe('loadConfig', () => {
           },
         }),
       );
-      expect(config.routing.services.PSVC1).toEqual({
+      expect(config.policy.routing.services.PSVC1).toEqual({
         channel: 'CPAY00001',
         autoStartPriorities: ['P3'],
         playbookId: 'playbook-x',
         repos: ['a/b'],
       });
-      expect(config.routing.services['Search API']?.autoStartPriorities).toEqual([]);
+      expect(config.policy.routing.services['Search API']?.autoStartPriorities).toEqual([]);
     });
 
     it('reports an unreadable file, invalid JSON, and bad or unknown fields with their path', () => {
@@ -177,8 +178,8 @@ describe('loadConfig', () => {
 
 describe('lifecycle settings', () => {
   it('defaults and parses durations, cron and early-start priorities', () => {
+    expect(loadConfig(valid).policy.earlyStartPriorities).toEqual([]);
     expect(loadConfig(valid).lifecycle).toEqual({
-      earlyStartPriorities: [],
       earlyStartMaxWaitMs: 24 * 3_600_000,
       pollCron: '* * * * *',
       sessionGiveUpAfterMs: 48 * 3_600_000,
@@ -191,7 +192,7 @@ describe('lifecycle settings', () => {
       APPROVAL_REMIND_AFTER: '90m',
       SESSION_POLL_CRON: '*/2 * * * *',
     });
-    expect(config.lifecycle.earlyStartPriorities).toEqual(['P1']);
+    expect(config.policy.earlyStartPriorities).toEqual(['P1']);
     expect(config.lifecycle.approvalRemindAfterMs).toBe(90 * 60_000);
     expect(config.lifecycle.pollCron).toBe('*/2 * * * *');
   });
@@ -216,7 +217,7 @@ describe('evidence and template settings', () => {
       if (p === 'team.md') return 'Write it for {{title}}.\n{{incident_data}}';
       throw new Error('ENOENT');
     });
-    expect(ok.evidence.template?.text).toBe('Write it for {{title}}.\n{{incident_data}}');
+    expect(ok.prompt.template?.text).toBe('Write it for {{title}}.\n{{incident_data}}');
     expect(
       problems(
         { ...valid, PROMPT_TEMPLATE_FILE: 'team.md' },
@@ -266,11 +267,8 @@ describe('evidence and template settings', () => {
       SLACK_INCLUDE_CHANNEL_HISTORY: 'true',
       NEVER_PRIORITIES: 'P5,SEV-5',
     });
-    expect(config.evidence).toMatchObject({
-      incidentChannelPattern: 'inc-{number}',
-      includeChannelHistory: true,
-      neverPriorities: ['P5', 'SEV-5'],
-      destination: 'docs/postmortems/',
-    });
+    expect(config.evidence).toEqual({ incidentChannelPattern: 'inc-{number}', includeChannelHistory: true });
+    expect(config.policy.neverPriorities).toEqual(['P5', 'SEV-5']);
+    expect(config.prompt.destination).toBe('docs/postmortems/');
   });
 });

@@ -1,8 +1,8 @@
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSessionRequest } from '../../src/devin/prompt.js';
 import type { PostmortemRun, RunState } from '../../src/postmortems/model.js';
+import { buildSessionRequest } from '../../src/postmortems/prompt.js';
 import { renderRunMessage, renderThreadReply } from '../../src/slack/messages.js';
 import { anIncident, aRun } from '../helpers/builders.js';
 import { blockKitProblem } from '../helpers/fake-slack.js';
@@ -189,7 +189,7 @@ describe('what the bot writes, for any incident text', () => {
     'started',
     'needs_input',
     'finished',
-    'failed',
+    'start_failed',
     'session_failed',
     'stopped',
     'abandoned',

@@ -21,7 +21,12 @@ const incidents = (n: number, priority: string) =>
 
 describe('outages', () => {
   it('Devin answering 503 and then timing out for a while: one session each, all created after recovery', async () => {
-    h = await startHarness({ deps: { devinTimeoutMs: 300, devinReconcileWindowMs: 600 } });
+    h = await startHarness({
+      configure: (c) => {
+        c.tuning.devinTimeoutMs = 300;
+        c.devin.reconcileWindowMs = 600;
+      },
+    });
     const recoversAt = Date.now() + 2500;
     h.devin.unavailableUntil = Date.now() + 1200;
     h.devin.hangUntil = recoversAt;

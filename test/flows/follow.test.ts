@@ -331,7 +331,7 @@ describe('approval reminders and expiry', () => {
 
 describe('the schedule', () => {
   it('ticks on SESSION_POLL_CRON by itself', async () => {
-    h = await startHarness({ env: { SESSION_POLL_CRON: '* * * * * *' }, deps: { followOnSchedule: true } });
+    h = await startHarness({ env: { SESSION_POLL_CRON: '* * * * * *' }, followOnSchedule: true });
     const session = await autoStartedSession();
     h.devin.update(session.session_id, { status: 'running', status_detail: 'finished' });
     await waitFor(() => runRow().state === 'finished', 'a scheduled tick to see the finished session', 5000);

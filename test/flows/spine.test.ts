@@ -174,7 +174,11 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
   });
 
   it('a create that timed out but did happen is found by its tag, not created again', async () => {
-    h = await startHarness({ deps: { devinTimeoutMs: 300 } });
+    h = await startHarness({
+      configure: (c) => {
+        c.tuning.devinTimeoutMs = 300;
+      },
+    });
     h.devin.nextCreates({ kind: 'create-then-delay', delayMs: 1000 });
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
     const session = await waitFor(() => h.devin.sessions[0], 'the session');
@@ -191,7 +195,12 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
   it('a slow create that Devin lists only later is waited for, not created twice', async () => {
     // The trap: the client gives up after 300 ms, Devin answers after 1 s and lists the session by its tag
     // only 1.5 s after that. A lookup right after the timeout finds nothing.
-    h = await startHarness({ deps: { devinTimeoutMs: 300, devinReconcileWindowMs: 4000 } });
+    h = await startHarness({
+      configure: (c) => {
+        c.tuning.devinTimeoutMs = 300;
+        c.devin.reconcileWindowMs = 4000;
+      },
+    });
     h.devin.listVisibilityDelayMs = 1500;
     h.devin.nextCreates({ kind: 'create-then-delay', delayMs: 1000 });
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));

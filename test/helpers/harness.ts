@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type AppDeps, createPostmortemBot, type PostmortemBot } from '../../src/app.js';
-import { type Env, loadConfig } from '../../src/config/config.js';
+import { createPostmortemBot, type PostmortemBot } from '../../src/app.js';
+import { type Config, type Env, loadConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/logging.js';
 import { signPagerDutyBody } from '../../src/pagerduty/signature.js';
 import { FakeDevin } from './fake-devin.js';
@@ -80,7 +80,27 @@ export interface Harness {
 
 export interface HarnessOptions {
   env?: Env;
-  deps?: Partial<AppDeps>;
+  /** Changes to the configuration after testConfig's (a shorter Devin timeout, say). */
+  configure?: (config: Config) => void;
+  /** Tick the follower on SESSION_POLL_CRON, as in production (by default tests tick it themselves). */
+  followOnSchedule?: boolean;
+}
+
+/**
+ * The configuration tests run with: the environment as loaded in production, with the fixed timings
+ * shortened so that retries and polls take milliseconds instead of seconds.
+ */
+export function testConfig(env: Env, configure?: (config: Config) => void): Config {
+  const config = loadConfig(env);
+  config.tuning = {
+    jobs: { ...config.tuning.jobs, pollIntervalMs: 50, backoffBaseMs: 20, backoffMaxMs: 200 },
+    devinTimeoutMs: 2000,
+    devinGiveUpAfterMs: config.tuning.devinGiveUpAfterMs,
+    slackChannelIntervalMs: 100,
+  };
+  if (env.DEVIN_RECONCILE_WINDOW === undefined) config.devin.reconcileWindowMs = 150;
+  configure?.(config);
+  return config;
 }
 
 /** The bot's clock in tests: real time plus an offset a test can move forward. */
@@ -126,19 +146,13 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const clock = new TestClock();
 
   const boot = async () => {
-    const config = loadConfig(env);
-    const bot = createPostmortemBot(config, {
+    const bot = createPostmortemBot(testConfig(env, options.configure), {
       logger: createLogger('debug', logs),
       botIdentity: { botId: 'BBOT0001', botUserId: 'UBOT0001' },
-      jobs: { pollIntervalMs: 50, backoffBaseMs: 20, backoffMaxMs: 200 },
-      devinTimeoutMs: 2000,
-      devinReconcileWindowMs: 150,
-      slackChannelIntervalMs: 100,
       now: clock.now,
-      followOnSchedule: false,
-      ...options.deps,
     });
     const server = await bot.start(0);
+    if (options.followOnSchedule) bot.followOnSchedule();
     return { bot, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
   };
 

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { applyIncidentEvent } from '../../src/postmortems/incident.js';
+import { incidentEventOf } from '../../src/pagerduty/incident-events.js';
+import type { WebhookEvent } from '../../src/pagerduty/webhook.js';
+import { applyIncidentEvent as applyDomainEvent } from '../../src/postmortems/incident.js';
+import type { Incident } from '../../src/postmortems/model.js';
 import { fixture, resolvedEvent } from '../helpers/harness.js';
+
+/** A webhook event as the PagerDuty adapter reads it, folded by the domain. */
+function applyIncidentEvent(previous: Incident | undefined, event: WebhookEvent): Incident | undefined {
+  const read = incidentEventOf(event);
+  return read ? applyDomainEvent(previous, read) : undefined;
+}
 
 describe('applyIncidentEvent', () => {
   it('builds the incident from a trigger, then takes the priority set later and the resolver', () => {
@@ -66,8 +75,8 @@ describe('applyIncidentEvent', () => {
     });
   });
 
-  it('leaves the incident alone for events without incident data', () => {
+  it('reads no incident from events without incident data', () => {
     const ping = fixture('pagerduty/pagey-ping.json').event;
-    expect(applyIncidentEvent(undefined, ping)).toBeUndefined();
+    expect(incidentEventOf(ping)).toBeUndefined();
   });
 });

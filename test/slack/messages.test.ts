@@ -45,7 +45,7 @@ describe('renderRunMessage', () => {
 
   it('hostile incident text is escaped and fits Block Kit in every state', () => {
     const hostile = `<!channel> <@U999> <https://evil.example|Click me> & ${'🔥'.repeat(3000)} שלום ${'x'.repeat(10_000)}`;
-    for (const state of ['awaiting_approval', 'skipped', 'starting', 'started', 'failed'] as const) {
+    for (const state of ['awaiting_approval', 'skipped', 'starting', 'started', 'start_failed'] as const) {
       const m = renderRunMessage(
         run(
           { state, decidedBy: 'UALICE01', devinUrl: 'https://app.devin.ai/sessions/1', error: hostile },
@@ -79,7 +79,7 @@ describe('renderRunMessage', () => {
     expect(allText(auto)).toContain('Started automatically (priority P3).');
 
     const failed = renderRunMessage(
-      run({ state: 'failed', trigger: 'auto', error: 'Devin refused the request (403)' }),
+      run({ state: 'start_failed', trigger: 'auto', error: 'Devin refused the request (403)' }),
     );
     expect(allText(failed)).toContain('could not be started: Devin refused the request (403)');
   });

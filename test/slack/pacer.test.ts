@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RetryableError } from '../../src/errors.js';
+import { DomainError, retryDecision } from '../../src/postmortems/errors.js';
 import { ChannelPacer } from '../../src/slack/pacer.js';
 
 function waitOf(fn: () => void): number | undefined {
@@ -7,9 +7,12 @@ function waitOf(fn: () => void): number | undefined {
     fn();
     return undefined;
   } catch (err) {
-    expect(err).toBeInstanceOf(RetryableError);
-    expect((err as RetryableError).exact).toBe(true);
-    return (err as RetryableError).retryAfterMs;
+    expect(err).toBeInstanceOf(DomainError);
+    expect((err as DomainError).code).toBe('chat_paced');
+    // A reserved slot: the job comes back exactly then, not after a growing backoff.
+    const decision = retryDecision(err as DomainError);
+    expect(decision.kind).toBe('at');
+    return decision.kind === 'at' ? decision.afterMs : undefined;
   }
 }
 

@@ -1,21 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { observeSession, parseResult } from '../../src/postmortems/follow.js';
+import type { DevinSession } from '../../src/devin/client.js';
+import { toSession } from '../../src/devin/sessions.js';
+import { observeSession, parseResult } from '../../src/postmortems/observe-session.js';
 import { renderThreadReply } from '../../src/slack/messages.js';
 import { aRun } from '../helpers/builders.js';
 import { blockKitProblem } from '../helpers/fake-slack.js';
 
 const limits = { giveUpAfterMs: 48 * 3_600_000, earlyStartMaxWaitMs: 24 * 3_600_000 };
-const session = (
-  status: string,
-  status_detail: string | null = null,
-  extra: Record<string, unknown> = {},
-) => ({
-  session_id: 'devin-1',
-  url: 'https://app.devin.ai/sessions/1',
-  status,
-  status_detail,
-  ...extra,
-});
+/** A session as Devin's API returns it, read by the Devin adapter. */
+const session = (status: string, status_detail: string | null = null, extra: Record<string, unknown> = {}) =>
+  toSession({
+    session_id: 'devin-1',
+    url: 'https://app.devin.ai/sessions/1',
+    status,
+    status_detail,
+    ...extra,
+  } as DevinSession);
 const started = aRun({ state: 'started', sessionStartedAt: 1000, createdAt: 1000 });
 
 describe('observeSession', () => {
@@ -25,25 +25,28 @@ describe('observeSession', () => {
     ['running', 'working', 'started', undefined],
     ['resuming', null, 'started', undefined],
     ['creating', null, 'started', undefined],
-    ['running', 'waiting_for_user', 'needs_input', 'needs_input'],
-    ['running', 'waiting_for_approval', 'needs_input', 'needs_input'],
-    ['suspended', 'inactivity', 'needs_input', 'needs_input'],
-    ['running', 'finished', 'finished', 'finished'],
-    ['exit', null, 'finished', 'finished'],
+    ['running', 'waiting_for_user', 'needs_input', 'session_needs_input'],
+    ['running', 'waiting_for_approval', 'needs_input', 'session_needs_input'],
+    ['suspended', 'inactivity', 'needs_input', 'session_needs_input'],
+    ['running', 'finished', 'finished', 'session_finished'],
+    ['exit', null, 'finished', 'session_finished'],
     ['error', null, 'session_failed', 'session_failed'],
     ['suspended', 'out_of_credits', 'session_failed', 'session_failed'],
     ['suspended', 'usage_limit_exceeded', 'session_failed', 'session_failed'],
-  ])('%s/%s → %s', (status, detail, to, reply) => {
+  ])('%s/%s → %s', (status, detail, to, event) => {
     const o = observeSession(started, session(status, detail), 2000, limits);
     expect(o.to).toBe(to);
-    expect(o.reply).toBe(reply);
+    expect(o.event).toBe(event);
   });
 
-  it('replies only on the transition, not while the state holds', () => {
+  it('fires a step only on a change of state, not while the state holds', () => {
     const waiting = aRun({ ...started, state: 'needs_input' });
     expect(
-      observeSession(waiting, session('running', 'waiting_for_user'), 2000, limits).reply,
+      observeSession(waiting, session('running', 'waiting_for_user'), 2000, limits).event,
     ).toBeUndefined();
+    expect(observeSession(waiting, session('running', 'working'), 2000, limits).event).toBe(
+      'session_working',
+    );
   });
 
   it('gives up after the limit, and ignores waiting and finishing while an early start gathers', () => {
@@ -54,7 +57,7 @@ describe('observeSession', () => {
     expect(observeSession(early, session('running', 'finished'), 2000, limits)).toMatchObject({
       to: 'started',
     });
-    expect(observeSession(early, session('running', 'waiting_for_user'), 2000, limits).reply).toBeUndefined();
+    expect(observeSession(early, session('running', 'waiting_for_user'), 2000, limits).event).toBeUndefined();
     expect(observeSession(early, session('error'), 2000, limits).to).toBe('session_failed');
     expect(observeSession(early, session('running'), 1000 + limits.earlyStartMaxWaitMs + 1, limits).to).toBe(
       'abandoned',

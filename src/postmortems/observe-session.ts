@@ -1,11 +1,14 @@
 import { z } from 'zod';
 import { formatDurationSetting } from '../config/duration.js';
-import type { DevinSession } from '../devin/client.js';
 import type { RunPatch } from '../store/store.js';
+import type { RunEvent } from './lifecycle.js';
 import type { PostmortemResult, PostmortemRun, RunState } from './model.js';
+import type { Session } from './ports.js';
 
-/** Thread replies under a run's message; each is posted once, on the transition that calls for it. */
-export type ThreadReplyKind = 'needs_input' | 'finished' | 'session_failed' | 'abandoned' | 'reminder';
+/**
+ * Pure: what a polled Devin session means for its run. The session follower (session-follower.ts) does
+ * the polling and fires the step this returns.
+ */
 
 export interface FollowLimits {
   /** Stop following a session that has not finished after this long. */
@@ -15,11 +18,21 @@ export interface FollowLimits {
 }
 
 export interface Observation {
+  /** The state the session puts the run in. */
   to: RunState;
   patch: RunPatch;
-  /** Only when the state changes. */
-  reply?: ThreadReplyKind;
+  /** The lifecycle step that gets it there; absent when the state stays (then only the patch is written). */
+  event?: RunEvent;
 }
+
+/** The step that moves a followed run to the state its session shows. */
+const STEP_TO: Partial<Record<RunState, RunEvent>> = {
+  started: 'session_working',
+  needs_input: 'session_needs_input',
+  finished: 'session_finished',
+  session_failed: 'session_failed',
+  abandoned: 'give_up',
+};
 
 /** suspended reasons that mean the session cannot go on without someone paying or raising a limit. */
 const LIMIT_REASONS: Record<string, string> = {
@@ -68,8 +81,8 @@ export function parseResult(output: unknown): PostmortemResult | null {
 }
 
 /** PR links from the session and from the structured result, https only, without duplicates. */
-function pullRequestUrls(session: DevinSession, result: PostmortemResult | null): string[] {
-  const urls = [...(session.pull_requests ?? []).map((p) => p.pr_url ?? ''), result?.postmortem_pr_url ?? ''];
+function pullRequestUrls(session: Session, result: PostmortemResult | null): string[] {
+  const urls = [...session.pullRequestUrls, result?.postmortem_pr_url ?? ''];
   return [...new Set(urls.filter((u) => /^https:\/\/\S+$/.test(u)))];
 }
 
@@ -82,56 +95,54 @@ function pullRequestUrls(session: DevinSession, result: PostmortemResult | null)
  */
 export function observeSession(
   run: PostmortemRun,
-  session: DevinSession,
+  session: Session,
   now: number,
   limits: FollowLimits,
 ): Observation {
-  const status = session.status ?? null;
-  const detail = session.status_detail ?? null;
-  const result = parseResult(session.structured_output);
+  const status = session.status;
+  const detail = session.statusDetail;
+  const result = parseResult(session.structuredOutput);
   const patch: RunPatch = {
     devinStatus: status,
     devinStatusDetail: detail,
     pullRequests: pullRequestUrls(session, result),
   };
-  const change = (to: RunState, reply: ThreadReplyKind | undefined, extra: RunPatch = {}): Observation => ({
-    to,
-    patch: { ...patch, ...extra },
-    ...(to !== run.state && reply ? { reply } : {}),
-  });
+  const change = (to: RunState, extra: RunPatch = {}): Observation => {
+    const event = to !== run.state ? STEP_TO[to] : undefined;
+    return { to, patch: { ...patch, ...extra }, ...(event ? { event } : {}) };
+  };
   const followedFor = now - (run.sessionStartedAt ?? run.createdAt);
 
   if (status === 'error')
-    return change('session_failed', 'session_failed', { error: 'Devin reported an error in the session' });
+    return change('session_failed', { error: 'Devin reported an error in the session' });
   if (status === 'suspended' && detail && detail in LIMIT_REASONS) {
-    return change('session_failed', 'session_failed', {
+    return change('session_failed', {
       error: `Devin suspended the session because ${LIMIT_REASONS[detail]} (${detail})`,
     });
   }
   // An early start is still gathering until Devin has the finish message, and what it reported before
   // that message (waiting, even finished) is about the gathering, not the postmortem.
-  const sessionUpdatedMs =
-    typeof session.updated_at === 'number' ? session.updated_at * 1000 : Number.POSITIVE_INFINITY;
+  const sessionUpdatedMs = session.updatedAtMs ?? Number.POSITIVE_INFINITY;
   const gathering =
     run.trigger === 'early' && (run.finalizeSentAt === null || sessionUpdatedMs < run.finalizeSentAt - 1000);
   if (gathering) {
     if (run.finalizeRequestedAt === null && followedFor > limits.earlyStartMaxWaitMs) {
-      return change('abandoned', 'abandoned', {
+      return change('abandoned', {
         error: `The incident was not resolved within ${formatDurationSetting(limits.earlyStartMaxWaitMs)} of the early start, so the bot stopped following this session`,
       });
     }
-    return change('started', undefined);
+    return change('started');
   }
-  if (detail === 'finished' || status === 'exit') return change('finished', 'finished', { result });
+  if (detail === 'finished' || status === 'exit') return change('finished', { result });
   if (followedFor > limits.giveUpAfterMs) {
-    return change('abandoned', 'abandoned', {
+    return change('abandoned', {
       error: `The session had not finished after ${formatDurationSetting(limits.giveUpAfterMs)}, so the bot stopped following it`,
     });
   }
   if (status === 'suspended' || detail === 'waiting_for_user' || detail === 'waiting_for_approval') {
-    return change('needs_input', 'needs_input');
+    return change('needs_input');
   }
-  return change('started', undefined);
+  return change('started');
 }
 
 /** Whether an observation changes anything worth a write. */

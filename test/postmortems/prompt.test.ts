@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { buildSessionRequest, PROMPT_BUDGET_CHARS, type PromptContext } from '../../src/devin/prompt.js';
-import { parseTemplate } from '../../src/devin/template.js';
 import type { Incident } from '../../src/postmortems/model.js';
+import {
+  buildSessionRequest,
+  PROMPT_BUDGET_CHARS,
+  type PromptContext,
+} from '../../src/postmortems/prompt.js';
+import { parseTemplate } from '../../src/postmortems/template.js';
 
 const incident: Incident = {
   id: 'Q2K8TBZ1L3KJ7M',

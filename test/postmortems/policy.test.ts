@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decidePostmortem } from '../../src/postmortems/decision.js';
+import { decidePostmortem } from '../../src/postmortems/policy.js';
 import { anIncident } from '../helpers/builders.js';
 
 const incident = (priority: string | null, service = { id: 'PS1', name: 'Checkout API' }) =>

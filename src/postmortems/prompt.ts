@@ -1,6 +1,6 @@
 import { cutMiddle } from '../evidence/timeline.js';
-import type { Incident } from '../postmortems/model.js';
-import type { CreateSessionRequest } from './client.js';
+import type { Evidence, Incident } from './model.js';
+import type { SessionRequest } from './ports.js';
 import { BUILT_IN_TEMPLATE, type PromptTemplate, renderTemplate } from './template.js';
 
 export interface SessionSettings {
@@ -8,12 +8,6 @@ export interface SessionSettings {
   knowledgeIds: readonly string[];
   repos: readonly string[];
   maxAcuLimit: number | undefined;
-}
-
-/** Evidence gathered for the prompt: the timeline lines and what could not be gathered or was cut. */
-export interface Evidence {
-  timeline: string[];
-  notes: string[];
 }
 
 export interface PromptContext {
@@ -43,7 +37,7 @@ export function buildSessionRequest(
   fullCtx: PromptContext,
   settings: SessionSettings,
   options: { earlyStart?: boolean } = {},
-): CreateSessionRequest {
+): SessionRequest {
   const ctx = withinBudget(fullCtx, (c) => renderPrompt(c));
   const { incident } = ctx;
   const prompt = options.earlyStart
@@ -57,7 +51,7 @@ export function buildSessionRequest(
         steps(ctx),
       ].join('\n')
     : renderPrompt(ctx);
-  const request: CreateSessionRequest = {
+  const request: SessionRequest = {
     prompt,
     title: cut(`Postmortem: ${incident.number !== null ? `#${incident.number} ` : ''}${incident.title}`, 200),
     tags: [

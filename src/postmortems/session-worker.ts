@@ -1,0 +1,205 @@
+import type { Logger } from 'pino';
+import { routeFor } from '../config/routing.js';
+import { errorMessage } from '../errors.js';
+import type { Job, Store } from '../store/store.js';
+import { DomainError, isDomainError, isRetryable, isSessionApiCode, outcomeUnknown } from './errors.js';
+import { syncMessageJob, terminateSessionJob } from './jobs.js';
+import type { Lifecycle } from './lifecycle.js';
+import type { PostmortemRun } from './model.js';
+import type { PostmortemPolicy } from './policy.js';
+import type { EvidenceSource, Session, SessionApi } from './ports.js';
+import {
+  buildFinalizeMessage,
+  buildSessionRequest,
+  type PromptContext,
+  type SessionSettings,
+} from './prompt.js';
+import type { PromptTemplate } from './template.js';
+
+export interface SessionWorkerDeps {
+  store: Store;
+  lifecycle: Lifecycle;
+  sessions: SessionApi;
+  evidence: EvidenceSource;
+  policy: PostmortemPolicy;
+  session: SessionSettings;
+  prompt: { template: PromptTemplate | undefined; destination: string };
+  logger: Logger;
+  now: () => number;
+  /** How long Devin may stay unreachable before a run's start is marked failed. */
+  giveUpAfterMs: number;
+  /** After a create with an unknown outcome, how long to keep looking its tag up before creating again. */
+  reconcileWindowMs: number;
+}
+
+/**
+ * The Devin side of a run, as jobs: creating its session exactly once, telling an early-start session
+ * to finish, terminating a stopped one. Every method is idempotent: the queue may run it again after a
+ * crash.
+ */
+export class SessionWorker {
+  constructor(private readonly deps: SessionWorkerDeps) {}
+
+  /**
+   * Job: create the run's Devin session, exactly once (Devin v3 has no idempotency key).
+   *
+   * The invariant: a run has at most one Devin session, however often this job runs, crashes or races.
+   * It rests on five things, all here or named here:
+   * 1. State guard: only a run in `starting` creates, and `session_created` moves it on atomically.
+   * 2. Intent first: `createAttemptedAt` is written before every create call.
+   * 3. The run's unique tag (`devinTag`, a unique column) is on the session; after an intent whose
+   *    outcome is unknown (a timeout, a 5xx) the tag is looked up before anything is created again, and
+   *    looked up patiently (`reconcileWindowMs`): Devin may list a slow create late.
+   * 4. Lane order: all Devin jobs of one run run one at a time (jobs.ts), so two creates never overlap.
+   * 5. A create Devin refused, or that never left, clears the intent: there is nothing to find.
+   */
+  async startSession(runId: string, job: Job): Promise<void> {
+    const { store, logger } = this.deps;
+    const run = await store.getRun(runId);
+    if (run?.state !== 'starting') return;
+    const log = logger.child({ runId, incidentId: run.incidentId, devinTag: run.devinTag });
+    let session: Session;
+    try {
+      session = await this.createOnce(run, log);
+    } catch (err) {
+      await this.startFailed(run, job, err, log);
+      return;
+    }
+    await store.updateRun(runId, { devinSessionId: session.id, devinUrl: session.url });
+    const started = await this.deps.lifecycle.fire(runId, 'session_created', {
+      patch: { sessionStartedAt: this.deps.now(), devinStatus: session.status },
+    });
+    if (!started && (await store.getRun(runId))?.state === 'stopped') {
+      // Stop was pressed while the create was in flight: the new session must not run on.
+      await store.enqueueJob(terminateSessionJob(runId));
+    }
+  }
+
+  private async createOnce(run: PostmortemRun, log: Logger): Promise<Session> {
+    const { store, sessions, now } = this.deps;
+    if (run.createAttemptedAt !== null) {
+      const found = await sessions.findByTag(run.devinTag);
+      if (found) {
+        log.info({ sessionId: found.id }, 'found the session an earlier attempt created');
+        return found;
+      }
+      if (now() - run.createAttemptedAt < this.deps.reconcileWindowMs) {
+        throw new DomainError(
+          'create_unconfirmed',
+          'an earlier create may still appear; looking again before creating',
+          { retryAfterMs: Math.min(30_000, this.deps.reconcileWindowMs / 4) },
+        );
+      }
+    }
+    await store.updateRun(run.id, { createAttemptedAt: now() });
+    try {
+      const request = buildSessionRequest(await this.promptContext(run), this.sessionSettings(run), {
+        earlyStart: run.trigger === 'early' && run.finalizeRequestedAt === null,
+      });
+      const session = await sessions.create(request);
+      log.info({ sessionId: session.id }, 'Devin session created');
+      return session;
+    } catch (err) {
+      // Devin said no, or never got the request: nothing to reconcile next time.
+      if (isDomainError(err) && isSessionApiCode(err.code) && !outcomeUnknown(err.code)) {
+        await store.updateRun(run.id, { createAttemptedAt: null });
+      }
+      throw err;
+    }
+  }
+
+  /** A retryable failure waits (and the channel sees the run is waiting); anything else fails the start. */
+  private async startFailed(run: PostmortemRun, job: Job, err: unknown, log: Logger): Promise<void> {
+    const retryable = isDomainError(err) && isRetryable(err);
+    if (retryable && this.deps.now() - job.createdAt < this.deps.giveUpAfterMs) {
+      log.warn(
+        { err: errorMessage(err), attempt: job.attempts },
+        'Devin session not created yet; will retry',
+      );
+      // Let the channel see that the run is waiting, not lost, once the Slack message exists or is due.
+      if (job.attempts === 1) await this.deps.store.enqueueJob(syncMessageJob(run.id));
+      throw err;
+    }
+    const reason = retryable
+      ? `Devin was unreachable for too long (${errorMessage(err)})`
+      : isDomainError(err)
+        ? err.message
+        : `unexpected error: ${errorMessage(err)}`;
+    log.error({ err: errorMessage(err) }, 'Devin session could not be started');
+    await this.deps.lifecycle.fire(run.id, 'start_refused', { patch: { error: reason } });
+  }
+
+  /** Job: tell an early-start session that the incident resolved, so it writes the postmortem now. */
+  async finalizeSession(runId: string): Promise<void> {
+    const { store, sessions, logger, lifecycle } = this.deps;
+    const run = await store.getRun(runId);
+    if (!run?.devinSessionId || (run.state !== 'started' && run.state !== 'needs_input')) return;
+    try {
+      // Fresh evidence: the incident has run its course since the early start.
+      const evidence = await this.deps.evidence.gather(run);
+      await store.updateRun(runId, { evidence });
+      await sessions.sendMessage(
+        run.devinSessionId,
+        buildFinalizeMessage(this.context({ ...run, evidence })),
+      );
+      await store.updateRun(runId, { finalizeSentAt: this.deps.now() });
+      await store.enqueueJob(syncMessageJob(runId));
+      logger.info({ runId }, 'asked the early-start session to finish the postmortem');
+    } catch (err) {
+      if (isDomainError(err) && isRetryable(err)) throw err;
+      await lifecycle.fire(runId, 'session_failed', {
+        expect: run.state,
+        patch: { error: `Devin did not accept the message to finish the postmortem: ${errorMessage(err)}` },
+      });
+    }
+  }
+
+  /** Job: terminate a stopped run's session (one Devin no longer has counts as terminated). */
+  async terminateSession(runId: string): Promise<void> {
+    const { store, sessions, logger } = this.deps;
+    const run = await store.getRun(runId);
+    if (!run) return;
+    // A create whose answer never came may still have made a session: find it by the run's tag.
+    const sessionId =
+      run.devinSessionId ??
+      (run.createAttemptedAt !== null ? (await sessions.findByTag(run.devinTag))?.id : undefined);
+    if (!sessionId) return;
+    await sessions.terminate(sessionId);
+    logger.info({ runId, sessionId }, 'Devin session terminated');
+  }
+
+  /** The run's prompt inputs; evidence is gathered once and kept, so retries send the same prompt. */
+  private async promptContext(run: PostmortemRun): Promise<PromptContext> {
+    let evidence = run.evidence;
+    if (!evidence) {
+      evidence = await this.deps.evidence.gather(run);
+      await this.deps.store.updateRun(run.id, { evidence });
+    }
+    return this.context({ ...run, evidence });
+  }
+
+  private context(run: PostmortemRun): PromptContext {
+    const route = this.route(run);
+    return {
+      incident: run.incident,
+      runTag: run.devinTag,
+      evidence: run.evidence,
+      destination: route.destination ?? this.deps.prompt.destination,
+      template: route.template ?? this.deps.prompt.template,
+    };
+  }
+
+  private route(run: PostmortemRun) {
+    return routeFor(this.deps.policy.routing, { id: run.incident.serviceId, name: run.incident.serviceName });
+  }
+
+  private sessionSettings(run: PostmortemRun): SessionSettings {
+    const route = this.route(run);
+    return {
+      ...this.deps.session,
+      playbookId: route.playbookId ?? this.deps.session.playbookId,
+      knowledgeIds: route.knowledgeIds ?? this.deps.session.knowledgeIds,
+      repos: route.repos ?? this.deps.session.repos,
+    };
+  }
+}

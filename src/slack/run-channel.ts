@@ -1,0 +1,48 @@
+import { isDomainError } from '../postmortems/errors.js';
+import type { PostmortemRun, ThreadReplyKind } from '../postmortems/model.js';
+import type { RunChannel } from '../postmortems/ports.js';
+import type { SlackChat } from './chat.js';
+import { classifySlackError } from './errors.js';
+import { renderRunMessage, renderThreadReply } from './messages.js';
+import type { ChannelPacer } from './pacer.js';
+
+/**
+ * The domain's RunChannel in Slack: a run's message and thread replies rendered from the run (messages.ts),
+ * paced per channel (pacer.ts), and Slack's failures told apart as ChatCode (errors.ts).
+ */
+export class SlackRunChannel implements RunChannel {
+  constructor(
+    private readonly chat: SlackChat,
+    private readonly pacer: ChannelPacer,
+    /** For the reminder's "expires in" line. */
+    private readonly approvalExpireAfterMs: number,
+  ) {}
+
+  postRunMessage(run: PostmortemRun, callKey: number) {
+    return this.paced(run.channel, callKey, () => this.chat.post(run.channel, renderRunMessage(run)));
+  }
+
+  updateRunMessage(run: PostmortemRun & { slackTs: string }, callKey: number) {
+    return this.paced(run.channel, callKey, () =>
+      this.chat.update(run.channel, run.slackTs, renderRunMessage(run)),
+    );
+  }
+
+  async postThreadReply(run: PostmortemRun & { slackTs: string }, kind: ThreadReplyKind, callKey: number) {
+    await this.paced(run.channel, callKey, () =>
+      this.chat.post(run.channel, renderThreadReply(run, kind, this.approvalExpireAfterMs), run.slackTs),
+    );
+  }
+
+  private async paced<T>(channel: string, callKey: number, call: () => Promise<T>): Promise<T> {
+    this.pacer.take(channel, callKey);
+    try {
+      return await call();
+    } catch (err) {
+      const failure = classifySlackError(err, channel);
+      if (isDomainError(failure, 'chat_rate_limited'))
+        this.pacer.pushBack(channel, failure.retryAfterMs ?? 1000);
+      throw failure;
+    }
+  }
+}
