@@ -29,7 +29,7 @@ import { IncidentChannelFinder } from './slack/incident-channels.js';
 import { registerListeners } from './slack/listeners/index.js';
 import { ChannelPacer } from './slack/pacer.js';
 import { SlackRunChannel } from './slack/run-channel.js';
-import { SqliteStore } from './store/sqlite.js';
+import { openStore } from './store/open.js';
 import type { Store } from './store/store.js';
 
 export interface AppDeps {
@@ -65,7 +65,7 @@ export interface PostmortemBot {
 export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBot {
   const { logger } = deps;
   const now = deps.now ?? Date.now;
-  const store: Store = new SqliteStore({ path: config.database.path, now });
+  const store: Store = openStore(config.database, { now, logger });
   let accepting = true;
 
   const http = buildHttp(config, { ...deps, now, store, accepting: () => accepting });

@@ -130,8 +130,14 @@ const envSchema = z.object({
       })
       .refine((s) => !/^sqlite:\s*(:memory:)?\s*$/.test(s), {
         error: 'expected a file path after sqlite: (an in-memory database would lose everything on restart)',
+      })
+      .refine((s) => !/^postgres/.test(s) || URL.canParse(s), {
+        error: 'expected a URL such as postgres://user:password@host:5432/database',
       }),
   ).default('sqlite:./data/postmortem-bot.db'),
+  DATABASE_POOL_SIZE: optional(
+    z.coerce.number({ error: 'expected a whole number of connections' }).int().min(1).max(1000),
+  ).default(10),
   ROUTING_FILE: optional(z.string()),
   NEVER_PRIORITIES: priorityList(''),
   PROMPT_TEMPLATE_FILE: optional(z.string()),
@@ -155,7 +161,10 @@ export const ENV_VARIABLES = Object.keys(envSchema.shape);
 
 type ParsedEnv = z.infer<typeof envSchema>;
 
-export type DatabaseConfig = { kind: 'sqlite'; path: string };
+/** SQLite (one process) or Postgres (any number of replicas). */
+export type DatabaseConfig =
+  | { kind: 'sqlite'; path: string }
+  | { kind: 'postgres'; url: string; poolSize: number };
 
 /**
  * Timings that are fixed in production, not settings: how the job queue polls and backs off, how long a
@@ -276,9 +285,6 @@ function crossCheck(env: Env, e: ParsedEnv | undefined): string[] {
       'PAGERDUTY_WEBHOOK_SECRET: is required (the v3 subscription signing secret), unless WEBHOOK_SECRET is set',
     );
   }
-  if (e?.DATABASE_URL && /^postgres/.test(e.DATABASE_URL)) {
-    problems.push('DATABASE_URL: the Postgres store is not available in this version; use sqlite:<path>');
-  }
   if (e?.PAGERDUTY_FROM_EMAIL && !e.PAGERDUTY_API_TOKEN) {
     problems.push(
       'PAGERDUTY_FROM_EMAIL: writing the PR link back needs PAGERDUTY_API_TOKEN (with write access) too',
@@ -377,7 +383,9 @@ function buildConfig(
       incidentChannelPattern: e.INCIDENT_CHANNEL_PATTERN,
     },
     prompt: { template: files.template, destination: e.POSTMORTEM_DESTINATION },
-    database: { kind: 'sqlite', path: e.DATABASE_URL.slice('sqlite:'.length) },
+    database: e.DATABASE_URL.startsWith('sqlite:')
+      ? { kind: 'sqlite', path: e.DATABASE_URL.slice('sqlite:'.length) }
+      : { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE },
     tuning: structuredClone(PRODUCTION_TUNING),
   };
 }

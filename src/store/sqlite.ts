@@ -4,64 +4,10 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.js';
-import type { Evidence, Incident, PostmortemResult, PostmortemRun, RunState } from '../postmortems/model.js';
+import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
 import { MIGRATIONS } from './migrations.js';
+import { PATCH_COLUMNS, patchAssignments, type RunRow, toRun } from './rows.js';
 import type { Job, JobLease, NewJob, NewRun, ReceivedEvent, RunPatch, Store } from './store.js';
-
-interface RunRow {
-  id: string;
-  incident_id: string;
-  attempt: number;
-  state: RunState;
-  trigger: PostmortemRun['trigger'];
-  channel: string;
-  slack_ts: string | null;
-  decided_by: string | null;
-  decided_at: number | null;
-  devin_tag: string;
-  devin_session_id: string | null;
-  devin_url: string | null;
-  create_attempted_at: number | null;
-  error: string | null;
-  devin_status: string | null;
-  devin_status_detail: string | null;
-  session_started_at: number | null;
-  pull_requests: string;
-  result: string | null;
-  finalize_requested_at: number | null;
-  finalize_sent_at: number | null;
-  reminded_at: number | null;
-  stopped_by: string | null;
-  evidence: string | null;
-  incident: string;
-  created_at: number;
-  updated_at: number;
-}
-
-const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
-  channel: 'channel',
-  slackTs: 'slack_ts',
-  decidedBy: 'decided_by',
-  decidedAt: 'decided_at',
-  devinSessionId: 'devin_session_id',
-  devinUrl: 'devin_url',
-  createAttemptedAt: 'create_attempted_at',
-  error: 'error',
-  devinStatus: 'devin_status',
-  devinStatusDetail: 'devin_status_detail',
-  sessionStartedAt: 'session_started_at',
-  pullRequests: 'pull_requests',
-  result: 'result',
-  finalizeRequestedAt: 'finalize_requested_at',
-  finalizeSentAt: 'finalize_sent_at',
-  remindedAt: 'reminded_at',
-  stoppedBy: 'stopped_by',
-  evidence: 'evidence',
-  incident: 'incident',
-};
-
-/** Fields kept as JSON text. */
-const JSON_FIELDS = new Set<keyof RunPatch>(['pullRequests', 'result', 'incident', 'evidence']);
 
 export interface SqliteStoreOptions {
   path: string;
@@ -103,7 +49,9 @@ export class SqliteStore implements Store {
     this.renewal = setInterval(() => this.renewOwnership(), OWNERSHIP_TTL_MS / 3);
     this.renewal.unref();
     // A SQLite file has one owning process: jobs still marked running belonged to one that died.
-    this.sql(`UPDATE jobs SET state = 'queued', locked_until = NULL WHERE state = 'running'`).run();
+    this.sql(
+      `UPDATE jobs SET state = 'queued', locked_until = NULL, locked_by = NULL WHERE state = 'running'`,
+    ).run();
   }
 
   private migrate(): void {
@@ -119,7 +67,7 @@ export class SqliteStore implements Store {
       if (applied.has(m.version)) continue;
       this.db
         .transaction(() => {
-          this.db.exec(m.sql);
+          this.db.exec(m.sqlite);
           this.sql('INSERT INTO schema_migrations (version, name) VALUES (?, ?)').run(m.version, m.name);
         })
         .immediate();
@@ -353,7 +301,7 @@ export class SqliteStore implements Store {
     jobs: NewJob[],
     onlyIfUnset: readonly (keyof RunPatch)[] = [],
   ): Promise<PostmortemRun | undefined> {
-    const { sets, values } = patchSql(patch);
+    const { sets, values } = patchAssignments(patch, () => '?');
     const unset = onlyIfUnset.map((f) => ` AND ${PATCH_COLUMNS[f]} IS NULL`).join('');
     const updated = this.db
       .transaction(() => {
@@ -371,7 +319,7 @@ export class SqliteStore implements Store {
   }
 
   async updateRun(id: string, patch: RunPatch): Promise<void> {
-    const { sets, values } = patchSql(patch);
+    const { sets, values } = patchAssignments(patch, () => '?');
     this.sql(`UPDATE runs SET updated_at = ?${sets} WHERE id = ?`).run(this.now(), ...values, id);
   }
 
@@ -401,7 +349,7 @@ export class SqliteStore implements Store {
   async claimJob(now: number, leaseUntil: number): Promise<Job | undefined> {
     const row = this.relaxed(() =>
       this.sql(
-        `UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = ?
+        `UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = ?, locked_by = ?
          WHERE state = 'queued' AND id = (
            SELECT j.id FROM jobs j
            WHERE j.state = 'queued' AND j.run_at <= ?
@@ -409,7 +357,7 @@ export class SqliteStore implements Store {
            ORDER BY j.run_at, j.id
            LIMIT 1)
          RETURNING id, kind, lane, payload, attempts, created_at`,
-      ).get(leaseUntil, now),
+      ).get(leaseUntil, this.ownerId, now),
     ) as
       | { id: number; kind: Job['kind']; lane: string; payload: string; attempts: number; created_at: number }
       | undefined;
@@ -436,7 +384,7 @@ export class SqliteStore implements Store {
   async retryJob(job: JobLease, runAt: number, error: string): Promise<void> {
     this.relaxed(() =>
       this.sql(
-        `UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, last_error = ?
+        `UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, locked_by = NULL, last_error = ?
          WHERE id = ? AND attempts = ? AND state = 'running'`,
       ).run(runAt, error, job.id, job.attempts),
     );
@@ -444,7 +392,7 @@ export class SqliteStore implements Store {
 
   async buryJob(job: JobLease, error: string): Promise<void> {
     this.sql(
-      `UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = ?
+      `UPDATE jobs SET state = 'dead', locked_until = NULL, locked_by = NULL, last_error = ?
          WHERE id = ? AND attempts = ? AND state = 'running'`,
     ).run(error, job.id, job.attempts);
     this.notifyQueued();
@@ -463,7 +411,8 @@ export class SqliteStore implements Store {
     return this.relaxed(
       () =>
         this.sql(
-          `UPDATE jobs SET state = 'queued', locked_until = NULL WHERE state = 'running' AND locked_until < ?`,
+          `UPDATE jobs SET state = 'queued', locked_until = NULL, locked_by = NULL
+           WHERE state = 'running' AND locked_until < ?`,
         ).run(now).changes,
     );
   }
@@ -501,44 +450,4 @@ function processAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
-}
-
-function patchSql(patch: RunPatch): { sets: string; values: unknown[] } {
-  const entries = Object.entries(patch).filter(([, v]) => v !== undefined) as [keyof RunPatch, unknown][];
-  return {
-    sets: entries.map(([k]) => `, ${PATCH_COLUMNS[k]} = ?`).join(''),
-    values: entries.map(([k, v]) => (JSON_FIELDS.has(k) && v !== null ? JSON.stringify(v) : v)),
-  };
-}
-
-function toRun(row: RunRow): PostmortemRun {
-  return {
-    id: row.id,
-    incidentId: row.incident_id,
-    attempt: row.attempt,
-    state: row.state,
-    trigger: row.trigger,
-    channel: row.channel,
-    slackTs: row.slack_ts,
-    decidedBy: row.decided_by,
-    decidedAt: row.decided_at,
-    devinTag: row.devin_tag,
-    devinSessionId: row.devin_session_id,
-    devinUrl: row.devin_url,
-    createAttemptedAt: row.create_attempted_at,
-    error: row.error,
-    devinStatus: row.devin_status,
-    devinStatusDetail: row.devin_status_detail,
-    sessionStartedAt: row.session_started_at,
-    pullRequests: JSON.parse(row.pull_requests) as string[],
-    result: row.result ? (JSON.parse(row.result) as PostmortemResult) : null,
-    finalizeRequestedAt: row.finalize_requested_at,
-    finalizeSentAt: row.finalize_sent_at,
-    remindedAt: row.reminded_at,
-    stoppedBy: row.stopped_by,
-    evidence: row.evidence ? (JSON.parse(row.evidence) as Evidence) : null,
-    incident: JSON.parse(row.incident) as Incident,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-  };
 }

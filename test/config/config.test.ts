@@ -117,7 +117,7 @@ describe('loadConfig', () => {
     expect(config.slack.apiUrl).toBe('http://127.0.0.1:9999/api/');
     expect(config.devin.apiUrl).toBe('https://devin.example.com');
     expect(config.devin.session.knowledgeIds).toEqual(['note-1', 'note-2']);
-    expect(config.database.path).toBe('/var/lib/bot/state.db');
+    expect(config.database).toEqual({ kind: 'sqlite', path: '/var/lib/bot/state.db' });
     expect(loadConfig({ ...valid, AUTO_START_PRIORITIES: '' }).policy.autoStartPriorities).toEqual([]);
   });
 
@@ -129,10 +129,25 @@ describe('loadConfig', () => {
     }
   });
 
-  it('refuses postgres:// until the Postgres store exists', () => {
-    expect(problems({ ...valid, DATABASE_URL: 'postgres://localhost/bot' })).toEqual([
-      'DATABASE_URL: the Postgres store is not available in this version; use sqlite:<path>',
+  it('selects Postgres for postgres:// and postgresql:// URLs, with a pool size', () => {
+    const url = 'postgres://bot:secret@db.internal:5432/postmortems?sslmode=verify-full';
+    expect(loadConfig({ ...valid, DATABASE_URL: url }).database).toEqual({
+      kind: 'postgres',
+      url,
+      poolSize: 10,
+    });
+    expect(
+      loadConfig({ ...valid, DATABASE_URL: 'postgresql://db/bot', DATABASE_POOL_SIZE: '25' }).database,
+    ).toEqual({ kind: 'postgres', url: 'postgresql://db/bot', poolSize: 25 });
+    const bad = problems({ ...valid, DATABASE_URL: 'postgres://[::1', DATABASE_POOL_SIZE: '0' });
+    expect(bad).toEqual([
+      'DATABASE_URL: expected a URL such as postgres://user:password@host:5432/database',
+      expect.stringMatching(/^DATABASE_POOL_SIZE: /),
     ]);
+    // The URL may hold a password: a problem report never repeats it.
+    expect(problems({ ...valid, DATABASE_URL: 'postgres://u:hunter2@[bad' }).join('\n')).not.toContain(
+      'hunter2',
+    );
   });
 
   describe('ROUTING_FILE', () => {

@@ -1,0 +1,564 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { errorMessage } from '../errors.js';
+import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
+import { MIGRATIONS } from './migrations.js';
+import { PATCH_COLUMNS, patchAssignments, type RunRow, toRun } from './rows.js';
+import type { Job, JobLease, NewJob, NewRun, ReceivedEvent, RunPatch, Store } from './store.js';
+
+export interface PostgresStoreOptions {
+  /** postgres://… or postgresql://…; libpq parameters in the URL and PG* variables as node-postgres reads them. */
+  url: string;
+  poolSize?: number;
+  now?: () => number;
+  logger?: Logger;
+}
+
+/** The channel every replica LISTENs on; a NOTIFY on it means jobs may have become runnable. */
+const JOBS_CHANNEL = 'postmortem_bot_jobs';
+/** Session advisory lock held while migrating, so replicas starting together migrate one at a time. */
+const MIGRATION_LOCK = 7_170_011_001;
+/** First key of the transaction advisory locks on lanes and dedupe keys (the second is the hash). */
+const QUEUE_LOCK_SPACE = 7170;
+
+const LISTEN_RETRY_MIN_MS = 250;
+const LISTEN_RETRY_MAX_MS = 5000;
+
+/** BIGINT columns (millisecond timestamps, job IDs, counts) are read as numbers: all fit in 2^53. */
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === pg.types.builtins.INT8
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+type Queryable = Pick<pg.PoolClient, 'query'>;
+
+/**
+ * Postgres store, shared by any number of replicas. The same semantics as the SQLite store, made safe
+ * across processes:
+ * - every multi-row change is one transaction; run transitions are conditional UPDATE … RETURNING;
+ * - a job is claimed with FOR UPDATE SKIP LOCKED, only if no earlier unfinished job of its lane exists.
+ *   That alone would not keep a lane's order across replicas (job IDs are taken at insert, visible at
+ *   commit: a later ID can commit first), so every transaction that queues jobs first takes an advisory
+ *   lock per lane (and per dedupe key): a lane's jobs then commit in ID order and the head-of-lane check
+ *   is exact;
+ * - queueing NOTIFYs in the same transaction (delivered at commit) and a dedicated connection LISTENs,
+ *   reconnecting by itself; the job runner's polling remains the fallback;
+ * - leases carry their owner, so close() hands this instance's running jobs back at once.
+ */
+export class PostgresStore implements Store {
+  private readonly pool: pg.Pool;
+  private readonly now: () => number;
+  private readonly log: Logger | undefined;
+  private readonly url: string;
+  /** This instance: owner of its leases, and the payload of its NOTIFYs (so it ignores its own echo). */
+  private readonly instanceId = randomUUID();
+  private readonly queuedListeners: (() => void)[] = [];
+  private migrated: Promise<void> | undefined;
+  private listener: pg.Client | undefined;
+  private listenTimer: NodeJS.Timeout | undefined;
+  private listenRetryMs = 0;
+  private isListening = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: PostgresStoreOptions) {
+    this.url = options.url;
+    this.now = options.now ?? Date.now;
+    this.log = options.logger?.child({ component: 'postgres' });
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 10,
+      types,
+      keepAlive: true,
+      connectionTimeoutMillis: 5000,
+      idleTimeoutMillis: 30_000,
+      application_name: 'postmortem-bot',
+    });
+    // A pooled connection that breaks (Postgres restarted, network cut) is dropped and replaced on the
+    // next query; without a listener the 'error' event would crash the process.
+    this.pool.on('error', (err) => this.log?.warn({ err: err.message }, 'Postgres connection lost'));
+    this.ready().catch((err) =>
+      this.log?.error({ err: errorMessage(err) }, 'Postgres not ready yet; will retry on next use'),
+    );
+    void this.listen();
+  }
+
+  /** Migrations run once per instance, before the first query; a failure is retried on the next call. */
+  private ready(): Promise<void> {
+    if (!this.migrated) {
+      this.migrated = migratePostgres(this.pool).catch((err) => {
+        this.migrated = undefined;
+        throw err;
+      });
+    }
+    return this.migrated;
+  }
+
+  private async query<R extends pg.QueryResultRow>(text: string, values: unknown[] = []) {
+    await this.ready();
+    return this.pool.query<R>(text, values);
+  }
+
+  private async tx<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    await this.ready();
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      client.release();
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').then(
+        () => client.release(),
+        (rollbackErr: Error) => client.release(rollbackErr),
+      );
+      throw err;
+    }
+  }
+
+  /** True while the dedicated LISTEN connection is up (wake-ups from other replicas arrive). */
+  get listening(): boolean {
+    return this.isListening;
+  }
+
+  private async listen(): Promise<void> {
+    if (this.closing) return;
+    const client = new pg.Client({
+      connectionString: this.url,
+      keepAlive: true,
+      connectionTimeoutMillis: 5000,
+      application_name: 'postmortem-bot listener',
+    });
+    this.listener = client;
+    client.on('error', (err) => {
+      this.log?.warn({ err: err.message }, 'Postgres listening connection lost; reconnecting');
+      this.relisten(client);
+    });
+    client.on('end', () => this.relisten(client));
+    client.on('notification', (msg) => {
+      if (msg.channel === JOBS_CHANNEL && msg.payload !== this.instanceId) this.notifyQueued();
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${JOBS_CHANNEL}`);
+      if (client !== this.listener) return;
+      this.isListening = true;
+      this.listenRetryMs = 0;
+      // Whatever was queued while nobody listened is looked for now.
+      this.notifyQueued();
+    } catch (err) {
+      if (client === this.listener && !this.closing) {
+        this.log?.debug({ err: errorMessage(err) }, 'Postgres listening connection failed; retrying');
+      }
+      this.relisten(client);
+    }
+  }
+
+  private relisten(client: pg.Client): void {
+    if (client !== this.listener) return;
+    this.listener = undefined;
+    this.isListening = false;
+    client.end().catch(() => {});
+    if (this.closing) return;
+    this.listenRetryMs = Math.min(LISTEN_RETRY_MAX_MS, Math.max(LISTEN_RETRY_MIN_MS, this.listenRetryMs * 2));
+    this.listenTimer = setTimeout(() => void this.listen(), this.listenRetryMs);
+    this.listenTimer.unref();
+  }
+
+  onJobsQueued(listener: () => void): void {
+    this.queuedListeners.push(listener);
+  }
+
+  private notifyQueued(): void {
+    for (const l of this.queuedListeners) l();
+  }
+
+  async ping(): Promise<void> {
+    const { rows } = await this.query<{ writable: boolean }>('SELECT NOT pg_is_in_recovery() AS writable');
+    if (!rows[0]?.writable) throw new Error('Postgres is a read-only standby');
+  }
+
+  async recordEvent(event: ReceivedEvent, jobs: readonly NewJob[]): Promise<'recorded' | 'duplicate'> {
+    const outcome = await this.tx(async (c) => {
+      await this.lockQueueKeys(c, jobs);
+      const inserted = await c.query(
+        `INSERT INTO events (id, type, incident_id, occurred_at, received_at, payload)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
+        [event.id, event.type, event.incidentId, event.occurredAt, event.receivedAt, event.payload],
+      );
+      if (inserted.rowCount !== 1) return 'duplicate';
+      await this.insertJobs(c, jobs);
+      return 'recorded';
+    });
+    if (outcome === 'recorded' && jobs.length > 0) this.notifyQueued();
+    return outcome;
+  }
+
+  async getEvent(id: string): Promise<ReceivedEvent | undefined> {
+    const { rows } = await this.query<{
+      id: string;
+      type: string;
+      incident_id: string | null;
+      occurred_at: string;
+      received_at: number;
+      payload: string;
+    }>('SELECT id, type, incident_id, occurred_at, received_at, payload FROM events WHERE id = $1', [id]);
+    const row = rows[0];
+    return row
+      ? {
+          id: row.id,
+          type: row.type,
+          incidentId: row.incident_id,
+          occurredAt: row.occurred_at,
+          receivedAt: row.received_at,
+          payload: row.payload,
+        }
+      : undefined;
+  }
+
+  async getIncident(id: string): Promise<Incident | undefined> {
+    const { rows } = await this.query<{ data: string }>('SELECT data FROM incidents WHERE id = $1', [id]);
+    return rows[0] ? (JSON.parse(rows[0].data) as Incident) : undefined;
+  }
+
+  async saveIncident(incident: Incident): Promise<void> {
+    await this.query(
+      `INSERT INTO incidents (id, data, updated_at) VALUES ($1, $2, $3)
+       ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
+      [incident.id, JSON.stringify(incident), this.now()],
+    );
+  }
+
+  async openRun(run: NewRun, jobs: NewJob[]): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    const opened = await this.tx(async (c) => {
+      await this.lockQueueKeys(c, jobs);
+      const { rows } = await c.query<RunRow>(
+        `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+             incident, incident_number, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         ON CONFLICT (incident_id, attempt) DO NOTHING
+         RETURNING *`,
+        [
+          run.id,
+          run.incidentId,
+          run.attempt,
+          run.state,
+          run.trigger,
+          run.channel,
+          run.decidedBy,
+          run.decidedAt,
+          run.devinTag,
+          JSON.stringify(run.incident),
+          run.incident.number,
+          now,
+          now,
+        ],
+      );
+      if (rows[0]) await this.insertJobs(c, jobs);
+      return rows[0];
+    });
+    if (opened && jobs.length > 0) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
+  }
+
+  async getRun(id: string): Promise<PostmortemRun | undefined> {
+    const { rows } = await this.query<RunRow>('SELECT * FROM runs WHERE id = $1', [id]);
+    return rows[0] ? toRun(rows[0]) : undefined;
+  }
+
+  async runsForIncident(incidentId: string): Promise<PostmortemRun[]> {
+    const { rows } = await this.query<RunRow>('SELECT * FROM runs WHERE incident_id = $1 ORDER BY attempt', [
+      incidentId,
+    ]);
+    return rows.map(toRun);
+  }
+
+  async runsForIncidentNumber(incidentNumber: number): Promise<PostmortemRun[]> {
+    const { rows } = await this.query<RunRow>(
+      'SELECT * FROM runs WHERE incident_number = $1 ORDER BY created_at, attempt',
+      [incidentNumber],
+    );
+    return rows.map(toRun);
+  }
+
+  async recentRuns(limit: number): Promise<PostmortemRun[]> {
+    const { rows } = await this.query<RunRow>(
+      'SELECT * FROM runs ORDER BY created_at DESC, attempt DESC LIMIT $1',
+      [limit],
+    );
+    return rows.map(toRun);
+  }
+
+  async runsInStates(states: readonly RunState[], limit: number): Promise<PostmortemRun[]> {
+    const { rows } = await this.query<RunRow>(
+      'SELECT * FROM runs WHERE state = ANY($1::text[]) ORDER BY created_at LIMIT $2',
+      [states, limit],
+    );
+    return rows.map(toRun);
+  }
+
+  async transitionRun(
+    id: string,
+    from: readonly RunState[],
+    to: RunState,
+    patch: RunPatch,
+    jobs: NewJob[],
+    onlyIfUnset: readonly (keyof RunPatch)[] = [],
+  ): Promise<PostmortemRun | undefined> {
+    const { sets, values } = patchAssignments(patch, (i) => `$${i + 5}`);
+    const unset = onlyIfUnset.map((f) => ` AND ${PATCH_COLUMNS[f]} IS NULL`).join('');
+    const updated = await this.tx(async (c) => {
+      await this.lockQueueKeys(c, jobs);
+      const { rows } = await c.query<RunRow>(
+        `UPDATE runs SET state = $1, updated_at = $2${sets}
+         WHERE id = $3 AND state = ANY($4::text[])${unset}
+         RETURNING *`,
+        [to, this.now(), id, from, ...values],
+      );
+      if (rows[0]) await this.insertJobs(c, jobs);
+      return rows[0];
+    });
+    if (updated && jobs.length > 0) this.notifyQueued();
+    return updated ? toRun(updated) : undefined;
+  }
+
+  async updateRun(id: string, patch: RunPatch): Promise<void> {
+    const { sets, values } = patchAssignments(patch, (i) => `$${i + 3}`);
+    await this.query(`UPDATE runs SET updated_at = $1${sets} WHERE id = $2`, [this.now(), id, ...values]);
+  }
+
+  async enqueueJob(job: NewJob): Promise<void> {
+    await this.tx(async (c) => {
+      await this.lockQueueKeys(c, [job]);
+      await this.insertJobs(c, [job]);
+    });
+    this.notifyQueued();
+  }
+
+  /**
+   * Serializes, until commit, every transaction queueing into the same lanes or dedupe keys: a lane's job
+   * IDs then become visible in order, and a dedupe check sees the other's committed job. The locks are
+   * taken in hash order, before any row is touched, so two transactions cannot deadlock on them.
+   */
+  private async lockQueueKeys(c: Queryable, jobs: readonly NewJob[]): Promise<void> {
+    if (jobs.length === 0) return;
+    const keys = jobs.flatMap((j) => [`lane:${j.lane}`, ...(j.dedupeKey ? [`dedupe:${j.dedupeKey}`] : [])]);
+    await c.query(
+      `SELECT pg_advisory_xact_lock(${QUEUE_LOCK_SPACE}, h)
+       FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS keys`,
+      [keys],
+    );
+  }
+
+  /** Inserts jobs (after lockQueueKeys) and NOTIFYs the replicas at commit if any was queued. */
+  private async insertJobs(c: Queryable, jobs: readonly NewJob[]): Promise<void> {
+    if (jobs.length === 0) return;
+    const now = this.now();
+    // A dedupe key queues one job: within one batch too.
+    const seen = new Set<string>();
+    const batch = jobs.filter((j) => !j.dedupeKey || (!seen.has(j.dedupeKey) && seen.add(j.dedupeKey)));
+    await c.query(
+      `WITH inserted AS (
+         INSERT INTO jobs (kind, lane, payload, dedupe_key, state, run_at, created_at)
+         SELECT j.kind, j.lane, j.payload, j.dedupe_key, 'queued', j.run_at, $6
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+           WITH ORDINALITY AS j (kind, lane, payload, dedupe_key, run_at, n)
+         WHERE j.dedupe_key IS NULL
+           OR NOT EXISTS (SELECT 1 FROM jobs d WHERE d.dedupe_key = j.dedupe_key AND d.state = 'queued')
+         ORDER BY j.n
+         RETURNING 1)
+       SELECT pg_notify($7, $8) FROM (SELECT 1 FROM inserted LIMIT 1) AS any_inserted`,
+      [
+        batch.map((j) => j.kind),
+        batch.map((j) => j.lane),
+        batch.map((j) => JSON.stringify(j.payload)),
+        batch.map((j) => j.dedupeKey ?? null),
+        batch.map((j) => j.runAt ?? now),
+        now,
+        JOBS_CHANNEL,
+        this.instanceId,
+      ],
+    );
+  }
+
+  async claimJob(now: number, leaseUntil: number): Promise<Job | undefined> {
+    const { rows } = await this.query<{
+      id: number;
+      kind: Job['kind'];
+      lane: string;
+      payload: string;
+      attempts: number;
+      created_at: number;
+    }>(
+      `UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, locked_by = $2
+       WHERE id = (
+         SELECT j.id FROM jobs j
+         WHERE j.state = 'queued' AND j.run_at <= $3
+           AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.lane = j.lane AND k.id < j.id AND k.state <> 'dead')
+         ORDER BY j.run_at, j.id
+         LIMIT 1
+         FOR UPDATE OF j SKIP LOCKED)
+       RETURNING id, kind, lane, payload, attempts, created_at`,
+      [leaseUntil, this.instanceId, now],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    return {
+      id: row.id,
+      kind: row.kind,
+      lane: row.lane,
+      payload: JSON.parse(row.payload) as Record<string, unknown>,
+      attempts: row.attempts,
+      createdAt: row.created_at,
+    };
+  }
+
+  async completeJob(job: JobLease): Promise<void> {
+    // Finishing a job may unblock the next one in its lane, here or in another replica.
+    await this.query(
+      `WITH done AS (
+         DELETE FROM jobs WHERE id = $1 AND attempts = $2 AND state = 'running' RETURNING lane)
+       SELECT pg_notify($3, $4) FROM done
+       WHERE EXISTS (SELECT 1 FROM jobs k WHERE k.lane = done.lane AND k.state = 'queued')`,
+      [job.id, job.attempts, JOBS_CHANNEL, this.instanceId],
+    );
+    this.notifyQueued();
+  }
+
+  async retryJob(job: JobLease, runAt: number, error: string): Promise<void> {
+    await this.query(
+      `UPDATE jobs SET state = 'queued', run_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2
+       WHERE id = $3 AND attempts = $4 AND state = 'running'`,
+      [runAt, error, job.id, job.attempts],
+    );
+  }
+
+  async buryJob(job: JobLease, error: string): Promise<void> {
+    await this.query(
+      `WITH buried AS (
+         UPDATE jobs SET state = 'dead', locked_until = NULL, locked_by = NULL, last_error = $1
+         WHERE id = $2 AND attempts = $3 AND state = 'running' RETURNING lane)
+       SELECT pg_notify($4, $5) FROM buried
+       WHERE EXISTS (SELECT 1 FROM jobs k WHERE k.lane = buried.lane AND k.state = 'queued')`,
+      [error, job.id, job.attempts, JOBS_CHANNEL, this.instanceId],
+    );
+    this.notifyQueued();
+  }
+
+  async nextRunAt(now: number): Promise<number | undefined> {
+    const { rows } = await this.query<{ at: number | null }>(
+      `SELECT MIN(run_at) AS at FROM jobs WHERE state = 'queued' AND run_at > $1`,
+      [now],
+    );
+    return rows[0]?.at ?? undefined;
+  }
+
+  async releaseExpiredLeases(now: number): Promise<number> {
+    const { rows } = await this.query<{ released: number }>(
+      `WITH released AS (
+         UPDATE jobs SET state = 'queued', locked_until = NULL, locked_by = NULL
+         WHERE state = 'running' AND locked_until < $1 RETURNING 1),
+       notified AS (SELECT pg_notify($2, $3) FROM released LIMIT 1)
+       SELECT (SELECT COUNT(*) FROM released) AS released, (SELECT COUNT(*) FROM notified) AS notified`,
+      [now, JOBS_CHANNEL, this.instanceId],
+    );
+    const released = rows[0]?.released ?? 0;
+    if (released > 0) this.notifyQueued();
+    return released;
+  }
+
+  async countJobs(): Promise<{ queued: number; running: number; dead: number }> {
+    const { rows } = await this.query<{ state: string; n: number }>(
+      'SELECT state, COUNT(*) AS n FROM jobs GROUP BY state',
+    );
+    const count = (s: string) => rows.find((r) => r.state === s)?.n ?? 0;
+    return { queued: count('queued'), running: count('running'), dead: count('dead') };
+  }
+
+  /**
+   * Hands this instance's running jobs back to the queue (another replica takes them at once), stops
+   * listening and closes the pool. Called after the job runner finished its jobs in flight.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
+    clearTimeout(this.listenTimer);
+    const listener = this.listener;
+    this.listener = undefined;
+    this.isListening = false;
+    await listener?.end().catch(() => {});
+    try {
+      await this.releaseOwnLeases();
+    } catch (err) {
+      this.log?.warn(
+        { err: errorMessage(err) },
+        'could not hand back running jobs; their leases will expire',
+      );
+    }
+    await this.pool.end();
+  }
+
+  private async releaseOwnLeases(): Promise<void> {
+    if (!this.migrated) return;
+    await this.migrated;
+    await this.pool.query(
+      `WITH released AS (
+         UPDATE jobs SET state = 'queued', locked_until = NULL, locked_by = NULL
+         WHERE state = 'running' AND locked_by = $1 RETURNING 1)
+       SELECT pg_notify($2, $3) FROM (SELECT 1 FROM released LIMIT 1) AS any_released`,
+      [this.instanceId, JOBS_CHANNEL, this.instanceId],
+    );
+  }
+}
+
+/**
+ * Applies the missing migrations, each in its own transaction, under a session advisory lock: replicas
+ * starting at the same moment on an empty database take turns, and the later ones find nothing to do.
+ * `upTo` (tests) stops at that version.
+ */
+export async function migratePostgres(pool: pg.Pool, upTo = Number.POSITIVE_INFINITY): Promise<void> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    try {
+      await client.query(
+        'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+      );
+      const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
+      const applied = new Set(rows.map((r) => r.version));
+      for (const m of MIGRATIONS) {
+        if (applied.has(m.version) || m.version > upTo) continue;
+        await client.query('BEGIN');
+        try {
+          if (m.postgres.trim() !== '') await client.query(m.postgres);
+          await client.query(
+            'INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)',
+            [m.version, m.name, Date.now()],
+          );
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => {});
+          throw new Error(`Postgres migration ${m.version} (${m.name}) failed: ${errorMessage(err)}`, {
+            cause: err,
+          });
+        }
+      }
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+    }
+  } catch (err) {
+    broken = err as Error;
+    throw err;
+  } finally {
+    // A connection that failed mid-migration is discarded (its session lock dies with it).
+    client.release(broken);
+  }
+}

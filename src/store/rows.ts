@@ -1,0 +1,105 @@
+import type { Evidence, Incident, PostmortemResult, PostmortemRun, RunState } from '../postmortems/model.js';
+import type { RunPatch } from './store.js';
+
+/** The runs table's row, the same in SQLite and Postgres (BIGINT columns are read as numbers). */
+export interface RunRow {
+  id: string;
+  incident_id: string;
+  attempt: number;
+  state: RunState;
+  trigger: PostmortemRun['trigger'];
+  channel: string;
+  slack_ts: string | null;
+  decided_by: string | null;
+  decided_at: number | null;
+  devin_tag: string;
+  devin_session_id: string | null;
+  devin_url: string | null;
+  create_attempted_at: number | null;
+  error: string | null;
+  devin_status: string | null;
+  devin_status_detail: string | null;
+  session_started_at: number | null;
+  pull_requests: string;
+  result: string | null;
+  finalize_requested_at: number | null;
+  finalize_sent_at: number | null;
+  reminded_at: number | null;
+  stopped_by: string | null;
+  evidence: string | null;
+  incident: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
+  channel: 'channel',
+  slackTs: 'slack_ts',
+  decidedBy: 'decided_by',
+  decidedAt: 'decided_at',
+  devinSessionId: 'devin_session_id',
+  devinUrl: 'devin_url',
+  createAttemptedAt: 'create_attempted_at',
+  error: 'error',
+  devinStatus: 'devin_status',
+  devinStatusDetail: 'devin_status_detail',
+  sessionStartedAt: 'session_started_at',
+  pullRequests: 'pull_requests',
+  result: 'result',
+  finalizeRequestedAt: 'finalize_requested_at',
+  finalizeSentAt: 'finalize_sent_at',
+  remindedAt: 'reminded_at',
+  stoppedBy: 'stopped_by',
+  evidence: 'evidence',
+  incident: 'incident',
+};
+
+/** Fields kept as JSON text. */
+export const JSON_FIELDS = new Set<keyof RunPatch>(['pullRequests', 'result', 'incident', 'evidence']);
+
+/**
+ * A patch as `column = <placeholder>` assignments (each starting with a comma) and their values, JSON
+ * fields serialized. `placeholder(i)` numbers them for the dialect (`?` or `$n`).
+ */
+export function patchAssignments(
+  patch: RunPatch,
+  placeholder: (index: number) => string,
+): { sets: string; values: unknown[] } {
+  const entries = Object.entries(patch).filter(([, v]) => v !== undefined) as [keyof RunPatch, unknown][];
+  return {
+    sets: entries.map(([k], i) => `, ${PATCH_COLUMNS[k]} = ${placeholder(i)}`).join(''),
+    values: entries.map(([k, v]) => (JSON_FIELDS.has(k) && v !== null ? JSON.stringify(v) : v)),
+  };
+}
+
+export function toRun(row: RunRow): PostmortemRun {
+  return {
+    id: row.id,
+    incidentId: row.incident_id,
+    attempt: row.attempt,
+    state: row.state,
+    trigger: row.trigger,
+    channel: row.channel,
+    slackTs: row.slack_ts,
+    decidedBy: row.decided_by,
+    decidedAt: row.decided_at,
+    devinTag: row.devin_tag,
+    devinSessionId: row.devin_session_id,
+    devinUrl: row.devin_url,
+    createAttemptedAt: row.create_attempted_at,
+    error: row.error,
+    devinStatus: row.devin_status,
+    devinStatusDetail: row.devin_status_detail,
+    sessionStartedAt: row.session_started_at,
+    pullRequests: JSON.parse(row.pull_requests) as string[],
+    result: row.result ? (JSON.parse(row.result) as PostmortemResult) : null,
+    finalizeRequestedAt: row.finalize_requested_at,
+    finalizeSentAt: row.finalize_sent_at,
+    remindedAt: row.reminded_at,
+    stoppedBy: row.stopped_by,
+    evidence: row.evidence ? (JSON.parse(row.evidence) as Evidence) : null,
+    incident: JSON.parse(row.incident) as Incident,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}

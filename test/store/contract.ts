@@ -1,0 +1,267 @@
+import { describe, expect, it } from 'vitest';
+import { processEventJob } from '../../src/postmortems/jobs.js';
+import type { Job, NewRun, ReceivedEvent, Store } from '../../src/store/store.js';
+import { anIncident, aRun } from '../helpers/builders.js';
+
+/** A database for one contract test: `open()` gives a store on it; call it again after closing for another. */
+export interface ContractDatabase {
+  open(): Promise<Store>;
+}
+
+const incident = anIncident();
+
+const newRun = (id: string, attempt = 1, overrides: Partial<NewRun> = {}): NewRun => {
+  const { createdAt: _c, updatedAt: _u, ...run } = aRun({ id, attempt, incident });
+  return { ...run, ...overrides };
+};
+
+const event = (id: string, incidentId: string | null = 'Q1'): ReceivedEvent => ({
+  id,
+  type: 'incident.resolved',
+  incidentId,
+  occurredAt: '2024-01-01T00:00:00Z',
+  receivedAt: 1_700_000_000_123,
+  payload: '{"event":{"id":"x"}, "raw":  "kept as sent"}',
+});
+
+/**
+ * What every Store must do, run unchanged against each implementation. `newDatabase` gives an empty
+ * database for each test; the caller closes stores and removes databases afterwards.
+ */
+export function storeContract(name: string, newDatabase: () => Promise<ContractDatabase>): void {
+  const fresh = async () => (await newDatabase()).open();
+
+  describe(`${name}: the Store contract`, () => {
+    it('records an event once with the jobs it is given, durably', async () => {
+      const db = await newDatabase();
+      const store = await db.open();
+      const results = await Promise.all([
+        store.recordEvent(event('e1'), [processEventJob('e1', 'Q1')]),
+        store.recordEvent(event('e1'), [processEventJob('e1', 'Q1')]),
+        store.recordEvent(event('e2'), [processEventJob('e2', 'Q1')]),
+      ]);
+      expect(results.filter((r) => r === 'recorded')).toHaveLength(2);
+      expect(results[2]).toBe('recorded');
+      expect(await store.recordEvent(event('e1'), [processEventJob('e1', 'Q1')])).toBe('duplicate');
+      expect(await store.countJobs()).toEqual({ queued: 2, running: 0, dead: 0 });
+      await store.close();
+
+      const reopened = await db.open();
+      expect(await reopened.getEvent('e1')).toEqual(event('e1'));
+      expect(await reopened.getEvent('nope')).toBeUndefined();
+      const job = await reopened.claimJob(Date.now(), Date.now() + 1000);
+      expect(job).toMatchObject({
+        kind: 'process_event',
+        lane: 'incident:Q1',
+        payload: { eventId: 'e1' },
+        attempts: 1,
+      });
+      expect(typeof job?.id).toBe('number');
+      expect(typeof job?.createdAt).toBe('number');
+    });
+
+    it('stores an event given no jobs without queueing any', async () => {
+      const store = await fresh();
+      expect(await store.recordEvent(event('ping', null), [])).toBe('recorded');
+      expect(await store.getEvent('ping')).toMatchObject({ incidentId: null });
+      expect(await store.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+    });
+
+    it('runs one job per lane at a time, in order, while other lanes proceed', async () => {
+      const store = await fresh();
+      await store.enqueueJob({ kind: 'sync_message', lane: 'a', payload: { n: 1 } });
+      await store.enqueueJob({ kind: 'sync_message', lane: 'a', payload: { n: 2 } });
+      await store.enqueueJob({ kind: 'sync_message', lane: 'b', payload: { n: 3 } });
+      const now = Date.now();
+      const first = await store.claimJob(now, now + 1000);
+      const second = await store.claimJob(now, now + 1000);
+      expect([first?.payload.n, second?.payload.n]).toEqual([1, 3]);
+      expect(await store.claimJob(now, now + 1000)).toBeUndefined();
+      await store.completeJob(first as Job);
+      expect((await store.claimJob(now, now + 1000))?.payload.n).toBe(2);
+    });
+
+    it('a job waiting for a retry holds its lane; a buried job does not', async () => {
+      const store = await fresh();
+      await store.enqueueJob({ kind: 'start_session', lane: 'run:1', payload: { n: 1 } });
+      await store.enqueueJob({ kind: 'sync_message', lane: 'run:1', payload: { n: 2 } });
+      const now = Date.now();
+      const job = await store.claimJob(now, now + 1000);
+      await store.retryJob(job as Job, now + 60_000, 'later');
+      expect(await store.nextRunAt(now)).toBe(now + 60_000);
+      expect(await store.claimJob(now, now + 1000)).toBeUndefined();
+      expect(await store.claimJob(now + 59_000, now + 61_000)).toBeUndefined();
+      const retried = await store.claimJob(now + 60_000, now + 61_000);
+      expect(retried).toMatchObject({ attempts: 2, payload: { n: 1 } });
+      await store.buryJob(retried as Job, 'gave up');
+      expect((await store.claimJob(now, now + 1000))?.payload.n).toBe(2);
+      expect((await store.countJobs()).dead).toBe(1);
+      expect(await store.nextRunAt(now)).toBeUndefined();
+    });
+
+    it('a worker whose lease ran out cannot complete or retry the job another worker now holds', async () => {
+      const store = await fresh();
+      await store.enqueueJob({ kind: 'sync_message', lane: 'x', payload: {} });
+      const now = Date.now();
+      const first = (await store.claimJob(now, now + 100)) as Job;
+      await store.releaseExpiredLeases(now + 200);
+      const second = (await store.claimJob(now + 200, now + 100_000)) as Job;
+      expect(second.attempts).toBe(2);
+      await store.completeJob(first);
+      await store.retryJob(first, now, 'stale worker');
+      await store.buryJob(first, 'stale worker');
+      expect(await store.countJobs()).toEqual({ queued: 0, running: 1, dead: 0 });
+      await store.completeJob(second);
+      expect(await store.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+    });
+
+    it('hands out a job again once its lease ran out, not before', async () => {
+      const store = await fresh();
+      await store.enqueueJob({ kind: 'sync_message', lane: 'x', payload: {} });
+      const now = Date.now();
+      expect(await store.claimJob(now, now + 100)).toBeDefined();
+      expect(await store.releaseExpiredLeases(now + 50)).toBe(0);
+      expect(await store.claimJob(now + 50, now + 1000)).toBeUndefined();
+      expect(await store.releaseExpiredLeases(now + 200)).toBe(1);
+      expect((await store.claimJob(now + 200, now + 100_000))?.attempts).toBe(2);
+    });
+
+    it('queues at most one waiting job per dedupe key', async () => {
+      const store = await fresh();
+      const job = { kind: 'sync_message' as const, lane: 'slack:1', payload: {}, dedupeKey: 'sync:1' };
+      await Promise.all([store.enqueueJob(job), store.enqueueJob(job), store.enqueueJob(job)]);
+      expect((await store.countJobs()).queued).toBe(1);
+      const now = Date.now();
+      await store.claimJob(now, now + 1000);
+      await store.enqueueJob(job);
+      expect(await store.countJobs()).toEqual({ queued: 1, running: 1, dead: 0 });
+      await store.openRun(newRun('r1'), [job, job]);
+      expect(await store.countJobs()).toEqual({ queued: 1, running: 1, dead: 0 });
+    });
+
+    it('opens one run per incident and attempt, and its jobs only with it', async () => {
+      const store = await fresh();
+      const job = { kind: 'sync_message' as const, lane: 'slack:r1', payload: { runId: 'r1' } };
+      expect(await store.openRun(newRun('r1'), [job])).toMatchObject({
+        id: 'r1',
+        state: 'awaiting_approval',
+        incident,
+      });
+      expect(await store.openRun(newRun('r2'), [job])).toBeUndefined();
+      expect((await store.countJobs()).queued).toBe(1);
+      expect(await store.openRun(newRun('r3', 2), [])).toMatchObject({ attempt: 2 });
+      expect((await store.runsForIncident('Q1')).map((r) => r.id)).toEqual(['r1', 'r3']);
+      expect(await store.getRun('r2')).toBeUndefined();
+    });
+
+    it('transitions a run only from the expected state, atomically', async () => {
+      const store = await fresh();
+      await store.openRun(newRun('r1'), []);
+      const job = { kind: 'start_session' as const, lane: 'run:r1', payload: { runId: 'r1' } };
+      const [a, b] = await Promise.all([
+        store.transitionRun('r1', ['awaiting_approval'], 'starting', { decidedBy: 'UA' }, [job]),
+        store.transitionRun('r1', ['awaiting_approval'], 'starting', { decidedBy: 'UB' }, [job]),
+      ]);
+      expect([a?.decidedBy, b?.decidedBy].filter(Boolean)).toHaveLength(1);
+      expect((await store.countJobs()).queued).toBe(1);
+      expect(await store.transitionRun('r1', ['awaiting_approval'], 'skipped', {}, [])).toBeUndefined();
+      expect((await store.getRun('r1'))?.state).toBe('starting');
+    });
+
+    it('a transition guarded by unset fields happens once', async () => {
+      const store = await fresh();
+      await store.openRun(newRun('r1'), []);
+      const remind = () =>
+        store.transitionRun(
+          'r1',
+          ['awaiting_approval'],
+          'awaiting_approval',
+          { remindedAt: 5 },
+          [{ kind: 'thread_reply', lane: 'slack:r1', payload: { runId: 'r1' } }],
+          ['remindedAt'],
+        );
+      expect(await remind()).toMatchObject({ remindedAt: 5, state: 'awaiting_approval' });
+      expect(await remind()).toBeUndefined();
+      expect((await store.countJobs()).queued).toBe(1);
+    });
+
+    it('keeps every run field, JSON ones included, through patches', async () => {
+      const store = await fresh();
+      const opened = await store.openRun(newRun('r1', 1, { state: 'starting', trigger: 'auto' }), []);
+      expect(opened).toMatchObject({ state: 'starting', trigger: 'auto', pullRequests: [], result: null });
+      await store.updateRun('r1', {
+        slackTs: '1700000000.000100',
+        createAttemptedAt: 1_700_000_000_001,
+        devinSessionId: 'devin-abc',
+        devinUrl: 'https://app.devin.ai/sessions/abc',
+        evidence: { timeline: ['2024-01-01T00:00:00Z trigger'], notes: ['no Slack history'] },
+      });
+      const updated = await store.transitionRun(
+        'r1',
+        ['starting'],
+        'finished',
+        {
+          devinStatus: 'exit',
+          devinStatusDetail: null,
+          sessionStartedAt: 1_700_000_000_002,
+          pullRequests: ['https://github.com/acme/pm/pull/1'],
+          result: { summary: 'ünïcode “quotes” <b>', action_items: [{ title: 'fix', owner: 'Ada' }] },
+          incident: { ...incident, title: 'Renamed' },
+        },
+        [],
+      );
+      const reread = await store.getRun('r1');
+      expect(reread).toEqual(updated);
+      expect(reread).toMatchObject({
+        state: 'finished',
+        slackTs: '1700000000.000100',
+        createAttemptedAt: 1_700_000_000_001,
+        devinSessionId: 'devin-abc',
+        sessionStartedAt: 1_700_000_000_002,
+        pullRequests: ['https://github.com/acme/pm/pull/1'],
+        result: { summary: 'ünïcode “quotes” <b>', action_items: [{ title: 'fix', owner: 'Ada' }] },
+        evidence: { timeline: ['2024-01-01T00:00:00Z trigger'], notes: ['no Slack history'] },
+        incident: { ...incident, title: 'Renamed' },
+      });
+      expect(typeof reread?.createdAt).toBe('number');
+      expect(reread?.updatedAt).toBeGreaterThanOrEqual(reread?.createdAt ?? 0);
+    });
+
+    it('finds runs by incident number, recency and state; keeps the latest incident', async () => {
+      const store = await fresh();
+      await store.openRun(newRun('r1'), []);
+      await store.openRun(newRun('r2', 2, { state: 'starting' }), []);
+      const other = anIncident({ id: 'Q2', number: 8 });
+      await store.openRun({ ...newRun('r3'), incidentId: 'Q2', incident: other, devinTag: 'pm-run-r3' }, []);
+      expect((await store.runsForIncidentNumber(7)).map((r) => r.id)).toEqual(['r1', 'r2']);
+      expect((await store.runsInStates(['starting', 'started'], 10)).map((r) => r.id)).toEqual(['r2']);
+      expect((await store.recentRuns(2)).map((r) => r.id)).toHaveLength(2);
+      expect((await store.recentRuns(10)).map((r) => r.id).sort()).toEqual(['r1', 'r2', 'r3']);
+
+      expect(await store.getIncident('Q1')).toBeUndefined();
+      await store.saveIncident(incident);
+      await store.saveIncident({ ...incident, status: 'acknowledged' });
+      expect(await store.getIncident('Q1')).toEqual({ ...incident, status: 'acknowledged' });
+    });
+
+    it('tells listeners in this process when jobs may have become runnable', async () => {
+      const store = await fresh();
+      let calls = 0;
+      store.onJobsQueued(() => calls++);
+      await store.enqueueJob({ kind: 'sync_message', lane: 'a', payload: {} });
+      const afterEnqueue = calls;
+      expect(afterEnqueue).toBeGreaterThan(0);
+      const now = Date.now();
+      await store.completeJob((await store.claimJob(now, now + 1000)) as Job);
+      expect(calls).toBeGreaterThan(afterEnqueue);
+    });
+
+    it('ping fails once the store is closed', async () => {
+      const store = await fresh();
+      await expect(store.ping()).resolves.toBeUndefined();
+      await store.close();
+      await expect(store.ping()).rejects.toThrow();
+      await expect(store.recordEvent(event('late'), [])).rejects.toThrow();
+    });
+  });
+}
