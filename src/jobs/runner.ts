@@ -2,6 +2,9 @@ import type { Logger } from 'pino';
 import { AppError, errorMessage, RetryableError } from '../errors.js';
 import type { Job, JobKind, Store } from '../store/store.js';
 
+/** Longest wait between attempts while the store is unavailable; a store that comes back wakes workers. */
+const STORE_BACKOFF_MAX_MS = 5000;
+
 export type JobHandler = (job: Job) => Promise<void>;
 
 export interface JobRunnerOptions {
@@ -30,6 +33,8 @@ export class JobRunner {
   private loops: Promise<void>[] = [];
   private wakers: (() => void)[] = [];
   private lastSweep = Number.NEGATIVE_INFINITY;
+  /** Store calls that failed in a row (the database is down): idle workers wait longer and longer. */
+  private storeFailures = 0;
 
   constructor(options: JobRunnerOptions) {
     this.o = {
@@ -76,8 +81,10 @@ export class JobRunner {
           await this.o.store.releaseExpiredLeases(now);
         }
         job = await this.o.store.claimJob(now, now + this.o.leaseMs);
+        this.storeAvailable();
       } catch (err) {
-        this.o.logger.error({ err: errorMessage(err) }, 'job queue unavailable');
+        await this.idle(this.storeUnavailable(err));
+        continue;
       }
       if (job) {
         await this.execute(job);
@@ -85,6 +92,45 @@ export class JobRunner {
         // chain of microtasks and starve incoming requests (webhooks, Slack clicks) of the event loop.
         await new Promise((resolve) => setImmediate(resolve));
       } else await this.idle(await this.untilNextDue());
+    }
+  }
+
+  /** Logs the first failure of a streak and says how long to wait: the poll interval, doubling, capped. */
+  private storeUnavailable(err: unknown): number {
+    this.storeFailures++;
+    if (this.storeFailures === 1) {
+      this.o.logger.error({ err: errorMessage(err) }, 'job queue unavailable; backing off');
+    }
+    const cap = Math.max(this.o.pollIntervalMs, STORE_BACKOFF_MAX_MS);
+    return Math.min(cap, this.o.pollIntervalMs * 2 ** Math.min(this.storeFailures - 1, 16));
+  }
+
+  private storeAvailable(): void {
+    if (this.storeFailures === 0) return;
+    this.o.logger.info({ failures: this.storeFailures }, 'job queue available again');
+    this.storeFailures = 0;
+  }
+
+  /**
+   * Records a job's outcome, trying again while the store is unavailable: a job that ran must not run
+   * again just because its completion could not be written at that moment. Gives up when stopping (the
+   * lease then runs out and the job runs again, which every handler tolerates).
+   */
+  private async record(log: Logger, what: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await what();
+        return;
+      } catch (err) {
+        if (!this.running) {
+          log.error({ err: errorMessage(err) }, 'could not record the job outcome; its lease will run out');
+          return;
+        }
+        if (attempt === 1) log.warn({ err: errorMessage(err) }, 'could not record the job outcome; retrying');
+        await this.idle(
+          Math.min(STORE_BACKOFF_MAX_MS, this.o.pollIntervalMs * 2 ** Math.min(attempt - 1, 16)),
+        );
+      }
     }
   }
 
@@ -123,32 +169,28 @@ export class JobRunner {
     const log = logger.child({ jobId: job.id, kind: job.kind, lane: job.lane, attempt: job.attempts });
     try {
       await this.o.handlers[job.kind](job);
-      await store.completeJob(job);
     } catch (err) {
-      try {
-        if (err instanceof RetryableError) {
-          const delay = err.exact
-            ? (err.retryAfterMs ?? 0)
-            : Math.max(err.retryAfterMs ?? 0, this.backoff(job.attempts));
-          if (err.exact) log.debug({ code: err.code, retryInMs: delay }, 'job rescheduled');
-          else log.warn({ code: err.code, err: err.message, retryInMs: delay }, 'job will be retried');
-          await store.retryJob(job, this.o.now() + delay, err.message);
-        } else if (err instanceof AppError || job.attempts >= this.o.maxUnexpectedAttempts) {
-          log.error({ err: errorMessage(err), code: (err as AppError).code }, 'job failed for good');
-          await store.buryJob(job, errorMessage(err));
-        } else {
-          const delay = this.backoff(job.attempts);
-          log.error(
-            { err: errorMessage(err), stack: (err as Error).stack, retryInMs: delay },
-            'job crashed; will retry',
-          );
-          await store.retryJob(job, this.o.now() + delay, errorMessage(err));
-        }
-      } catch (storeErr) {
-        // The lease will run out and the job will be retried then.
-        log.error({ err: errorMessage(storeErr) }, 'could not record the job failure');
+      if (err instanceof RetryableError) {
+        const delay = err.exact
+          ? (err.retryAfterMs ?? 0)
+          : Math.max(err.retryAfterMs ?? 0, this.backoff(job.attempts));
+        if (err.exact) log.debug({ code: err.code, retryInMs: delay }, 'job rescheduled');
+        else log.warn({ code: err.code, err: err.message, retryInMs: delay }, 'job will be retried');
+        await this.record(log, () => store.retryJob(job, this.o.now() + delay, err.message));
+      } else if (err instanceof AppError || job.attempts >= this.o.maxUnexpectedAttempts) {
+        log.error({ err: errorMessage(err), code: (err as AppError).code }, 'job failed for good');
+        await this.record(log, () => store.buryJob(job, errorMessage(err)));
+      } else {
+        const delay = this.backoff(job.attempts);
+        log.error(
+          { err: errorMessage(err), stack: (err as Error).stack, retryInMs: delay },
+          'job crashed; will retry',
+        );
+        await this.record(log, () => store.retryJob(job, this.o.now() + delay, errorMessage(err)));
       }
+      return;
     }
+    await this.record(log, () => store.completeJob(job));
   }
 
   /** Exponential backoff with jitter: base, 2×base, 4×base… capped. */

@@ -91,4 +91,44 @@ describe('JobRunner', () => {
     expect(finished).toBe(true);
     expect((await s.countJobs()).queued + (await s.countJobs()).running).toBe(0);
   });
+
+  it('backs off while the store is unavailable, and carries on by itself when it returns', async () => {
+    const outage = { down: false, claims: 0 };
+    const ran: number[] = [];
+    const s = setup(async (job) => {
+      ran.push(Number(job.payload.n));
+    });
+    const real = s.claimJob.bind(s);
+    s.claimJob = async (now, leaseUntil) => {
+      if (!outage.down) return real(now, leaseUntil);
+      outage.claims++;
+      throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+    };
+    outage.down = true;
+    const since = Date.now();
+    await waitFor(() => outage.claims >= 12, 'twelve failed claims');
+    // A worker retrying at its 5 ms poll interval would have failed 12 times within ~15 ms.
+    expect(Date.now() - since).toBeGreaterThan(300);
+    outage.down = false;
+    await s.enqueueJob({ kind: 'sync_message', lane: 'a', payload: { n: 1 } });
+    await waitFor(() => ran.length === 1, 'the job after the outage', 10_000);
+    await waitFor(async () => (await s.countJobs()).queued + (await s.countJobs()).running === 0, 'done');
+  });
+
+  it('a job that ran is not run again because its completion could not be written at once', async () => {
+    let failures = 2;
+    let runs = 0;
+    const s = setup(async () => {
+      runs++;
+    });
+    const real = s.completeJob.bind(s);
+    s.completeJob = async (job) => {
+      if (failures-- > 0) throw new Error('Connection terminated unexpectedly');
+      return real(job);
+    };
+    await s.enqueueJob({ kind: 'sync_message', lane: 'a', payload: {} });
+    await waitFor(async () => failures < 0 && (await s.countJobs()).running === 0, 'the completion');
+    expect(runs).toBe(1);
+    expect(await s.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+  });
 });
