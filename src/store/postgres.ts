@@ -103,20 +103,17 @@ export class PostgresStore implements Store {
 
   private async tx<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     await this.ready();
-    const client = await this.pool.connect();
-    try {
+    return withClient(this.pool, async (client) => {
       await client.query('BEGIN');
-      const result = await fn(client);
-      await client.query('COMMIT');
-      client.release();
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').then(
-        () => client.release(),
-        (rollbackErr: Error) => client.release(rollbackErr),
-      );
-      throw err;
-    }
+      try {
+        const result = await fn(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      }
+    });
   }
 
   /** True while the dedicated LISTEN connection is up (wake-ups from other replicas arrive). */
@@ -523,10 +520,8 @@ export class PostgresStore implements Store {
  * starting at the same moment on an empty database take turns, and the later ones find nothing to do.
  * `upTo` (tests) stops at that version.
  */
-export async function migratePostgres(pool: pg.Pool, upTo = Number.POSITIVE_INFINITY): Promise<void> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
+export function migratePostgres(pool: pg.Pool, upTo = Number.POSITIVE_INFINITY): Promise<void> {
+  return withClient(pool, async (client) => {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {
       await client.query(
@@ -554,11 +549,28 @@ export async function migratePostgres(pool: pg.Pool, upTo = Number.POSITIVE_INFI
     } finally {
       await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
     }
+  });
+}
+
+/**
+ * Runs `fn` on a client checked out of the pool. A checked-out client has no error listener of the pool's:
+ * without this one, a connection cut mid-transaction would be an unhandled 'error' event (a crash). A
+ * client that failed is destroyed instead of going back to the pool (a session lock dies with it).
+ */
+async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', onError);
+  try {
+    return await fn(client);
   } catch (err) {
-    broken = err as Error;
+    broken ??= err as Error;
     throw err;
   } finally {
-    // A connection that failed mid-migration is discarded (its session lock dies with it).
+    client.off('error', onError);
     client.release(broken);
   }
 }
