@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { processEventJob } from '../../src/postmortems/jobs.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/migrations.js';
 import { migratePostgres, PostgresStore } from '../../src/store/postgres.js';
 import type { Job } from '../../src/store/store.js';
@@ -154,6 +155,41 @@ describe('PostgresStore: several replicas on one database', () => {
     expect(await a.claimJob(Date.now(), Date.now() + 60_000)).toBeUndefined();
     await a.completeJob(head);
     expect((await a.claimJob(Date.now(), Date.now() + 60_000))?.payload).toEqual({ n: 2 });
+  });
+
+  it('writes concurrent events in shared transactions, and one bad event does not fail the others', async () => {
+    const db = await database();
+    const store = open(db.url);
+    await store.ping();
+    const event = (id: string, payload = '{}') => ({
+      id,
+      type: 'incident.resolved',
+      incidentId: 'Q1',
+      occurredAt: '2024-01-01T00:00:00Z',
+      receivedAt: 1,
+      payload,
+    });
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        // Postgres text cannot hold a NUL character: that event is refused, the 19 others are stored.
+        store.recordEvent(event(`e${i}`, i === 7 ? 'nul \u0000 inside' : '{}'), [
+          processEventJob(`e${i}`, 'Q1'),
+        ]),
+      ),
+    );
+    expect(outcomes.map((o) => o.status)).toEqual(
+      Array.from({ length: 20 }, (_, i) => (i === 7 ? 'rejected' : 'fulfilled')),
+    );
+    expect(await store.getEvent('e7')).toBeUndefined();
+    expect(await store.countJobs()).toEqual({ queued: 19, running: 0, dead: 0 });
+    // The lane's jobs are in arrival order.
+    const now = Date.now();
+    const order: unknown[] = [];
+    for (let job = await store.claimJob(now, now + 1000); job; job = await store.claimJob(now, now + 1000)) {
+      order.push(job.payload.eventId);
+      await store.completeJob(job);
+    }
+    expect(order).toEqual(Array.from({ length: 20 }, (_, i) => `e${i}`).filter((id) => id !== 'e7'));
   });
 
   it('a job queued by one instance wakes the idle workers of another within about 100 ms', async () => {
