@@ -22,7 +22,7 @@ import type { ApproverCheck } from './postmortems/ports.js';
 import { PostmortemService } from './postmortems/service.js';
 import { SessionFollower } from './postmortems/session-follower.js';
 import { SessionWorker } from './postmortems/session-worker.js';
-import { EVERYONE, SlackApprovers } from './slack/approvers.js';
+import { SlackApprovers } from './slack/approvers.js';
 import { slackChat } from './slack/chat.js';
 import type { BotIdentity } from './slack/identity.js';
 import { IncidentChannelFinder } from './slack/incident-channels.js';
@@ -69,7 +69,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
   let accepting = true;
 
   const http = buildHttp(config, { ...deps, now, store, accepting: () => accepting });
-  const adapters = buildAdapters(config, http.bolt, logger, now);
+  const adapters = buildAdapters(config, http.bolt, deps.botIdentity, logger, now);
   const domain = buildDomain(config, adapters, { store, logger, now });
   registerListeners(http.bolt, { service: domain.service, now });
 
@@ -172,16 +172,19 @@ function buildHttp(
 type Adapters = ReturnType<typeof buildAdapters>;
 
 /** Slack, Devin and PagerDuty behind the domain's ports (src/postmortems/ports.ts). */
-function buildAdapters(config: Config, bolt: App, logger: Logger, now: () => number) {
+function buildAdapters(config: Config, bolt: App, identity: BotIdentity, logger: Logger, now: () => number) {
   const pagerduty = config.pagerduty.apiToken
     ? new PagerDutyClient({ apiUrl: config.pagerduty.apiUrl, token: config.pagerduty.apiToken })
     : undefined;
   const devin = new DevinClient({ ...config.devin, timeoutMs: config.tuning.devinTimeoutMs });
   return {
-    approvers:
-      config.slack.approvers.length > 0
-        ? new SlackApprovers(config.slack.approvers, bolt.client, logger, now)
-        : EVERYONE,
+    approvers: new SlackApprovers({
+      ids: config.slack.approvers,
+      client: bolt.client,
+      workspace: { teamId: identity.teamId, enterpriseId: identity.enterpriseId },
+      logger,
+      now,
+    }),
     channel: new SlackRunChannel(
       slackChat(bolt.client),
       new ChannelPacer(config.tuning.slackChannelIntervalMs, now),

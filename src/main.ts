@@ -1,5 +1,5 @@
 import { createPostmortemBot } from './app.js';
-import { ConfigError, loadConfigFromProcess } from './config/config.js';
+import { ConfigError, configWarnings, loadConfigFromProcess } from './config/config.js';
 import { AppError } from './errors.js';
 import { createLogger } from './logging.js';
 import { resolveBotIdentity } from './slack/identity.js';
@@ -19,6 +19,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
+  for (const warning of configWarnings(config)) logger.warn(warning);
   let botIdentity: Awaited<ReturnType<typeof resolveBotIdentity>>;
   try {
     botIdentity = await resolveBotIdentity(config.slack.botToken, config.slack.apiUrl);

@@ -94,7 +94,9 @@ const envSchema = z.object({
     commaList(
       z.string().regex(/^[UWS][A-Z0-9]{2,}$/, 'expected Slack user IDs (U…/W…) or user-group IDs (S…)'),
       'comma-separated Slack user IDs (U…) and user-group IDs (S…)',
-    ),
+    ).refine((ids) => ids.length > 0, {
+      error: 'names nobody: list Slack user IDs (U…) and user-group IDs (S…), or leave it unset',
+    }),
   ),
 
   DEVIN_API_KEY: required('a Devin service-user API key (cog_…)'),
@@ -380,6 +382,17 @@ function buildConfig(
     database: { kind: 'sqlite', path: e.DATABASE_URL.slice('sqlite:'.length) },
     tuning: structuredClone(PRODUCTION_TUNING),
   };
+}
+
+/** Settings that work but deserve a word in the log at start-up (never secrets). */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  if (config.slack.approvers.length === 0) {
+    warnings.push(
+      'SLACK_APPROVERS is not set: everyone in the workspace (except guests and people from outside the organisation) may start and approve Devin sessions, which cost money. Set it to the user IDs or user groups who may.',
+    );
+  }
+  return warnings;
 }
 
 /**

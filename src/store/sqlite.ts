@@ -331,10 +331,11 @@ export class SqliteStore implements Store {
     return rows.map(toRun);
   }
 
-  async recentRuns(limit: number): Promise<PostmortemRun[]> {
-    const rows = this.sql('SELECT * FROM runs ORDER BY created_at DESC, attempt DESC LIMIT ?').all(
-      limit,
-    ) as RunRow[];
+  async recentRuns(limit: number, filter: { channel?: string } = {}): Promise<PostmortemRun[]> {
+    const channel = filter.channel ?? null;
+    const rows = this.sql(
+      'SELECT * FROM runs WHERE ? IS NULL OR channel = ? ORDER BY created_at DESC, attempt DESC LIMIT ?',
+    ).all(channel, channel, limit) as RunRow[];
     return rows.map(toRun);
   }
 

@@ -28,8 +28,8 @@ export interface Store {
   /** An incident's runs, oldest attempt first. */
   runsForIncident(incidentId: string): Promise<PostmortemRun[]>;
   runsForIncidentNumber(incidentNumber: number): Promise<PostmortemRun[]>;
-  /** The newest runs first. */
-  recentRuns(limit: number): Promise<PostmortemRun[]>;
+  /** The newest runs first; only those reported in `channel` when it is given. */
+  recentRuns(limit: number, filter?: { channel?: string }): Promise<PostmortemRun[]>;
   /** Runs in any of these states, oldest first. */
   runsInStates(states: readonly RunState[], limit: number): Promise<PostmortemRun[]>;
   /**

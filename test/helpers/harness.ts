@@ -148,7 +148,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const boot = async () => {
     const bot = createPostmortemBot(testConfig(env, options.configure), {
       logger: createLogger('debug', logs),
-      botIdentity: { botId: 'BBOT0001', botUserId: 'UBOT0001' },
+      botIdentity: { botId: 'BBOT0001', botUserId: 'UBOT0001', teamId: 'T0001', enterpriseId: undefined },
       now: clock.now,
     });
     const server = await bot.start(0);
