@@ -1,12 +1,11 @@
 import type { Logger } from 'pino';
-import { routeFor } from '../config/routing.js';
 import { errorMessage } from '../errors.js';
 import type { Job, Store } from '../store/store.js';
 import { DomainError, isDomainError, isRetryable, isSessionApiCode, outcomeUnknown } from './errors.js';
 import { syncMessageJob, terminateSessionJob } from './jobs.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { PostmortemRun } from './model.js';
-import type { PostmortemPolicy } from './policy.js';
+import { type PostmortemPolicy, routeOf } from './policy.js';
 import type { EvidenceSource, Session, SessionApi } from './ports.js';
 import {
   buildFinalizeMessage,
@@ -190,7 +189,7 @@ export class SessionWorker {
   }
 
   private route(run: PostmortemRun) {
-    return routeFor(this.deps.policy.routing, { id: run.incident.serviceId, name: run.incident.serviceName });
+    return routeOf(this.deps.policy, run.incident);
   }
 
   private sessionSettings(run: PostmortemRun): SessionSettings {

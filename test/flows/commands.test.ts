@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -222,6 +225,26 @@ describe('/postmortem (the ad-hoc modal)', () => {
     await postViewSubmission(h.url, opened, modalValues());
     await sleep(300);
     expect(h.devin.createRequests).toHaveLength(1);
+  });
+
+  it('routes an ad-hoc incident by the service name typed, never by a service ID typed', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'routing-')), 'routing.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        services: { PSVC123: { repos: ['acme/checkout'] }, Auth: { repos: ['acme/auth'] } },
+      }),
+    );
+    h = await startHarness({ env: { ROUTING_FILE: file } });
+    for (const [i, service] of ['Auth', 'PSVC123'].entries()) {
+      await postSlashCommand(h, '');
+      const opened = await waitFor(() => h.slack.views[i], 'views.open');
+      await postViewSubmission(h.url, opened, modalValues({ service }));
+      await waitFor(() => h.devin.createRequests.length === i + 1, `session ${i + 1}`);
+    }
+    const [byName, byId] = h.devin.createRequests as any[];
+    expect(byName.repos).toEqual(['acme/auth']);
+    expect(byId.repos).toBeUndefined();
   });
 
   it('returns invalid input to the modal, next to its fields, and starts nothing', async () => {
