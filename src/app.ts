@@ -19,6 +19,7 @@ import { jobHandlers } from './postmortems/job-handlers.js';
 import { Lifecycle } from './postmortems/lifecycle.js';
 import { MessageWorker } from './postmortems/message-worker.js';
 import type { ApproverCheck } from './postmortems/ports.js';
+import { purgeJob } from './postmortems/retention.js';
 import { PostmortemService } from './postmortems/service.js';
 import { SessionFollower } from './postmortems/session-follower.js';
 import { SessionWorker } from './postmortems/session-worker.js';
@@ -51,8 +52,11 @@ export interface PostmortemBot {
   follower: SessionFollower;
   /** Listens on `port` (0 for any) and starts the job workers. */
   start(port: number): Promise<Server>;
-  /** Ticks the follower on SESSION_POLL_CRON from now on (tests that tick it themselves leave this out). */
-  followOnSchedule(): void;
+  /**
+   * Starts the schedules: the follower on SESSION_POLL_CRON, the daily retention purge. Tests that tick
+   * the follower themselves leave this out.
+   */
+  startSchedules(): void;
   /** Graceful: stop intake, finish in-flight requests and jobs, close the store. */
   stop(): Promise<void>;
 }
@@ -78,9 +82,20 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     store,
     logger,
     now,
-    handlers: jobHandlers({ ...domain.workers, store, notes: adapters.notes, logger }),
+    handlers: jobHandlers({
+      ...domain.workers,
+      store,
+      notes: adapters.notes,
+      logger,
+      now,
+      retentionMs: config.retentionMs,
+    }),
   });
-  const followTicker = new CronTicker(config.lifecycle.pollCron, () => domain.follower.tick(), logger);
+  const schedules = [
+    new CronTicker('follow-sessions', config.lifecycle.pollCron, () => domain.follower.tick(), logger),
+    // Daily at 03:17 UTC: one purge job (deduplicated while one waits), whichever replica queues it.
+    new CronTicker('retention', '17 3 * * *', () => store.enqueueJob(purgeJob()), logger, 'UTC'),
+  ];
 
   let server: Server | undefined;
   return {
@@ -103,8 +118,8 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
         server = s;
       });
     },
-    followOnSchedule() {
-      followTicker.start();
+    startSchedules() {
+      for (const s of schedules) s.start();
     },
     async stop() {
       accepting = false;
@@ -113,7 +128,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
         server.closeIdleConnections();
         await closing;
       }
-      await followTicker.stop();
+      for (const s of schedules) await s.stop();
       await jobs.stop();
       await store.close();
     },
@@ -136,6 +151,7 @@ function buildHttp(
       webhookSecrets: config.pagerduty.webhookSecrets,
       sharedSecret: config.pagerduty.sharedSecret,
       now,
+      retentionMs: config.retentionMs,
       accepting,
     }),
   );

@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   // A user group the bot cannot read is logged now (and explained to people on first use), not fatal.
   await bot.approvers.check().catch(() => {});
   const server = await bot.start(config.port);
-  bot.followOnSchedule();
+  bot.startSchedules();
   const address = server.address();
   logger.info(
     { port: typeof address === 'object' && address ? address.port : config.port },

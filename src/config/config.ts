@@ -124,6 +124,7 @@ const envSchema = z.object({
   SESSION_GIVE_UP_AFTER: duration('48h'),
   APPROVAL_REMIND_AFTER: duration('24h'),
   APPROVAL_EXPIRE_AFTER: duration('7d'),
+  DATA_RETENTION: duration('90d'),
   DATABASE_URL: optional(
     z
       .string()
@@ -185,7 +186,9 @@ export const PRODUCTION_TUNING: Tuning = {
     pollIntervalMs: 1000,
     leaseMs: 10 * 60_000,
     backoffBaseMs: 2000,
-    backoffMaxMs: 10 * 60_000,
+    // The backoff stops growing at a minute: once Devin or Slack answers again, waiting work goes on
+    // within about that (a retry is one cheap call; Retry-After is honoured on top).
+    backoffMaxMs: 60_000,
   },
   devinTimeoutMs: 60_000,
   devinGiveUpAfterMs: 24 * 60 * 60_000,
@@ -240,6 +243,8 @@ export interface Config {
   /** The prompt's wording and where the postmortem goes (a routing entry may replace each). */
   prompt: { template: PromptTemplate | undefined; destination: string };
   database: DatabaseConfig;
+  /** How long webhook events, dead jobs and runs' evidence are kept (runs themselves are kept). */
+  retentionMs: number;
   tuning: Tuning;
 }
 
@@ -380,6 +385,7 @@ function buildConfig(
     },
     prompt: { template: files.template, destination: e.POSTMORTEM_DESTINATION },
     database: { kind: 'sqlite', path: e.DATABASE_URL.slice('sqlite:'.length) },
+    retentionMs: e.DATA_RETENTION,
     tuning: structuredClone(PRODUCTION_TUNING),
   };
 }

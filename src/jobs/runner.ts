@@ -127,22 +127,23 @@ export class JobRunner {
     } catch (err) {
       try {
         if (err instanceof RetryableError) {
+          // A planned return (a reserved slot, a look to come) is no failure: it must not grow the backoff.
           const delay = err.exact
             ? (err.retryAfterMs ?? 0)
-            : Math.max(err.retryAfterMs ?? 0, this.backoff(job.attempts));
+            : Math.max(err.retryAfterMs ?? 0, this.backoff(job.failures + 1));
           if (err.exact) log.debug({ code: err.code, retryInMs: delay }, 'job rescheduled');
           else log.warn({ code: err.code, err: err.message, retryInMs: delay }, 'job will be retried');
-          await store.retryJob(job, this.o.now() + delay, err.message);
-        } else if (err instanceof AppError || job.attempts >= this.o.maxUnexpectedAttempts) {
+          await store.retryJob(job, this.o.now() + delay, err.message, { failed: !err.exact });
+        } else if (err instanceof AppError || job.failures + 1 >= this.o.maxUnexpectedAttempts) {
           log.error({ err: errorMessage(err), code: (err as AppError).code }, 'job failed for good');
           await store.buryJob(job, errorMessage(err));
         } else {
-          const delay = this.backoff(job.attempts);
+          const delay = this.backoff(job.failures + 1);
           log.error(
             { err: errorMessage(err), stack: (err as Error).stack, retryInMs: delay },
             'job crashed; will retry',
           );
-          await store.retryJob(job, this.o.now() + delay, errorMessage(err));
+          await store.retryJob(job, this.o.now() + delay, errorMessage(err), { failed: true });
         }
       } catch (storeErr) {
         // The lease will run out and the job will be retried then.
@@ -151,9 +152,9 @@ export class JobRunner {
     }
   }
 
-  /** Exponential backoff with jitter: base, 2×base, 4×base… capped. */
-  private backoff(attempts: number): number {
-    const exp = Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** Math.max(0, attempts - 1));
+  /** Exponential backoff with jitter after the nth failure in a row: base, 2×base, 4×base… capped. */
+  private backoff(failures: number): number {
+    const exp = Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** Math.max(0, failures - 1));
     return Math.round(exp / 2 + (Math.random() * exp) / 2);
   }
 }

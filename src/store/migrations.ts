@@ -111,4 +111,9 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
     name: "run state 'failed' is named 'start_failed' (the session could not be created)",
     sql: `UPDATE runs SET state = 'start_failed' WHERE state = 'failed';`,
   },
+  {
+    version: 9,
+    name: 'jobs count their failures apart from planned returns (the backoff exponent)',
+    sql: 'ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;',
+  },
 ];

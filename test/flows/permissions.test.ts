@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { purgeJob } from '../../src/postmortems/retention.js';
 import {
   buttonClick,
   type Harness,
@@ -123,5 +124,41 @@ describe('/postmortem <incident> when PagerDuty answers garbage', () => {
       );
     }
     expect(await runs()).toEqual([]);
+  });
+});
+
+describe('retention (DATA_RETENTION)', () => {
+  const DAY = 86_400_000;
+
+  it('ignores a replayed event older than the retention period, and purges what has expired', async () => {
+    h = await startHarness({ env: { DATA_RETENTION: '30d' } });
+    const old = resolvedEvent({
+      eventId: 'e-old',
+      incidentId: 'POLDONE1',
+      occurredAt: new Date(Date.now() - 31 * DAY).toISOString(),
+    });
+    const replay = await postPagerDuty(h.url, old);
+    expect(replay.status).toBe(200);
+    expect(await replay.json()).toEqual({ status: 'ignored' });
+    expect(await h.bot.store.getEvent('e-old')).toBeUndefined();
+
+    const fresh = resolvedEvent({ priority: 'P1', occurredAt: new Date().toISOString() });
+    expect((await postPagerDuty(h.url, fresh)).status).toBe(202);
+    await waitFor(async () => (await runs())[0]?.state === 'started', 'the run');
+    const run = (await h.bot.store.recentRuns(1))[0];
+    expect(run?.evidence).not.toBeNull();
+    const eventId = fresh.event.id as string;
+    expect(await h.bot.store.getEvent(eventId)).toBeDefined();
+
+    // 31 days later the daily purge removes the event and the run's evidence; the run stays.
+    h.clock.advance(31 * DAY);
+    await h.bot.store.enqueueJob(purgeJob());
+    await waitFor(async () => (await h.bot.store.getEvent(eventId)) === undefined, 'the event to be purged');
+    await waitFor(
+      async () => (await h.bot.store.getRun(run?.id ?? ''))?.evidence === null,
+      'the evidence purged',
+    );
+    expect(await runs()).toEqual([{ incident: 'Q2K8TBZ1L3KJ7M', state: 'started' }]);
+    expect(h.logs.text).toContain('expired data deleted');
   });
 });

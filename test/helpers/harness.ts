@@ -131,6 +131,8 @@ export function testEnv(
     DEVIN_API_URL: devin.url,
     DATABASE_URL: `sqlite:${dbPath}`,
     LOG_LEVEL: 'debug',
+    // The fixtures' events happened in 2024: kept for a century, they are not replays in these tests.
+    DATA_RETENTION: '36500d',
     ...extra,
   };
 }
@@ -152,7 +154,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       now: clock.now,
     });
     const server = await bot.start(0);
-    if (options.followOnSchedule) bot.followOnSchedule();
+    if (options.followOnSchedule) bot.startSchedules();
     return { bot, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
   };
 

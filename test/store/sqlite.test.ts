@@ -83,7 +83,7 @@ describe('SqliteStore', () => {
     await store.enqueueJob({ kind: 'sync_message', lane: 'run:1', payload: { n: 2 } });
     const now = Date.now();
     const job = await store.claimJob(now, now + 1000);
-    await store.retryJob(job as Job, now + 60_000, 'later');
+    await store.retryJob(job as Job, now + 60_000, 'later', { failed: true });
     expect(await store.claimJob(now, now + 1000)).toBeUndefined();
     expect(await store.claimJob(now + 59_000, now + 61_000)).toBeUndefined();
     const retried = await store.claimJob(now + 60_000, now + 61_000);
@@ -102,7 +102,7 @@ describe('SqliteStore', () => {
     const second = (await store.claimJob(now + 200, now + 100_000)) as Job;
     expect(second.attempts).toBe(2);
     await store.completeJob(first);
-    await store.retryJob(first, now, 'stale worker');
+    await store.retryJob(first, now, 'stale worker', { failed: true });
     expect(await store.countJobs()).toEqual({ queued: 0, running: 1, dead: 0 });
     await store.completeJob(second);
     expect(await store.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
@@ -191,5 +191,49 @@ describe('SqliteStore', () => {
     await store.close();
     await expect(store.ping()).rejects.toThrow();
     await expect(store.recordEvent(event('late'), [])).rejects.toThrow();
+  });
+});
+
+describe('job failures', () => {
+  it('counts failed tries, not planned returns, as the backoff’s exponent', async () => {
+    const { store } = open();
+    await store.enqueueJob({ kind: 'start_session', lane: 'run:1', payload: {} });
+    const now = Date.now();
+    let job = (await store.claimJob(now, now + 1000)) as Job;
+    expect(job).toMatchObject({ attempts: 1, failures: 0 });
+    await store.retryJob(job, now, 'planned look', { failed: false });
+    job = (await store.claimJob(now, now + 1000)) as Job;
+    await store.retryJob(job, now, 'Devin 503', { failed: true });
+    job = (await store.claimJob(now, now + 1000)) as Job;
+    expect(job).toMatchObject({ attempts: 3, failures: 1 });
+  });
+});
+
+describe('retention', () => {
+  it('purges old events, dead jobs, orphan incidents and old runs’ evidence; keeps runs and anything newer', async () => {
+    let now = 1_000_000;
+    const path = join(mkdtempSync(join(tmpdir(), 'store-')), 'bot.db');
+    const store = new SqliteStore({ path, now: () => now });
+    stores.push(store);
+    const ev = (id: string, receivedAt: number) => ({ ...event(id), receivedAt });
+    await store.recordEvent(ev('old', 1000), []);
+    await store.recordEvent(ev('new', 900_000), []);
+    await store.saveIncident(anIncident({ id: 'QORPHAN' }));
+    await store.openRun({ ...aRun({ id: 'r-old' }), incident: anIncident() } as NewRun, []);
+    await store.updateRun('r-old', { evidence: { timeline: ['10:00 paged'], notes: [] } });
+    await store.enqueueJob({ kind: 'sync_message', lane: 'l', payload: {} });
+    const job = (await store.claimJob(now, now + 1000)) as Job;
+    await store.buryJob(job, 'gave up');
+
+    now = 2_000_000;
+    await store.saveIncident(anIncident({ id: 'QRECENT' }));
+    expect(await store.purgeBefore(1_500_000)).toEqual({ events: 2, jobs: 1, incidents: 1, evidence: 1 });
+    expect(await store.getEvent('old')).toBeUndefined();
+    expect(await store.getIncident('QORPHAN')).toBeUndefined();
+    expect(await store.getIncident('QRECENT')).toBeDefined();
+    expect((await store.getRun('r-old'))?.evidence).toBeNull();
+    expect((await store.getRun('r-old'))?.state).toBe('awaiting_approval');
+    expect(await store.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+    expect(await store.purgeBefore(1_500_000)).toEqual({ events: 0, jobs: 0, incidents: 0, evidence: 0 });
   });
 });
