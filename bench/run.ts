@@ -109,6 +109,8 @@ function botEnv(slack: FakeSlack, devin: FakeDevin, dbPath: string): Record<stri
     DEVIN_API_URL: devin.url,
     DATABASE_URL: `sqlite:${dbPath}`,
     AUTO_START_PRIORITIES: 'P1',
+    // The fixture's events happened in 2024: within a century's retention they are stored, not ignored.
+    DATA_RETENTION: '36500d',
   };
 }
 

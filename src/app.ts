@@ -19,10 +19,11 @@ import { jobHandlers } from './postmortems/job-handlers.js';
 import { Lifecycle } from './postmortems/lifecycle.js';
 import { MessageWorker } from './postmortems/message-worker.js';
 import type { ApproverCheck } from './postmortems/ports.js';
+import { purgeJob } from './postmortems/retention.js';
 import { PostmortemService } from './postmortems/service.js';
 import { SessionFollower } from './postmortems/session-follower.js';
 import { SessionWorker } from './postmortems/session-worker.js';
-import { EVERYONE, SlackApprovers } from './slack/approvers.js';
+import { SlackApprovers } from './slack/approvers.js';
 import { slackChat } from './slack/chat.js';
 import type { BotIdentity } from './slack/identity.js';
 import { IncidentChannelFinder } from './slack/incident-channels.js';
@@ -51,8 +52,11 @@ export interface PostmortemBot {
   follower: SessionFollower;
   /** Listens on `port` (0 for any) and starts the job workers. */
   start(port: number): Promise<Server>;
-  /** Ticks the follower on SESSION_POLL_CRON from now on (tests that tick it themselves leave this out). */
-  followOnSchedule(): void;
+  /**
+   * Starts the schedules: the follower on SESSION_POLL_CRON, the daily retention purge. Tests that tick
+   * the follower themselves leave this out.
+   */
+  startSchedules(): void;
   /** Graceful: stop intake, finish in-flight requests and jobs, close the store. */
   stop(): Promise<void>;
 }
@@ -69,7 +73,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
   let accepting = true;
 
   const http = buildHttp(config, { ...deps, now, store, accepting: () => accepting });
-  const adapters = buildAdapters(config, http.bolt, logger, now);
+  const adapters = buildAdapters(config, http.bolt, deps.botIdentity, logger, now);
   const domain = buildDomain(config, adapters, { store, logger, now });
   registerListeners(http.bolt, { service: domain.service, now });
 
@@ -78,9 +82,20 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     store,
     logger,
     now,
-    handlers: jobHandlers({ ...domain.workers, store, notes: adapters.notes, logger }),
+    handlers: jobHandlers({
+      ...domain.workers,
+      store,
+      notes: adapters.notes,
+      logger,
+      now,
+      retentionMs: config.retentionMs,
+    }),
   });
-  const followTicker = new CronTicker(config.lifecycle.pollCron, () => domain.follower.tick(), logger);
+  const schedules = [
+    new CronTicker('follow-sessions', config.lifecycle.pollCron, () => domain.follower.tick(), logger),
+    // Daily at 03:17 UTC: one purge job (deduplicated while one waits), whichever replica queues it.
+    new CronTicker('retention', '17 3 * * *', () => store.enqueueJob(purgeJob()), logger, 'UTC'),
+  ];
 
   let server: Server | undefined;
   return {
@@ -103,8 +118,8 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
         server = s;
       });
     },
-    followOnSchedule() {
-      followTicker.start();
+    startSchedules() {
+      for (const s of schedules) s.start();
     },
     async stop() {
       accepting = false;
@@ -113,7 +128,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
         server.closeIdleConnections();
         await closing;
       }
-      await followTicker.stop();
+      for (const s of schedules) await s.stop();
       await jobs.stop();
       await store.close();
     },
@@ -136,6 +151,7 @@ function buildHttp(
       webhookSecrets: config.pagerduty.webhookSecrets,
       sharedSecret: config.pagerduty.sharedSecret,
       now,
+      retentionMs: config.retentionMs,
       accepting,
     }),
   );
@@ -172,16 +188,19 @@ function buildHttp(
 type Adapters = ReturnType<typeof buildAdapters>;
 
 /** Slack, Devin and PagerDuty behind the domain's ports (src/postmortems/ports.ts). */
-function buildAdapters(config: Config, bolt: App, logger: Logger, now: () => number) {
+function buildAdapters(config: Config, bolt: App, identity: BotIdentity, logger: Logger, now: () => number) {
   const pagerduty = config.pagerduty.apiToken
     ? new PagerDutyClient({ apiUrl: config.pagerduty.apiUrl, token: config.pagerduty.apiToken })
     : undefined;
   const devin = new DevinClient({ ...config.devin, timeoutMs: config.tuning.devinTimeoutMs });
   return {
-    approvers:
-      config.slack.approvers.length > 0
-        ? new SlackApprovers(config.slack.approvers, bolt.client, logger, now)
-        : EVERYONE,
+    approvers: new SlackApprovers({
+      ids: config.slack.approvers,
+      client: bolt.client,
+      workspace: { teamId: identity.teamId, enterpriseId: identity.enterpriseId },
+      logger,
+      now,
+    }),
     channel: new SlackRunChannel(
       slackChat(bolt.client),
       new ChannelPacer(config.tuning.slackChannelIntervalMs, now),

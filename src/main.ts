@@ -1,5 +1,5 @@
 import { createPostmortemBot } from './app.js';
-import { ConfigError, loadConfigFromProcess } from './config/config.js';
+import { ConfigError, configWarnings, loadConfigFromProcess } from './config/config.js';
 import { AppError } from './errors.js';
 import { createLogger } from './logging.js';
 import { resolveBotIdentity } from './slack/identity.js';
@@ -19,6 +19,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
+  for (const warning of configWarnings(config)) logger.warn(warning);
   let botIdentity: Awaited<ReturnType<typeof resolveBotIdentity>>;
   try {
     botIdentity = await resolveBotIdentity(config.slack.botToken, config.slack.apiUrl);
@@ -30,7 +31,7 @@ async function main(): Promise<void> {
   // A user group the bot cannot read is logged now (and explained to people on first use), not fatal.
   await bot.approvers.check().catch(() => {});
   const server = await bot.start(config.port);
-  bot.followOnSchedule();
+  bot.startSchedules();
   const address = server.address();
   logger.info(
     { port: typeof address === 'object' && address ? address.port : config.port },

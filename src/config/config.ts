@@ -94,7 +94,9 @@ const envSchema = z.object({
     commaList(
       z.string().regex(/^[UWS][A-Z0-9]{2,}$/, 'expected Slack user IDs (U…/W…) or user-group IDs (S…)'),
       'comma-separated Slack user IDs (U…) and user-group IDs (S…)',
-    ),
+    ).refine((ids) => ids.length > 0, {
+      error: 'names nobody: list Slack user IDs (U…) and user-group IDs (S…), or leave it unset',
+    }),
   ),
 
   DEVIN_API_KEY: required('a Devin service-user API key (cog_…)'),
@@ -122,6 +124,7 @@ const envSchema = z.object({
   SESSION_GIVE_UP_AFTER: duration('48h'),
   APPROVAL_REMIND_AFTER: duration('24h'),
   APPROVAL_EXPIRE_AFTER: duration('7d'),
+  DATA_RETENTION: duration('90d'),
   DATABASE_URL: optional(
     z
       .string()
@@ -192,7 +195,9 @@ export const PRODUCTION_TUNING: Tuning = {
     pollIntervalMs: 1000,
     leaseMs: 10 * 60_000,
     backoffBaseMs: 2000,
-    backoffMaxMs: 10 * 60_000,
+    // The backoff stops growing at a minute: once Devin or Slack answers again, waiting work goes on
+    // within about that (a retry is one cheap call; Retry-After is honoured on top).
+    backoffMaxMs: 60_000,
   },
   devinTimeoutMs: 60_000,
   devinGiveUpAfterMs: 24 * 60 * 60_000,
@@ -247,6 +252,8 @@ export interface Config {
   /** The prompt's wording and where the postmortem goes (a routing entry may replace each). */
   prompt: { template: PromptTemplate | undefined; destination: string };
   database: DatabaseConfig;
+  /** How long webhook events, dead jobs and runs' evidence are kept (runs themselves are kept). */
+  retentionMs: number;
   tuning: Tuning;
 }
 
@@ -386,8 +393,20 @@ function buildConfig(
     database: e.DATABASE_URL.startsWith('sqlite:')
       ? { kind: 'sqlite', path: e.DATABASE_URL.slice('sqlite:'.length) }
       : { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE },
+    retentionMs: e.DATA_RETENTION,
     tuning: structuredClone(PRODUCTION_TUNING),
   };
+}
+
+/** Settings that work but deserve a word in the log at start-up (never secrets). */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  if (config.slack.approvers.length === 0) {
+    warnings.push(
+      'SLACK_APPROVERS is not set: everyone in the workspace (except guests and people from outside the organisation) may start and approve Devin sessions, which cost money. Set it to the user IDs or user groups who may.',
+    );
+  }
+  return warnings;
 }
 
 /**

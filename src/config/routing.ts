@@ -97,7 +97,17 @@ export function parseRoutingFile(
   return { services };
 }
 
-/** A service's route: by ID first (stable), then by name (readable). */
-export function routeFor(routing: Routing, service: { id: string; name: string }): ServiceRoute {
+/** PagerDuty object IDs: P and six capitals or digits (PF9KMXH). */
+const SERVICE_ID = /^P[A-Z0-9]{6}$/;
+
+/**
+ * A service's route: by ID first (stable), then by name (readable). A service known only by a name a
+ * person typed (`id` undefined: an ad-hoc incident) matches names only: typing another service's ID
+ * must not pick up that service's channel, playbook or repositories.
+ */
+export function routeFor(routing: Routing, service: { id: string | undefined; name: string }): ServiceRoute {
+  if (service.id === undefined) {
+    return SERVICE_ID.test(service.name) ? {} : (routing.services[service.name] ?? {});
+  }
   return routing.services[service.id] ?? routing.services[service.name] ?? {};
 }

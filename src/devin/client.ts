@@ -39,6 +39,8 @@ export interface CreateSessionRequest {
 export type DevinErrorCode =
   | 'devin_timeout'
   | 'devin_unreachable'
+  /** 503 with Retry-After: Devin or a gateway turned the request away before handling it. */
+  | 'devin_turned_away'
   | 'devin_unavailable'
   | 'devin_rate_limited'
   | 'devin_rejected'
@@ -182,6 +184,14 @@ export class DevinClient {
         'devin_rate_limited',
         'Devin API rate limit reached',
         429,
+        retryAfterMs(res.headers.get('retry-after')),
+      );
+    }
+    if (res.status === 503 && res.headers.has('retry-after')) {
+      throw new DevinApiError(
+        'devin_turned_away',
+        `Devin API unavailable (503${detail ? `: ${detail}` : ''}); retry after ${res.headers.get('retry-after')}`,
+        503,
         retryAfterMs(res.headers.get('retry-after')),
       );
     }

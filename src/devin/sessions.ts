@@ -46,6 +46,8 @@ function toDomainError(err: DevinApiError): DomainError<SessionApiCode> {
         return NOT_SENT.has(err.networkCode ?? '') ? 'session_api_not_sent' : 'session_api_connection_lost';
       case 'devin_unavailable':
         return 'session_api_unavailable';
+      case 'devin_turned_away':
+        return 'session_api_turned_away';
       case 'devin_bad_response':
         return 'session_api_bad_response';
       case 'devin_rate_limited':

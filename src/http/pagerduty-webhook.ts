@@ -7,12 +7,16 @@ import type { Store } from '../store/store.js';
 
 export const MAX_WEBHOOK_BYTES = 1024 * 1024;
 
+const WEBHOOK_STATUS = { recorded: 'accepted', duplicate: 'duplicate', expired: 'ignored' } as const;
+
 export interface PagerDutyWebhookDeps {
   store: Store;
   logger: Logger;
   webhookSecrets: readonly string[];
   sharedSecret: string | undefined;
   now: () => number;
+  /** DATA_RETENTION: an event older than this is a replay, ignored. */
+  retentionMs: number;
   /** False while shutting down: answer 503 so PagerDuty redelivers to a live instance. */
   accepting: () => boolean;
 }
@@ -65,18 +69,20 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
       // The body is stored exactly as PagerDuty signed it: no second serialization on the hot path.
       const payload = raw.toString('utf8');
       try {
-        const outcome = await recordEvent(deps.store, {
-          id: event.id,
-          type: event.event_type,
-          incidentId: incidentIdOf(event) ?? null,
-          occurredAt: event.occurred_at,
-          receivedAt,
-          payload,
-        });
+        const outcome = await recordEvent(
+          deps.store,
+          {
+            id: event.id,
+            type: event.event_type,
+            incidentId: incidentIdOf(event) ?? null,
+            occurredAt: event.occurred_at,
+            receivedAt,
+            payload,
+          },
+          { now: deps.now, retentionMs: deps.retentionMs },
+        );
         log.info({ eventId: event.id, eventType: event.event_type, outcome }, 'webhook received');
-        res
-          .status(outcome === 'recorded' ? 202 : 200)
-          .json({ status: outcome === 'recorded' ? 'accepted' : 'duplicate' });
+        res.status(outcome === 'recorded' ? 202 : 200).json({ status: WEBHOOK_STATUS[outcome] });
       } catch (err) {
         log.error({ err: (err as Error).message, eventId: event.id }, 'could not store webhook event');
         res.status(503).set('retry-after', '5').json({ error: 'temporarily unable to store the event' });

@@ -171,31 +171,36 @@ export class JobRunner {
       await this.o.handlers[job.kind](job);
     } catch (err) {
       if (err instanceof RetryableError) {
+        // A planned return (a reserved slot, a look to come) is no failure: it must not grow the backoff.
         const delay = err.exact
           ? (err.retryAfterMs ?? 0)
-          : Math.max(err.retryAfterMs ?? 0, this.backoff(job.attempts));
+          : Math.max(err.retryAfterMs ?? 0, this.backoff(job.failures + 1));
         if (err.exact) log.debug({ code: err.code, retryInMs: delay }, 'job rescheduled');
         else log.warn({ code: err.code, err: err.message, retryInMs: delay }, 'job will be retried');
-        await this.record(log, () => store.retryJob(job, this.o.now() + delay, err.message));
-      } else if (err instanceof AppError || job.attempts >= this.o.maxUnexpectedAttempts) {
+        await this.record(log, () =>
+          store.retryJob(job, this.o.now() + delay, err.message, { failed: !err.exact }),
+        );
+      } else if (err instanceof AppError || job.failures + 1 >= this.o.maxUnexpectedAttempts) {
         log.error({ err: errorMessage(err), code: (err as AppError).code }, 'job failed for good');
         await this.record(log, () => store.buryJob(job, errorMessage(err)));
       } else {
-        const delay = this.backoff(job.attempts);
+        const delay = this.backoff(job.failures + 1);
         log.error(
           { err: errorMessage(err), stack: (err as Error).stack, retryInMs: delay },
           'job crashed; will retry',
         );
-        await this.record(log, () => store.retryJob(job, this.o.now() + delay, errorMessage(err)));
+        await this.record(log, () =>
+          store.retryJob(job, this.o.now() + delay, errorMessage(err), { failed: true }),
+        );
       }
       return;
     }
     await this.record(log, () => store.completeJob(job));
   }
 
-  /** Exponential backoff with jitter: base, 2×base, 4×base… capped. */
-  private backoff(attempts: number): number {
-    const exp = Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** Math.max(0, attempts - 1));
+  /** Exponential backoff with jitter after the nth failure in a row: base, 2×base, 4×base… capped. */
+  private backoff(failures: number): number {
+    const exp = Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** Math.max(0, failures - 1));
     return Math.round(exp / 2 + (Math.random() * exp) / 2);
   }
 }

@@ -11,14 +11,20 @@ export class CronTicker {
   private running: Promise<void> | undefined;
 
   constructor(
+    private readonly name: string,
     private readonly cron: string,
     private readonly tick: () => Promise<unknown>,
     private readonly logger: Logger,
+    private readonly timezone?: string,
   ) {}
 
   start(): void {
     if (this.task) return;
-    this.task = schedule(this.cron, () => this.runOnce(), { noOverlap: true, name: 'follow-sessions' });
+    this.task = schedule(this.cron, () => this.runOnce(), {
+      noOverlap: true,
+      name: this.name,
+      ...(this.timezone ? { timezone: this.timezone } : {}),
+    });
   }
 
   /** One tick now, unless one is already running (then that one's end). */
@@ -26,7 +32,7 @@ export class CronTicker {
     this.running ??= this.tick()
       .then(
         () => undefined,
-        (err) => this.logger.error({ err: errorMessage(err) }, 'scheduled tick failed'),
+        (err) => this.logger.error({ err: errorMessage(err), schedule: this.name }, 'scheduled tick failed'),
       )
       .finally(() => {
         this.running = undefined;

@@ -28,8 +28,10 @@ export const SESSION_API_CODES = [
   /** No answer in time, or the connection broke mid-way: it may have happened. */
   'session_api_timeout',
   'session_api_connection_lost',
-  /** 5xx/408 from Devin or a gateway: it may have happened. */
+  /** 500/502/504/408, or a 503 without Retry-After (a proxy losing the upstream): it may have happened. */
   'session_api_unavailable',
+  /** 503 with Retry-After: turned away before it was handled (overload, maintenance); try then. */
+  'session_api_turned_away',
   /** 2xx with a body we cannot read: it happened, but we do not know the result. */
   'session_api_bad_response',
   /** 429: not done; try later. */
@@ -120,6 +122,7 @@ export function retryDecision(err: DomainError): RetryDecision {
     case 'session_api_unavailable':
     case 'session_api_bad_response':
     case 'session_api_rate_limited':
+    case 'session_api_turned_away':
     case 'chat_rate_limited':
     case 'chat_unavailable':
     case 'approvers_unavailable':
@@ -152,6 +155,7 @@ export function outcomeUnknown(code: SessionApiCode): boolean {
       return true;
     case 'session_api_not_sent':
     case 'session_api_rate_limited':
+    case 'session_api_turned_away':
     case 'session_api_rejected':
     case 'session_not_found':
       return false;

@@ -8,12 +8,20 @@ import { allows, type Lifecycle } from './lifecycle.js';
 import type { Incident, PostmortemRun } from './model.js';
 import { decideEarlyStart, decidePostmortem, type PostmortemPolicy } from './policy.js';
 import type { IncidentChannelLookup, StoredEventReader } from './ports.js';
+import { isBeyondRetention } from './retention.js';
 
 /**
  * Intake of a verified webhook event: stored once by its ID and, for incident events, its processing
  * queued in the incident's lane in the same transaction. Nothing else happens before the answer.
  */
-export function recordEvent(store: Store, event: ReceivedEvent): Promise<'recorded' | 'duplicate'> {
+export async function recordEvent(
+  store: Store,
+  event: ReceivedEvent,
+  retention: { now: () => number; retentionMs: number },
+): Promise<'recorded' | 'duplicate' | 'expired'> {
+  // Events are deleted after the retention period, so an older one could not be told from a new one:
+  // it is a replay (PagerDuty itself retries for 48 hours at most), answered 2xx and ignored.
+  if (isBeyondRetention(event.occurredAt, retention.now(), retention.retentionMs)) return 'expired';
   return store.recordEvent(event, event.incidentId ? [processEventJob(event.id, event.incidentId)] : []);
 }
 

@@ -6,6 +6,7 @@ import type { EventProcessor } from './intake.js';
 import type { MessageWorker } from './message-worker.js';
 import type { ThreadReplyKind } from './model.js';
 import type { IncidentNotes } from './ports.js';
+import { purgeExpiredData } from './retention.js';
 import type { SessionWorker } from './session-worker.js';
 import { writeBackPullRequest } from './write-back.js';
 
@@ -16,6 +17,8 @@ export interface JobHandlerDeps {
   store: Store;
   notes: IncidentNotes | undefined;
   logger: Logger;
+  now: () => number;
+  retentionMs: number;
 }
 
 /**
@@ -32,6 +35,7 @@ export function jobHandlers(deps: JobHandlerDeps): Record<JobKind, JobHandler> {
     sync_message: (job) => deps.messages.syncMessage(runId(job), job),
     thread_reply: (job) => deps.messages.threadReply(runId(job), job.payload.reply as ThreadReplyKind, job),
     pagerduty_note: (job) => writeBackPullRequest(deps, runId(job)),
+    purge_expired_data: () => purgeExpiredData(deps, deps.retentionMs),
   };
   return Object.fromEntries(
     Object.entries(handlers).map(([kind, handle]) => [

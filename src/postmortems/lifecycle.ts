@@ -37,7 +37,7 @@ export const STATE_MEANING: Record<RunState, string> = {
   finished: 'postmortem PR and summary posted',
   session_failed: 'the session ended in an error or a limit',
   stopped: 'a person pressed Stop',
-  abandoned: 'followed too long: no longer followed',
+  abandoned: 'followed too long: terminated, no longer followed',
 };
 
 /** A job a step queues, by name; `reply` adds a thread reply of that kind. */
@@ -108,7 +108,12 @@ export const TRANSITIONS = {
     to: 'session_failed',
     jobs: ['sync_message', { reply: 'session_failed' }],
   },
-  give_up: { from: FOLLOWED, to: 'abandoned', jobs: ['sync_message', { reply: 'abandoned' }] },
+  /** Followed too long: the session is terminated too, or it would go on consuming ACUs unwatched. */
+  give_up: {
+    from: FOLLOWED,
+    to: 'abandoned',
+    jobs: ['terminate_session', 'sync_message', { reply: 'abandoned' }],
+  },
 } as const satisfies Record<string, Transition>;
 
 export type RunEvent = keyof typeof TRANSITIONS;

@@ -128,7 +128,7 @@ export function observeSession(
   if (gathering) {
     if (run.finalizeRequestedAt === null && followedFor > limits.earlyStartMaxWaitMs) {
       return change('abandoned', {
-        error: `The incident was not resolved within ${formatDurationSetting(limits.earlyStartMaxWaitMs)} of the early start, so the bot stopped following this session`,
+        error: `The incident was not resolved within ${formatDurationSetting(limits.earlyStartMaxWaitMs)} of the early start, so the bot stopped following this session and terminated it in Devin`,
       });
     }
     return change('started');
@@ -136,7 +136,7 @@ export function observeSession(
   if (detail === 'finished' || status === 'exit') return change('finished', { result });
   if (followedFor > limits.giveUpAfterMs) {
     return change('abandoned', {
-      error: `The session had not finished after ${formatDurationSetting(limits.giveUpAfterMs)}, so the bot stopped following it`,
+      error: `The session had not finished after ${formatDurationSetting(limits.giveUpAfterMs)}, so the bot stopped following it and terminated it in Devin`,
     });
   }
   if (status === 'suspended' || detail === 'waiting_for_user' || detail === 'waiting_for_approval') {

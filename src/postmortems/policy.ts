@@ -1,4 +1,4 @@
-import { type Routing, routeFor } from '../config/routing.js';
+import { type Routing, routeFor, type ServiceRoute } from '../config/routing.js';
 import type { Incident } from './model.js';
 
 export interface PostmortemPolicy {
@@ -23,7 +23,7 @@ export interface Decision {
  * "p1" and not "SEV-1"; never wins over auto-start.
  */
 export function decidePostmortem(incident: Incident, policy: PostmortemPolicy): Decision {
-  const route = routeFor(policy.routing, { id: incident.serviceId, name: incident.serviceName });
+  const route = routeOf(policy, incident);
   const never = route.neverPriorities ?? policy.neverPriorities;
   const autoStart = route.autoStartPriorities ?? policy.autoStartPriorities;
   const channel = route.channel ?? policy.defaultChannel;
@@ -36,4 +36,12 @@ export function decidePostmortem(incident: Incident, policy: PostmortemPolicy): 
 /** Early start: an acknowledged incident whose priority is in EARLY_START_PRIORITIES (exact match). */
 export function decideEarlyStart(incident: Incident, policy: PostmortemPolicy): boolean {
   return incident.priority !== null && policy.earlyStartPriorities.includes(incident.priority);
+}
+
+/** The routing entry for an incident's service; an ad-hoc incident's service is matched by name only. */
+export function routeOf(policy: Pick<PostmortemPolicy, 'routing'>, incident: Incident): ServiceRoute {
+  return routeFor(policy.routing, {
+    id: incident.source === 'slack' ? undefined : incident.serviceId,
+    name: incident.serviceName,
+  });
 }

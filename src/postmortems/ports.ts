@@ -75,11 +75,23 @@ export interface EvidenceSource {
   gather(run: PostmortemRun): Promise<Evidence>;
 }
 
+/** Whether a person may spend: start, approve, retry, run again or stop a postmortem. */
+export type Authorization =
+  | { allowed: true }
+  | {
+      allowed: false;
+      /**
+       * not_an_approver: not in SLACK_APPROVERS; guest: a multi- or single-channel guest; outside: from
+       * another workspace or organisation (Slack Connect); bot: not a person.
+       */
+      reason: 'not_an_approver' | 'guest' | 'outside' | 'bot';
+    };
+
 /** Who may start, approve, skip, retry or re-run postmortems (sessions cost money). */
 export interface ApproverCheck {
-  /** Fails with 'approvers_unavailable' when membership cannot be checked. */
-  isApprover(userId: string): Promise<boolean>;
-  /** The approvers for an explanation, e.g. "<@U1>, <!subteam^S1>". */
+  /** Fails with 'approvers_unavailable' when it cannot be checked (then nobody outside the user list passes). */
+  authorize(userId: string): Promise<Authorization>;
+  /** The approvers for an explanation, e.g. "<@U1>, <!subteam^S1>", or "everyone in the workspace". */
   describe(): string;
   /** Loads what it needs once at start-up, so a misconfiguration shows in the log straight away. */
   check(): Promise<void>;

@@ -9,7 +9,7 @@ import {
 import { newRun } from './intake.js';
 import type { Lifecycle, RunEvent } from './lifecycle.js';
 import type { Incident, PostmortemRun } from './model.js';
-import type { ApproverCheck, IncidentSource } from './ports.js';
+import type { ApproverCheck, Authorization, IncidentSource } from './ports.js';
 
 export interface PostmortemServiceDeps {
   store: Store;
@@ -29,15 +29,30 @@ export type RequestFailureCode = IncidentSourceCode | ApproverCode;
  * - done: the run changed (or was opened) as asked
  * - exists: the incident already has a run; nothing new was started
  * - stale: the run was no longer in a state the request applies to (someone else was faster)
- * - not_allowed: the person is not an approver; nothing changed
+ * - not_allowed: the person may not spend (not an approver, a guest, from outside); nothing changed
  * - failed: the request could not be carried out (PagerDuty lookup, approver list), with a reason code
  */
 export type Outcome =
   | { kind: 'done'; run: PostmortemRun }
   | { kind: 'exists'; run: PostmortemRun }
   | { kind: 'stale'; run: PostmortemRun | undefined }
-  | { kind: 'not_allowed'; approvers: string }
+  | { kind: 'not_allowed'; reason: DenialReason; approvers: string }
   | { kind: 'failed'; code: RequestFailureCode; message: string };
+
+export type DenialReason = Extract<Authorization, { allowed: false }>['reason'];
+
+/** What `/postmortem status` asks for: this channel's runs, every run (approvers), or one incident's. */
+export type StatusScope = { kind: 'channel' } | { kind: 'all' } | { kind: 'incident'; ref: string };
+
+export type StatusView =
+  | {
+      kind: 'runs';
+      scope: StatusScope;
+      runs: PostmortemRun[];
+      /** Runs of that incident reported in other channels, which only approvers see. */
+      hiddenElsewhere: number;
+    }
+  | Extract<Outcome, { kind: 'not_allowed' | 'failed' }>;
 
 export interface AdHocIncident {
   /** Slack's view ID of the submitted modal: a resubmission of the same modal opens no second run. */
@@ -86,7 +101,7 @@ export class PostmortemService {
 
   /** Stop: a person judges the postmortem unnecessary; the session is terminated and who stopped it recorded. */
   async stop(runId: string, userId: string): Promise<Outcome> {
-    const denied = await this.checkApprover(userId);
+    const denied = await this.mayStart(userId);
     if (denied) return denied;
     const run = await this.deps.lifecycle.fire(runId, 'stop', { patch: { stoppedBy: userId } });
     if (!run) return { kind: 'stale', run: await this.deps.store.getRun(runId) };
@@ -96,7 +111,7 @@ export class PostmortemService {
 
   /** `/postmortem <incident>`: the person asking is the approval. An incident with a run is not re-run silently. */
   async requestForIncident(ref: string, userId: string, channel: string): Promise<Outcome> {
-    const denied = await this.checkApprover(userId);
+    const denied = await this.mayStart(userId);
     if (denied) return denied;
     const { incidents, store } = this.deps;
     if (!incidents) {
@@ -121,7 +136,7 @@ export class PostmortemService {
     userId: string,
     channel: string,
   ): Promise<Outcome> {
-    const denied = await this.checkApprover(userId);
+    const denied = await this.mayStart(userId);
     if (denied) return denied;
     const runs = await this.deps.store.runsForIncident(incidentId);
     const latest = runs.at(-1);
@@ -135,7 +150,7 @@ export class PostmortemService {
 
   /** The /postmortem modal: an incident PagerDuty does not know, described by a person. */
   async startAdHoc(input: AdHocIncident, userId: string): Promise<Outcome> {
-    const denied = await this.checkApprover(userId);
+    const denied = await this.mayStart(userId);
     if (denied) return denied;
     const incident: Incident = {
       id: `adhoc-${input.viewId}`,
@@ -157,15 +172,29 @@ export class PostmortemService {
     return this.openManualRun(incident, 1, userId, input.channel);
   }
 
-  async recentRuns(limit = 10): Promise<PostmortemRun[]> {
-    return this.deps.store.recentRuns(limit);
-  }
-
-  /** An incident's runs by ID or number, oldest first. */
-  async runsFor(ref: string): Promise<PostmortemRun[]> {
-    return /^\d+$/.test(ref)
-      ? this.deps.store.runsForIncidentNumber(Number(ref))
-      : this.deps.store.runsForIncident(ref);
+  /**
+   * `/postmortem status`, typed in `channel`. Runs are shown where they were reported: the channel's own,
+   * or, for approvers, every channel's (`status all`, or an incident reported elsewhere).
+   */
+  async status(userId: string, channel: string, scope: StatusScope, limit = 10): Promise<StatusView> {
+    const { store } = this.deps;
+    if (scope.kind === 'channel') {
+      return { kind: 'runs', scope, runs: await store.recentRuns(limit, { channel }), hiddenElsewhere: 0 };
+    }
+    if (scope.kind === 'all') {
+      const denied = await this.mayStart(userId);
+      if (denied) return denied;
+      return { kind: 'runs', scope, runs: await store.recentRuns(limit), hiddenElsewhere: 0 };
+    }
+    const runs = /^\d+$/.test(scope.ref)
+      ? await store.runsForIncidentNumber(Number(scope.ref))
+      : await store.runsForIncident(scope.ref);
+    const here = runs.filter((r) => r.channel === channel);
+    if (here.length === runs.length) return { kind: 'runs', scope, runs, hiddenElsewhere: 0 };
+    const denied = await this.mayStart(userId);
+    return denied === undefined
+      ? { kind: 'runs', scope, runs, hiddenElsewhere: 0 }
+      : { kind: 'runs', scope, runs: here, hiddenElsewhere: runs.length - here.length };
   }
 
   private async openManualRun(
@@ -193,7 +222,7 @@ export class PostmortemService {
     userId: string,
     event: Extract<RunEvent, 'approve' | 'skip' | 'start_anyway' | 'retry_start'>,
   ): Promise<Outcome> {
-    const denied = await this.checkApprover(userId);
+    const denied = await this.mayStart(userId);
     if (denied) return denied;
     const { lifecycle, store, now } = this.deps;
     const startsSession = event !== 'skip';
@@ -205,10 +234,16 @@ export class PostmortemService {
     return { kind: 'done', run };
   }
 
-  private async checkApprover(userId: string): Promise<Outcome | undefined> {
+  /**
+   * Whether the person may spend (start, approve, retry, run again, stop): undefined when they may, else
+   * the outcome to tell them. The modal asks this before it opens.
+   */
+  async mayStart(userId: string): Promise<Extract<Outcome, { kind: 'not_allowed' | 'failed' }> | undefined> {
     try {
-      if (await this.deps.approvers.isApprover(userId)) return undefined;
-      return { kind: 'not_allowed', approvers: this.deps.approvers.describe() };
+      const auth = await this.deps.approvers.authorize(userId);
+      if (auth.allowed) return undefined;
+      this.deps.logger.info({ userId, reason: auth.reason }, 'refused: may not start or decide postmortems');
+      return { kind: 'not_allowed', reason: auth.reason, approvers: this.deps.approvers.describe() };
     } catch (err) {
       if (isDomainError(err, 'approvers_unavailable')) {
         return { kind: 'failed', code: err.code, message: err.message };

@@ -55,7 +55,7 @@ export class SessionFollower {
       logger.warn({ runId: run.id, err: errorMessage(err) }, 'could not poll the Devin session');
       if (now() - (run.sessionStartedAt ?? run.createdAt) > limits.giveUpAfterMs) {
         return this.step(run, 'give_up', {
-          error: `Devin could not be asked about this session for too long (${errorMessage(err)}), so the bot stopped following it`,
+          error: `Devin could not be asked about this session for too long (${errorMessage(err)}), so the bot stopped following it and asked Devin to terminate it`,
         });
       }
       return false;

@@ -1,12 +1,11 @@
 import type { Logger } from 'pino';
-import { routeFor } from '../config/routing.js';
 import { errorMessage } from '../errors.js';
 import type { Job, Store } from '../store/store.js';
 import { DomainError, isDomainError, isRetryable, isSessionApiCode, outcomeUnknown } from './errors.js';
 import { syncMessageJob, terminateSessionJob } from './jobs.js';
-import type { Lifecycle } from './lifecycle.js';
+import { FOLLOWED_STATES, type Lifecycle } from './lifecycle.js';
 import type { PostmortemRun } from './model.js';
-import type { PostmortemPolicy } from './policy.js';
+import { type PostmortemPolicy, routeOf } from './policy.js';
 import type { EvidenceSource, Session, SessionApi } from './ports.js';
 import {
   buildFinalizeMessage,
@@ -133,7 +132,7 @@ export class SessionWorker {
   async finalizeSession(runId: string): Promise<void> {
     const { store, sessions, logger, lifecycle } = this.deps;
     const run = await store.getRun(runId);
-    if (!run?.devinSessionId || (run.state !== 'started' && run.state !== 'needs_input')) return;
+    if (!run?.devinSessionId || !FOLLOWED_STATES.includes(run.state)) return;
     try {
       // Fresh evidence: the incident has run its course since the early start.
       const evidence = await this.deps.evidence.gather(run);
@@ -190,7 +189,7 @@ export class SessionWorker {
   }
 
   private route(run: PostmortemRun) {
-    return routeFor(this.deps.policy.routing, { id: run.incident.serviceId, name: run.incident.serviceName });
+    return routeOf(this.deps.policy, run.incident);
   }
 
   private sessionSettings(run: PostmortemRun): SessionSettings {

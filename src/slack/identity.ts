@@ -5,6 +5,9 @@ import { AppError } from '../errors.js';
 export interface BotIdentity {
   botId: string;
   botUserId: string;
+  /** The workspace the app is installed in, and its Enterprise Grid organisation if any. */
+  teamId: string;
+  enterpriseId: string | undefined;
 }
 
 /**
@@ -22,13 +25,18 @@ export async function resolveBotIdentity(
   });
   try {
     const res = await client.auth.test();
-    if (!res.bot_id || !res.user_id) {
+    if (!res.bot_id || !res.user_id || !res.team_id) {
       throw new AppError(
         'slack_not_bot_token',
         'SLACK_BOT_TOKEN is not a bot token (auth.test returned no bot_id)',
       );
     }
-    return { botId: res.bot_id, botUserId: res.user_id };
+    return {
+      botId: res.bot_id,
+      botUserId: res.user_id,
+      teamId: res.team_id,
+      enterpriseId: res.enterprise_id || undefined,
+    };
   } catch (err) {
     if (err instanceof AppError) throw err;
     const code = (err as { data?: { error?: string } }).data?.error;

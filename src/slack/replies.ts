@@ -1,6 +1,6 @@
 import type { types } from '@slack/bolt';
 import type { PostmortemRun, RunState } from '../postmortems/model.js';
-import type { Outcome, RequestFailureCode } from '../postmortems/service.js';
+import type { DenialReason, Outcome, RequestFailureCode, StatusView } from '../postmortems/service.js';
 import { link, mention, untrusted } from './format.js';
 import { RUN_AGAIN_ACTION_ID } from './messages.js';
 
@@ -20,7 +20,7 @@ export const USAGE = [
   '*/postmortem* — postmortems written by Devin for resolved incidents',
   '• `/postmortem <incident ID, number or URL>`: start the postmortem of a PagerDuty incident now',
   '• `/postmortem`: describe an incident that is not in PagerDuty and start its postmortem',
-  '• `/postmortem status [incident]`: recent postmortem runs, or one incident’s runs in detail',
+  '• `/postmortem status [incident | all]`: this channel’s recent postmortem runs, one incident’s runs, or (approvers) every channel’s',
   '• `/postmortem help`: this text',
   'P1/P2 incidents (or your configured priorities) start by themselves when they resolve; others ask here with *Approve* / *Skip*.',
 ].join('\n');
@@ -98,9 +98,7 @@ export function outcomeReply(outcome: Outcome): Reply {
     case 'stale':
       return { text: staleText(outcome.run) };
     case 'not_allowed':
-      return {
-        text: `Only postmortem approvers can do this (${outcome.approvers}). Nothing was changed; ask one of them.`,
-      };
+      return { text: deniedText(outcome.reason, outcome.approvers) };
     case 'failed':
       return { text: failureText(outcome.code, outcome.message) };
   }
@@ -152,12 +150,46 @@ export function failureText(code: RequestFailureCode, message: string): string {
   }
 }
 
-export function statusReply(runs: PostmortemRun[], ref?: string): Reply {
-  if (ref !== undefined) {
-    if (runs.length === 0) return { text: `No postmortem runs for incident ${untrusted(ref, 100)}.` };
-    const lines = runs.map((r) => `• ${runSummary(r)}`);
-    return { text: `Postmortem runs for ${incidentLabel(runs[0] as PostmortemRun)}:\n${lines.join('\n')}` };
+/** Why someone may not spend, said so they know whom to ask. Devin sessions cost money. */
+function deniedText(reason: DenialReason, approvers: string): string {
+  switch (reason) {
+    case 'not_an_approver':
+      return `Only postmortem approvers can do this (${approvers}). Nothing was changed; ask one of them.`;
+    case 'guest':
+      return 'Guests cannot start or decide postmortems unless an admin lists them by user ID in SLACK_APPROVERS. Nothing was changed; ask a member of the team.';
+    case 'outside':
+      return 'People from outside this workspace’s organisation (Slack Connect) cannot start or decide postmortems unless an admin lists them by user ID in SLACK_APPROVERS. Nothing was changed.';
+    case 'bot':
+      return 'Only people can start or decide postmortems. Nothing was changed.';
   }
-  if (runs.length === 0) return { text: 'No postmortem runs yet.' };
-  return { text: `Recent postmortem runs:\n${runs.map((r) => `• ${runSummary(r)}`).join('\n')}` };
+}
+
+export function statusReply(view: Extract<StatusView, { kind: 'runs' }>): Reply {
+  const { runs, scope } = view;
+  const lines = runs.map((r) => `• ${runSummary(r)}`);
+  const elsewhere =
+    view.hiddenElsewhere > 0
+      ? `\n${view.hiddenElsewhere} more run${view.hiddenElsewhere === 1 ? '' : 's'} of this incident ${view.hiddenElsewhere === 1 ? 'was' : 'were'} reported in other channels; approvers can see ${view.hiddenElsewhere === 1 ? 'it' : 'them'} here.`
+      : '';
+  switch (scope.kind) {
+    case 'incident':
+      if (runs.length === 0) {
+        return {
+          text: `No postmortem runs for incident ${untrusted(scope.ref, 100)} in this channel.${elsewhere}`,
+        };
+      }
+      return {
+        text: `Postmortem runs for ${incidentLabel(runs[0] as PostmortemRun)}:\n${lines.join('\n')}${elsewhere}`,
+      };
+    case 'channel':
+      if (runs.length === 0) {
+        return {
+          text: 'No postmortem runs reported in this channel yet. Approvers: `/postmortem status all`.',
+        };
+      }
+      return { text: `Recent postmortem runs in this channel:\n${lines.join('\n')}` };
+    case 'all':
+      if (runs.length === 0) return { text: 'No postmortem runs yet.' };
+      return { text: `Recent postmortem runs, all channels:\n${lines.join('\n')}` };
+  }
 }

@@ -212,6 +212,12 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 9,
+    name: 'jobs count their failures apart from planned returns (the backoff exponent)',
+    sqlite: 'ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;',
+    postgres: 'ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;',
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((v, m) => Math.max(v, m.version), 0);

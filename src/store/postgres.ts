@@ -362,10 +362,10 @@ export class PostgresStore implements Store {
     return rows.map(toRun);
   }
 
-  async recentRuns(limit: number): Promise<PostmortemRun[]> {
+  async recentRuns(limit: number, filter: { channel?: string } = {}): Promise<PostmortemRun[]> {
     const { rows } = await this.query<RunRow>(
-      'SELECT * FROM runs ORDER BY created_at DESC, attempt DESC LIMIT $1',
-      [limit],
+      'SELECT * FROM runs WHERE $2::text IS NULL OR channel = $2 ORDER BY created_at DESC, attempt DESC LIMIT $1',
+      [limit, filter.channel ?? null],
     );
     return rows.map(toRun);
   }
@@ -469,6 +469,7 @@ export class PostgresStore implements Store {
       lane: string;
       payload: string;
       attempts: number;
+      failures: number;
       created_at: number;
     }>(
       `UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, locked_by = $2
@@ -479,7 +480,7 @@ export class PostgresStore implements Store {
          ORDER BY j.run_at, j.id
          LIMIT 1
          FOR UPDATE OF j SKIP LOCKED)
-       RETURNING id, kind, lane, payload, attempts, created_at`,
+       RETURNING id, kind, lane, payload, attempts, failures, created_at`,
       [leaseUntil, this.instanceId, now],
     );
     const row = rows[0];
@@ -490,6 +491,7 @@ export class PostgresStore implements Store {
       lane: row.lane,
       payload: JSON.parse(row.payload) as Record<string, unknown>,
       attempts: row.attempts,
+      failures: row.failures,
       createdAt: row.created_at,
     };
   }
@@ -506,11 +508,12 @@ export class PostgresStore implements Store {
     this.notifyQueued();
   }
 
-  async retryJob(job: JobLease, runAt: number, error: string): Promise<void> {
+  async retryJob(job: JobLease, runAt: number, error: string, options: { failed: boolean }): Promise<void> {
     await this.query(
-      `UPDATE jobs SET state = 'queued', run_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2
+      `UPDATE jobs SET state = 'queued', run_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2,
+         failures = failures + $5
        WHERE id = $3 AND attempts = $4 AND state = 'running'`,
-      [runAt, error, job.id, job.attempts],
+      [runAt, error, job.id, job.attempts, options.failed ? 1 : 0],
     );
   }
 
@@ -554,6 +557,29 @@ export class PostgresStore implements Store {
     );
     const count = (s: string) => rows.find((r) => r.state === s)?.n ?? 0;
     return { queued: count('queued'), running: count('running'), dead: count('dead') };
+  }
+
+  async purgeBefore(
+    cutoff: number,
+  ): Promise<{ events: number; jobs: number; incidents: number; evidence: number }> {
+    // One statement, so a purge on another replica at the same moment deletes nothing twice.
+    const { rows } = await this.query<{ events: number; jobs: number; incidents: number; evidence: number }>(
+      `WITH e AS (DELETE FROM events WHERE received_at < $1 RETURNING 1),
+            j AS (DELETE FROM jobs WHERE state = 'dead' AND created_at < $1 RETURNING 1),
+            i AS (DELETE FROM incidents WHERE updated_at < $1
+                    AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.incident_id = incidents.id) RETURNING 1),
+            r AS (UPDATE runs SET evidence = NULL WHERE created_at < $1 AND evidence IS NOT NULL RETURNING 1)
+       SELECT (SELECT COUNT(*) FROM e)::int AS events, (SELECT COUNT(*) FROM j)::int AS jobs,
+              (SELECT COUNT(*) FROM i)::int AS incidents, (SELECT COUNT(*) FROM r)::int AS evidence`,
+      [cutoff],
+    );
+    const r = rows[0];
+    return {
+      events: r?.events ?? 0,
+      jobs: r?.jobs ?? 0,
+      incidents: r?.incidents ?? 0,
+      evidence: r?.evidence ?? 0,
+    };
   }
 
   /**

@@ -40,6 +40,12 @@ export class SqliteStore implements Store {
     // blocks the event loop (better-sqlite3 is synchronous), and a webhook answered 503 is simply
     // delivered again later.
     this.db = new Database(options.path, { timeout: 250 });
+    // Space freed by retention goes back to the file system on request (PRAGMA incremental_vacuum). The
+    // mode only takes effect through a VACUUM, which is done once, on a file that had it off.
+    if (this.db.pragma('auto_vacuum', { simple: true }) !== 2) {
+      this.db.pragma('auto_vacuum = INCREMENTAL');
+      this.db.exec('VACUUM');
+    }
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
@@ -279,10 +285,11 @@ export class SqliteStore implements Store {
     return rows.map(toRun);
   }
 
-  async recentRuns(limit: number): Promise<PostmortemRun[]> {
-    const rows = this.sql('SELECT * FROM runs ORDER BY created_at DESC, attempt DESC LIMIT ?').all(
-      limit,
-    ) as RunRow[];
+  async recentRuns(limit: number, filter: { channel?: string } = {}): Promise<PostmortemRun[]> {
+    const channel = filter.channel ?? null;
+    const rows = this.sql(
+      'SELECT * FROM runs WHERE ? IS NULL OR channel = ? ORDER BY created_at DESC, attempt DESC LIMIT ?',
+    ).all(channel, channel, limit) as RunRow[];
     return rows.map(toRun);
   }
 
@@ -356,10 +363,18 @@ export class SqliteStore implements Store {
              AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.lane = j.lane AND k.id < j.id AND k.state <> 'dead')
            ORDER BY j.run_at, j.id
            LIMIT 1)
-         RETURNING id, kind, lane, payload, attempts, created_at`,
+         RETURNING id, kind, lane, payload, attempts, failures, created_at`,
       ).get(leaseUntil, this.ownerId, now),
     ) as
-      | { id: number; kind: Job['kind']; lane: string; payload: string; attempts: number; created_at: number }
+      | {
+          id: number;
+          kind: Job['kind'];
+          lane: string;
+          payload: string;
+          attempts: number;
+          failures: number;
+          created_at: number;
+        }
       | undefined;
     if (!row) return undefined;
     return {
@@ -368,6 +383,7 @@ export class SqliteStore implements Store {
       lane: row.lane,
       payload: JSON.parse(row.payload) as Record<string, unknown>,
       attempts: row.attempts,
+      failures: row.failures,
       createdAt: row.created_at,
     };
   }
@@ -381,12 +397,13 @@ export class SqliteStore implements Store {
     this.notifyQueued();
   }
 
-  async retryJob(job: JobLease, runAt: number, error: string): Promise<void> {
+  async retryJob(job: JobLease, runAt: number, error: string, options: { failed: boolean }): Promise<void> {
     this.relaxed(() =>
       this.sql(
-        `UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, locked_by = NULL, last_error = ?
+        `UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, locked_by = NULL, last_error = ?,
+           failures = failures + ?
          WHERE id = ? AND attempts = ? AND state = 'running'`,
-      ).run(runAt, error, job.id, job.attempts),
+      ).run(runAt, error, options.failed ? 1 : 0, job.id, job.attempts),
     );
   }
 
@@ -424,6 +441,24 @@ export class SqliteStore implements Store {
     }[];
     const count = (s: string) => rows.find((r) => r.state === s)?.n ?? 0;
     return { queued: count('queued'), running: count('running'), dead: count('dead') };
+  }
+
+  async purgeBefore(
+    cutoff: number,
+  ): Promise<{ events: number; jobs: number; incidents: number; evidence: number }> {
+    const counts = this.db.transaction(() => ({
+      events: this.sql('DELETE FROM events WHERE received_at < ?').run(cutoff).changes,
+      jobs: this.sql(`DELETE FROM jobs WHERE state = 'dead' AND created_at < ?`).run(cutoff).changes,
+      incidents: this.sql(
+        'DELETE FROM incidents WHERE updated_at < ? AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.incident_id = incidents.id)',
+      ).run(cutoff).changes,
+      evidence: this.sql('UPDATE runs SET evidence = NULL WHERE created_at < ? AND evidence IS NOT NULL').run(
+        cutoff,
+      ).changes,
+    }))();
+    // Give the freed pages back to the file system (auto_vacuum is INCREMENTAL: see the constructor).
+    this.db.pragma('incremental_vacuum');
+    return counts;
   }
 
   async close(): Promise<void> {

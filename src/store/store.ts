@@ -28,8 +28,8 @@ export interface Store {
   /** An incident's runs, oldest attempt first. */
   runsForIncident(incidentId: string): Promise<PostmortemRun[]>;
   runsForIncidentNumber(incidentNumber: number): Promise<PostmortemRun[]>;
-  /** The newest runs first. */
-  recentRuns(limit: number): Promise<PostmortemRun[]>;
+  /** The newest runs first; only those reported in `channel` when it is given. */
+  recentRuns(limit: number, filter?: { channel?: string }): Promise<PostmortemRun[]>;
   /** Runs in any of these states, oldest first. */
   runsInStates(states: readonly RunState[], limit: number): Promise<PostmortemRun[]>;
   /**
@@ -57,13 +57,20 @@ export interface Store {
    * another worker meanwhile, these change nothing.
    */
   completeJob(job: JobLease): Promise<void>;
-  retryJob(job: JobLease, runAt: number, error: string): Promise<void>;
+  /** `failed`: this try failed (it counts toward the backoff); otherwise it is a planned return. */
+  retryJob(job: JobLease, runAt: number, error: string, options: { failed: boolean }): Promise<void>;
   buryJob(job: JobLease, error: string): Promise<void>;
   /** When the next queued job scheduled after `now` is due, if any. */
   nextRunAt(now: number): Promise<number | undefined>;
   /** Returns jobs whose lease ran out (their worker died) to the queue. */
   releaseExpiredLeases(now: number): Promise<number>;
   countJobs(): Promise<{ queued: number; running: number; dead: number }>;
+  /**
+   * Retention: deletes webhook events received before `cutoff`, dead jobs created before it, incidents
+   * no run refers to that were last updated before it, and the evidence kept on runs opened before it.
+   * Runs themselves (the postmortem history) stay. Reclaims the space where the engine needs telling.
+   */
+  purgeBefore(cutoff: number): Promise<{ events: number; jobs: number; incidents: number; evidence: number }>;
   /** Called whenever jobs may have become runnable, so workers in this process can wake at once. */
   onJobsQueued(listener: () => void): void;
 
@@ -126,7 +133,8 @@ export type JobKind =
   | 'thread_reply'
   | 'finalize_session'
   | 'terminate_session'
-  | 'pagerduty_note';
+  | 'pagerduty_note'
+  | 'purge_expired_data';
 
 export interface NewJob {
   kind: JobKind;
@@ -145,6 +153,9 @@ export interface Job {
   kind: JobKind;
   lane: string;
   payload: Record<string, unknown>;
+  /** Tries so far, counting this one (with the id: the lease). */
   attempts: number;
+  /** Tries that failed (not planned returns such as a paced Slack call): the backoff's exponent. */
+  failures: number;
   createdAt: number;
 }

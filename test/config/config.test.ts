@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, type Env, loadConfig } from '../../src/config/config.js';
+import { ConfigError, configWarnings, type Env, loadConfig } from '../../src/config/config.js';
 
 const valid: Env = {
   SLACK_BOT_TOKEN: 'xoxb-1-2-abc',
@@ -188,6 +188,25 @@ describe('loadConfig', () => {
       expect(bad).toContain('services.PSVC1.channel: expected a Slack channel ID');
       expect(bad).toContain('auto_start');
     });
+  });
+});
+
+describe('who may spend', () => {
+  it('warns at start-up that everyone may start sessions while SLACK_APPROVERS is unset', () => {
+    expect(configWarnings(loadConfig(valid)).join('\n')).toMatch(/^SLACK_APPROVERS is not set: everyone/);
+    expect(configWarnings(loadConfig({ ...valid, SLACK_APPROVERS: 'U123,S456' }))).toEqual([]);
+    expect(loadConfig({ ...valid, SLACK_APPROVERS: ' U123 , S456 ' }).slack.approvers).toEqual([
+      'U123',
+      'S456',
+    ]);
+  });
+
+  it('refuses a SLACK_APPROVERS that is set but names nobody', () => {
+    for (const value of [',', ' , ', ',,']) {
+      expect(problems({ ...valid, SLACK_APPROVERS: value }), value).toEqual([
+        'SLACK_APPROVERS: names nobody: list Slack user IDs (U…) and user-group IDs (S…), or leave it unset',
+      ]);
+    }
   });
 });
 

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -158,6 +161,8 @@ describe('/postmortem <incident>', () => {
       () => !JSON.stringify(card.blocks).includes('postmortem_approve'),
       'the approval buttons to go',
     );
+    // Devin has the session a moment before the run records it.
+    await waitFor(() => runStates()[0]?.state === 'started', 'the run to record its session');
     expect(runStates()).toEqual([
       { incident_id: 'Q2K8TBZ1L3KJ7M', attempt: 1, state: 'started', decided_by: 'UALICE01' },
     ]);
@@ -222,6 +227,26 @@ describe('/postmortem (the ad-hoc modal)', () => {
     expect(h.devin.createRequests).toHaveLength(1);
   });
 
+  it('routes an ad-hoc incident by the service name typed, never by a service ID typed', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'routing-')), 'routing.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        services: { PSVC123: { repos: ['acme/checkout'] }, Auth: { repos: ['acme/auth'] } },
+      }),
+    );
+    h = await startHarness({ env: { ROUTING_FILE: file } });
+    for (const [i, service] of ['Auth', 'PSVC123'].entries()) {
+      await postSlashCommand(h, '');
+      const opened = await waitFor(() => h.slack.views[i], 'views.open');
+      await postViewSubmission(h.url, opened, modalValues({ service }));
+      await waitFor(() => h.devin.createRequests.length === i + 1, `session ${i + 1}`);
+    }
+    const [byName, byId] = h.devin.createRequests as any[];
+    expect(byName.repos).toEqual(['acme/auth']);
+    expect(byId.repos).toBeUndefined();
+  });
+
   it('returns invalid input to the modal, next to its fields, and starts nothing', async () => {
     h = await startHarness();
     await postSlashCommand(h, '');
@@ -264,7 +289,7 @@ describe('/postmortem status and help', () => {
 
     await postSlashCommand(h, 'status');
     const list = (await lastResponse(1)).text as string;
-    expect(list).toMatch(/^Recent postmortem runs:\n/);
+    expect(list).toMatch(/^Recent postmortem runs in this channel:\n/);
     expect(list).toContain('Queue &lt;b&gt;backlog&lt;/b&gt; — waiting for approval');
     expect(list).toContain(
       'Checkout API p99 latency above 2s — Devin session running · started automatically · <https://app.devin.ai/sessions/',
@@ -279,14 +304,14 @@ describe('/postmortem status and help', () => {
     expect(detail).not.toContain('Queue');
 
     await postSlashCommand(h, 'status PUNKNOWN9');
-    expect((await lastResponse(3)).text).toBe('No postmortem runs for incident PUNKNOWN9.');
+    expect((await lastResponse(3)).text).toBe('No postmortem runs for incident PUNKNOWN9 in this channel.');
   });
 
   it('help and unknown subcommands answer with usage', async () => {
     h = await startHarness();
     const help = (await (await postSlashCommand(h, 'help')).json()) as any;
     expect(help.response_type).toBe('ephemeral');
-    expect(help.text).toContain('`/postmortem status [incident]`');
+    expect(help.text).toContain('`/postmortem status [incident | all]`');
     const unknown = (await (await postSlashCommand(h, 'frobnicate now')).json()) as any;
     expect(unknown.text).toMatch(/^I did not understand `frobnicate now`\.\n\*\/postmortem\*/);
   });
@@ -356,8 +381,13 @@ describe('SLACK_APPROVERS', () => {
     await postSlackInteraction(h.url, buttonClick(h.slack, runAgain, 'postmortem_run_again', bob));
     await postSlashCommand(h, 'PBYCMD01', { userId: bob });
     await waitFor(() => h.slack.responses.length === 6, 'six refusals');
+    // The modal does not even open for Bob…
     await postSlashCommand(h, '', { userId: bob });
-    const opened = await waitFor(() => h.slack.views[0], 'the modal');
+    await waitFor(() => h.slack.responses.length === 7, 'the refusal instead of the modal');
+    expect(h.slack.callsOf('views.open')).toHaveLength(0);
+    // …and a submission of someone else's modal in his name is refused too.
+    await postSlashCommand(h, '', { userId: 'UALICE01' });
+    const opened = await waitFor(() => h.slack.views[0], 'Alice’s modal');
     await postViewSubmission(h.url, opened, modalValues({ channel: 'CDEFAULT01' }), bob);
     await waitFor(() => h.slack.callsOf('chat.postEphemeral').length === 1, 'the refusal after the modal');
 

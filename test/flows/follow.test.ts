@@ -184,8 +184,11 @@ describe('following a Devin session to its end', () => {
     await tick();
     expect(runRow().state).toBe('abandoned');
     expect(JSON.stringify(threadReplies()[0]?.args.blocks)).toContain(
-      'The session had not finished after 6h, so the bot stopped following it',
+      'The session had not finished after 6h, so the bot stopped following it and terminated it in Devin',
     );
+    // Unwatched, it would go on consuming ACUs.
+    await waitFor(() => h.devin.terminated.length === 1, 'the terminate call');
+    expect(h.devin.terminated).toEqual([session.session_id]);
     const polls = h.devin.getRequests.length;
     await tick();
     expect(h.devin.getRequests.length).toBe(polls);
@@ -273,8 +276,10 @@ describe('early start', () => {
     await tick();
     expect(runRow().state).toBe('abandoned');
     expect(JSON.stringify(threadReplies()[0]?.args.blocks)).toContain(
-      'The incident was not resolved within 12h of the early start, so the bot stopped following this session',
+      'The incident was not resolved within 12h of the early start, so the bot stopped following this session and terminated it in Devin',
     );
+    await waitFor(() => h.devin.terminated.length === 1, 'the terminate call');
+    expect(h.devin.terminated).toEqual([h.devin.sessions[0]?.session_id]);
   });
 
   it('an early start given up before the resolve leaves the decision to a person', async () => {

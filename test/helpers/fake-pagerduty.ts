@@ -34,6 +34,11 @@ export class FakePagerDuty {
   readonly postedNotes: { incidentId: string; from: string | undefined; content: string }[] = [];
   /** Paths (e.g. "/incidents/Q1/alerts") that answer 500, to test one evidence source failing. */
   readonly failing = new Set<string>();
+  /**
+   * Paths answered 200 with this raw body instead (a proxy's HTML page, a changed response shape), as
+   * PagerDuty or something in front of it may do.
+   */
+  readonly garbled = new Map<string, { contentType: string; body: string }>();
   private readonly rateLimited: number[] = [];
   url = '';
   private closeServer: () => Promise<void> = async () => {};
@@ -63,6 +68,12 @@ export class FakePagerDuty {
             'ratelimit-reset': '0',
           },
         );
+      }
+      const garbled = this.garbled.get(path);
+      if (garbled) {
+        res.writeHead(200, { 'content-type': garbled.contentType });
+        res.end(garbled.body);
+        return;
       }
       if (this.failing.has(path)) {
         return sendJson(res, 500, { error: { message: 'Internal Server Error', code: 2001 } });

@@ -8,6 +8,7 @@ import {
 import type { Evidence, Incident, PostmortemRun, ThreadReplyKind } from '../../src/postmortems/model.js';
 import type {
   ApproverCheck,
+  Authorization,
   EvidenceSource,
   IncidentNotes,
   IncidentSource,
@@ -239,10 +240,10 @@ export class FakeApprovers implements ApproverCheck {
     this.users = new Set(users);
   }
 
-  async isApprover(userId: string): Promise<boolean> {
+  async authorize(userId: string): Promise<Authorization> {
     this.asked.push(userId);
     this.throwIfUnavailable();
-    return this.users.has(userId);
+    return this.users.has(userId) ? { allowed: true } : { allowed: false, reason: 'not_an_approver' };
   }
 
   describe(): string {

@@ -6,6 +6,20 @@ export interface SlackCall {
   at: number;
 }
 
+export interface FakeUser {
+  name: string;
+  real_name?: string;
+  display_name?: string;
+  /** Their own workspace: another one means a Slack Connect user from outside. */
+  team_id?: string;
+  enterprise_id?: string;
+  is_bot?: boolean;
+  /** Multi-channel guest. */
+  is_restricted?: boolean;
+  /** Single-channel guest. */
+  is_ultra_restricted?: boolean;
+}
+
 export type SlackFault =
   | { kind: 'http'; status: number }
   | { kind: 'ratelimit'; retryAfterS: number }
@@ -29,7 +43,11 @@ export class FakeSlack {
   readonly channelNames = new Map<string, string>();
   /** Channel history for conversations.history; a string makes the call fail with that error. */
   readonly history = new Map<string, Record<string, unknown>[] | string>();
-  readonly users = new Map<string, { name: string; real_name?: string; display_name?: string }>();
+  /**
+   * People Slack knows with more than the defaults. Anyone else is a full member of the workspace T0001
+   * (whose handle is their ID), as every user ID a test clicks with would be in a real workspace.
+   */
+  readonly users = new Map<string, FakeUser>();
   /** Page size Slack uses for conversations.list / conversations.history (small to exercise pagination). */
   pageSize = 200;
   /**
@@ -203,14 +221,23 @@ export class FakeSlack {
         };
       }
       case 'users.info': {
-        const u = this.users.get(String(args.user ?? ''));
-        if (!u) return { ok: false, error: 'user_not_found' };
+        const id = String(args.user ?? '');
+        if (!/^[UW][A-Z0-9]+$/.test(id)) return { ok: false, error: 'user_not_found' };
+        const u = this.users.get(id) ?? { name: id };
         return {
           ok: true,
           user: {
-            id: args.user,
+            id,
+            team_id: u.team_id ?? 'T0001',
             name: u.name,
             real_name: u.real_name,
+            deleted: false,
+            is_bot: u.is_bot ?? false,
+            is_restricted: u.is_restricted ?? false,
+            is_ultra_restricted: u.is_ultra_restricted ?? false,
+            ...(u.enterprise_id
+              ? { enterprise_user: { id, enterprise_id: u.enterprise_id, teams: [] } }
+              : {}),
             profile: { display_name: u.display_name ?? '' },
           },
         };

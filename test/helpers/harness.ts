@@ -131,6 +131,8 @@ export function testEnv(
     DEVIN_API_URL: devin.url,
     DATABASE_URL: `sqlite:${dbPath}`,
     LOG_LEVEL: 'debug',
+    // The fixtures' events happened in 2024: kept for a century, they are not replays in these tests.
+    DATA_RETENTION: '36500d',
     ...extra,
   };
 }
@@ -148,11 +150,11 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const boot = async () => {
     const bot = createPostmortemBot(testConfig(env, options.configure), {
       logger: createLogger('debug', logs),
-      botIdentity: { botId: 'BBOT0001', botUserId: 'UBOT0001' },
+      botIdentity: { botId: 'BBOT0001', botUserId: 'UBOT0001', teamId: 'T0001', enterpriseId: undefined },
       now: clock.now,
     });
     const server = await bot.start(0);
-    if (options.followOnSchedule) bot.followOnSchedule();
+    if (options.followOnSchedule) bot.startSchedules();
     return { bot, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
   };
 

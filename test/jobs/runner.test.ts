@@ -132,3 +132,26 @@ describe('JobRunner', () => {
     expect(await s.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
   });
 });
+
+describe('JobRunner backoff', () => {
+  it('does not grow the backoff for planned returns (exact reschedules), only for failures', async () => {
+    const seen: { at: number; attempts: number; failures: number }[] = [];
+    const s = setup(
+      async (job) => {
+        seen.push({ at: Date.now(), attempts: job.attempts, failures: job.failures });
+        // Three planned looks (as while reconciling a create), then one failure, then success.
+        if (job.attempts <= 3)
+          throw new RetryableError('create_unconfirmed', 'look again', 1, { exact: true });
+        if (job.attempts === 4) throw new RetryableError('session_api_unavailable', 'Devin 503');
+      },
+      { backoffBaseMs: 400, backoffMaxMs: 100_000 },
+    );
+    await s.enqueueJob({ kind: 'start_session', lane: 'r', payload: {} });
+    await waitFor(() => seen.length === 5, 'five tries');
+    expect(seen.map((t) => t.failures)).toEqual([0, 0, 0, 0, 1]);
+    // The failure after three planned looks is the first failure: it waits base/2…base, not 8 × base.
+    const wait = (seen[4]?.at ?? 0) - (seen[3]?.at ?? 0);
+    expect(wait).toBeGreaterThanOrEqual(200);
+    expect(wait).toBeLessThan(1500); // counted by attempts it would be 4 × base or more
+  });
+});

@@ -42,6 +42,8 @@ beforeEach(() => {
     store,
     logger,
     notes,
+    now: clock.now,
+    retentionMs: 90 * 86_400_000,
     events: new EventProcessor({
       store,
       lifecycle,
@@ -78,6 +80,7 @@ async function aStartingRun(): Promise<PostmortemRun> {
 
 const jobFor = (kind: JobKind, payload: Record<string, unknown>, attempts = 1): Job => ({
   id: 41,
+  failures: 0,
   kind,
   lane: 'test',
   payload,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decidePostmortem } from '../../src/postmortems/policy.js';
+import { decidePostmortem, routeOf } from '../../src/postmortems/policy.js';
 import { anIncident } from '../helpers/builders.js';
 
 const incident = (priority: string | null, service = { id: 'PS1', name: 'Checkout API' }) =>
@@ -47,6 +47,32 @@ describe('decidePostmortem', () => {
     expect(decidePostmortem(other, { ...policy, routing })).toEqual({
       action: 'auto_start',
       channel: 'CDEFAULT',
+    });
+  });
+});
+
+describe('routeOf', () => {
+  const routing = {
+    services: {
+      PSVC123: { repos: ['acme/by-id'] },
+      'Checkout API': { repos: ['acme/by-name'] },
+      adhoc: { repos: ['acme/adhoc'] },
+    },
+  };
+  const adHoc = (name: string) => anIncident({ source: 'slack', serviceId: 'adhoc', serviceName: name });
+
+  it('matches an ad-hoc incident’s typed service by name only, never by a service ID', () => {
+    expect(routeOf({ routing }, adHoc('Checkout API'))).toEqual({ repos: ['acme/by-name'] });
+    expect(routeOf({ routing }, adHoc('PSVC123'))).toEqual({});
+    expect(routeOf({ routing }, adHoc('Unrouted'))).toEqual({});
+  });
+
+  it('matches a PagerDuty incident by service ID, then name', () => {
+    expect(routeOf({ routing }, anIncident({ serviceId: 'PSVC123', serviceName: 'Checkout API' }))).toEqual({
+      repos: ['acme/by-id'],
+    });
+    expect(routeOf({ routing }, anIncident({ serviceId: 'PZZZZZZ', serviceName: 'Checkout API' }))).toEqual({
+      repos: ['acme/by-name'],
     });
   });
 });

@@ -418,7 +418,11 @@ describe('PostmortemService: who may ask', () => {
     '%s by someone who is not an approver is not allowed and changes nothing',
     async (_name, state, act) => {
       const run = await runIn(state);
-      expect(await act(run.id, STRANGER)).toEqual({ kind: 'not_allowed', approvers: `<@${APPROVER}>` });
+      expect(await act(run.id, STRANGER)).toEqual({
+        kind: 'not_allowed',
+        reason: 'not_an_approver',
+        approvers: `<@${APPROVER}>`,
+      });
       expect(await store.getRun(run.id)).toEqual(run);
       expect(await store.recentRuns(10)).toHaveLength(1);
       expect(incidents.lookups).toEqual([]);

@@ -174,7 +174,11 @@ describe('SessionFollower: following a session', () => {
     expect(abandoned.state).toBe('abandoned');
     expect(abandoned.error).toContain('Devin could not be asked about this session for too long');
     expect(abandoned.error).toContain('session_api_unavailable');
-    expect(await queuedJobNames(store)).toEqual(['sync_message', 'thread_reply:abandoned']);
+    expect(await queuedJobNames(store)).toEqual([
+      'terminate_session',
+      'sync_message',
+      'thread_reply:abandoned',
+    ]);
     expect(await follower.tick()).toEqual({ followed: 0, changed: 0 });
   });
 

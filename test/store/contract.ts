@@ -87,7 +87,7 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       await store.enqueueJob({ kind: 'sync_message', lane: 'run:1', payload: { n: 2 } });
       const now = Date.now();
       const job = await store.claimJob(now, now + 1000);
-      await store.retryJob(job as Job, now + 60_000, 'later');
+      await store.retryJob(job as Job, now + 60_000, 'later', { failed: true });
       expect(await store.nextRunAt(now)).toBe(now + 60_000);
       expect(await store.claimJob(now, now + 1000)).toBeUndefined();
       expect(await store.claimJob(now + 59_000, now + 61_000)).toBeUndefined();
@@ -108,7 +108,7 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       const second = (await store.claimJob(now + 200, now + 100_000)) as Job;
       expect(second.attempts).toBe(2);
       await store.completeJob(first);
-      await store.retryJob(first, now, 'stale worker');
+      await store.retryJob(first, now, 'stale worker', { failed: true });
       await store.buryJob(first, 'stale worker');
       expect(await store.countJobs()).toEqual({ queued: 0, running: 1, dead: 0 });
       await store.completeJob(second);
@@ -262,6 +262,50 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       await store.close();
       await expect(store.ping()).rejects.toThrow();
       await expect(store.recordEvent(event('late'), [])).rejects.toThrow();
+    });
+
+    it('counts failed tries, not planned returns, as a job’s failures (the backoff’s exponent)', async () => {
+      const store = await fresh();
+      await store.enqueueJob({ kind: 'start_session', lane: 'run:1', payload: {} });
+      const now = Date.now();
+      let job = (await store.claimJob(now, now + 1000)) as Job;
+      expect(job).toMatchObject({ attempts: 1, failures: 0 });
+      await store.retryJob(job, now, 'planned look', { failed: false });
+      job = (await store.claimJob(now, now + 1000)) as Job;
+      await store.retryJob(job, now, 'Devin 503', { failed: true });
+      job = (await store.claimJob(now, now + 1000)) as Job;
+      expect(job).toMatchObject({ attempts: 3, failures: 1 });
+    });
+
+    it('lists the newest runs of one channel, or of all', async () => {
+      const store = await fresh();
+      await store.openRun(newRun('r1', 1, { channel: 'CA' }), []);
+      await store.openRun({ ...newRun('r2', 1, { channel: 'CB' }), incidentId: 'Q2' }, []);
+      expect((await store.recentRuns(10, { channel: 'CA' })).map((r) => r.id)).toEqual(['r1']);
+      expect((await store.recentRuns(10, { channel: 'CZ' })).map((r) => r.id)).toEqual([]);
+      expect((await store.recentRuns(10)).map((r) => r.id).sort()).toEqual(['r1', 'r2']);
+    });
+
+    it('purges old events, dead jobs, orphan incidents and old runs’ evidence; keeps runs', async () => {
+      const store = await fresh();
+      await store.recordEvent({ ...event('old'), receivedAt: 1000 }, []);
+      await store.recordEvent({ ...event('new'), receivedAt: Date.now() + 60_000 }, []);
+      await store.saveIncident({ ...incident, id: 'QORPHAN' });
+      await store.openRun(newRun('r-old'), []);
+      await store.updateRun('r-old', { evidence: { timeline: ['10:00 paged'], notes: [] } });
+      await store.enqueueJob({ kind: 'sync_message', lane: 'l', payload: {} });
+      const now = Date.now();
+      await store.buryJob((await store.claimJob(now, now + 1000)) as Job, 'gave up');
+
+      const cutoff = Date.now() + 1000;
+      expect(await store.purgeBefore(cutoff)).toEqual({ events: 1, jobs: 1, incidents: 1, evidence: 1 });
+      expect(await store.getEvent('old')).toBeUndefined();
+      expect(await store.getEvent('new')).toBeDefined();
+      expect(await store.getIncident('QORPHAN')).toBeUndefined();
+      expect((await store.getRun('r-old'))?.evidence).toBeNull();
+      expect((await store.getRun('r-old'))?.state).toBe(newRun('r-old').state);
+      expect(await store.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+      expect(await store.purgeBefore(cutoff)).toEqual({ events: 0, jobs: 0, incidents: 0, evidence: 0 });
     });
   });
 }

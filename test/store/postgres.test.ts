@@ -67,7 +67,7 @@ describe('PostgresStore: several replicas on one database', () => {
         running.delete(job.lane);
         if (job.attempts === 1 && Math.random() < 0.15) {
           retried++;
-          await store.retryJob(job, Date.now(), 'try again');
+          await store.retryJob(job, Date.now(), 'try again', { failed: true });
         } else {
           await store.completeJob(job);
           completed++;

@@ -1,6 +1,6 @@
 import type { AllMiddlewareArgs, SlackCommandMiddlewareArgs } from '@slack/bolt';
 import { parseIncidentRef } from '../../../pagerduty/incident-ref.js';
-import type { PostmortemService } from '../../../postmortems/service.js';
+import type { PostmortemService, StatusScope } from '../../../postmortems/service.js';
 import { untrusted } from '../../format.js';
 import { outcomeReply, statusReply, USAGE } from '../../replies.js';
 import { adHocModal } from '../../views.js';
@@ -19,6 +19,12 @@ export function postmortemCommand(service: PostmortemService) {
 
     if (text === '') {
       await ack();
+      // The modal starts a session when submitted: only people who may start one get to fill it in.
+      const denied = await service.mayStart(command.user_id);
+      if (denied) {
+        await respond({ response_type: 'ephemeral', ...outcomeReply(denied) });
+        return;
+      }
       try {
         await client.views.open({ trigger_id: command.trigger_id, view: adHocModal(command.channel_id) });
       } catch (err) {
@@ -36,16 +42,25 @@ export function postmortemCommand(service: PostmortemService) {
     }
     if (sub.toLowerCase() === 'status') {
       await ack();
-      const ref = rest.length > 0 ? parseIncidentRef(rest.join(' ')) : undefined;
-      if (rest.length > 0 && !ref) {
+      const arg = rest.join(' ');
+      const ref = arg !== '' && arg.toLowerCase() !== 'all' ? parseIncidentRef(arg) : undefined;
+      if (arg !== '' && arg.toLowerCase() !== 'all' && !ref) {
         await respond({
           response_type: 'ephemeral',
-          text: `\`${untrusted(rest.join(' '), 100)}\` is not an incident ID, number or URL.`,
+          text: `\`${untrusted(arg, 100)}\` is not an incident ID, number or URL.`,
         });
         return;
       }
-      const runs = ref ? await service.runsFor(ref) : await service.recentRuns(10);
-      await respond({ response_type: 'ephemeral', ...statusReply(runs, ref) });
+      const scope: StatusScope = ref
+        ? { kind: 'incident', ref }
+        : arg === ''
+          ? { kind: 'channel' }
+          : { kind: 'all' };
+      const view = await service.status(command.user_id, command.channel_id, scope);
+      await respond({
+        response_type: 'ephemeral',
+        ...(view.kind === 'runs' ? statusReply(view) : outcomeReply(view)),
+      });
       return;
     }
     const ref = parseIncidentRef(text);
