@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AppError } from '../errors.js';
+import type { SessionRequest } from '../postmortems/ports.js';
 
 /** Devin API v3 (docs.devin.ai/api-reference/v3): the calls the bot makes, and their failures told apart. */
 
@@ -24,17 +25,8 @@ const sessionListSchema = z.looseObject({
   has_next_page: z.boolean().nullish(),
 });
 
-/** The create body (docs.devin.ai v3). */
-export interface CreateSessionRequest {
-  prompt: string;
-  title: string;
-  tags: string[];
-  playbook_id?: string;
-  knowledge_ids?: string[];
-  repos?: string[];
-  max_acu_limit?: number;
-  structured_output_schema?: Record<string, unknown>;
-}
+/** The create body (docs.devin.ai v3): exactly the domain's session request. */
+export type CreateSessionRequest = SessionRequest;
 
 export type DevinErrorCode =
   | 'devin_timeout'
