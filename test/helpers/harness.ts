@@ -1,4 +1,3 @@
-import { createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,6 +8,13 @@ import { createPostmortemBot, type PostmortemBot } from '../../src/app.js';
 import { type Config, type Env, loadConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/logging.js';
 import { signPagerDutyBody } from '../../src/pagerduty/signature.js';
+import {
+  blockActionsPayload,
+  interactionForm,
+  postSignedSlackForm,
+  slashCommandForm,
+  viewSubmissionPayload,
+} from '../../src/sandbox/stand-ins/slack-requests.js';
 import { FakeDevin } from './fake-devin.js';
 import { FakePagerDuty } from './fake-pagerduty.js';
 import { FakeSlack } from './fake-slack.js';
@@ -205,20 +211,10 @@ export async function postPagerDuty(
   });
 }
 
-export function slackSignature(secret: string, timestamp: number | string, body: string): string {
-  return `v0=${createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;
-}
+export { slackSignature } from '../../src/sandbox/stand-ins/slack-requests.js';
 
-async function postSlackForm(url: string, body: string, timestamp = Math.floor(Date.now() / 1000)) {
-  return fetch(`${url}/slack/events`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      'x-slack-request-timestamp': String(timestamp),
-      'x-slack-signature': slackSignature(SLACK_SIGNING_SECRET, timestamp, body),
-    },
-    body,
-  });
+function postSlackForm(url: string, body: string, timestamp = Math.floor(Date.now() / 1000)) {
+  return postSignedSlackForm(url, SLACK_SIGNING_SECRET, body, timestamp);
 }
 
 /** A signed interactivity request, as Slack sends a button click. */
@@ -227,7 +223,7 @@ export async function postSlackInteraction(
   payload: unknown,
   timestamp = Math.floor(Date.now() / 1000),
 ) {
-  return postSlackForm(url, new URLSearchParams({ payload: JSON.stringify(payload) }).toString(), timestamp);
+  return postSlackForm(url, interactionForm(payload), timestamp);
 }
 
 /** A signed slash command, as Slack sends `/postmortem <text>`. */
@@ -239,20 +235,12 @@ export async function postSlashCommand(
   const userId = options.userId ?? 'UALICE01';
   return postSlackForm(
     h.url,
-    new URLSearchParams({
-      token: 'legacy-verification-token',
-      team_id: 'T0001',
-      team_domain: 'acme',
-      channel_id: options.channelId ?? 'CDEFAULT01',
-      channel_name: 'incidents',
-      user_id: userId,
-      user_name: userId.toLowerCase(),
-      command: '/postmortem',
+    slashCommandForm({
       text,
-      api_app_id: 'A0001',
-      response_url: `${h.slack.url}/response/cmd-${userId}-${Date.now()}`,
-      trigger_id: `${Date.now()}.1234.abcdef`,
-    }).toString(),
+      userId,
+      channelId: options.channelId ?? 'CDEFAULT01',
+      responseUrl: `${h.slack.url}/response/cmd-${userId}-${Date.now()}`,
+    }),
   );
 }
 
@@ -263,26 +251,7 @@ export async function postViewSubmission(
   values: Record<string, Record<string, unknown>>,
   userId = 'UALICE01',
 ) {
-  const payload = {
-    type: 'view_submission',
-    team: { id: 'T0001', domain: 'acme' },
-    user: { id: userId, username: userId.toLowerCase(), name: userId.toLowerCase(), team_id: 'T0001' },
-    api_app_id: 'A0001',
-    token: 'legacy-verification-token',
-    trigger_id: '1.2.3',
-    view: {
-      ...view.view,
-      id: view.id,
-      team_id: 'T0001',
-      type: 'modal',
-      hash: '1.abc',
-      state: { values },
-      app_id: 'A0001',
-      bot_id: 'BBOT0001',
-    },
-    response_urls: [],
-  };
-  return postSlackForm(url, new URLSearchParams({ payload: JSON.stringify(payload) }).toString());
+  return postSlackForm(url, interactionForm(viewSubmissionPayload(view, values, userId)));
 }
 
 /** The block_actions payload Slack sends when `userId` clicks the button `actionId` on the bot's message. */
@@ -292,39 +261,12 @@ export function buttonClick(
   actionId: string,
   userId: string,
 ): unknown {
-  const actionsBlock = (message.blocks as any[]).find((b) => b.type === 'actions');
-  const button = actionsBlock?.elements.find((e: any) => e.action_id === actionId);
-  if (!button) throw new Error(`no ${actionId} button on message ${message.ts}`);
-  return {
-    type: 'block_actions',
-    team: { id: 'T0001', domain: 'acme' },
-    user: { id: userId, username: userId.toLowerCase(), name: userId.toLowerCase(), team_id: 'T0001' },
-    api_app_id: 'A0001',
-    token: 'legacy-verification-token',
-    container: { type: 'message', message_ts: message.ts, channel_id: message.channel, is_ephemeral: false },
-    trigger_id: '1234.5678.abcdef',
-    channel: { id: message.channel, name: 'incidents' },
-    message: {
-      type: 'message',
-      ts: message.ts,
-      text: 'x',
-      blocks: message.blocks,
-      user: 'UBOT0001',
-      bot_id: 'BBOT0001',
-    },
-    response_url: `${slack.url}/response/${userId}-${message.ts}`,
-    actions: [
-      {
-        type: 'button',
-        action_id: actionId,
-        block_id: actionsBlock.block_id,
-        value: button.value,
-        text: button.text,
-        action_ts: String(Date.now() / 1000),
-      },
-    ],
-    state: { values: {} },
-  };
+  return blockActionsPayload({
+    message,
+    actionId,
+    userId,
+    responseUrl: `${slack.url}/response/${userId}-${message.ts}`,
+  });
 }
 
 export async function waitFor<T>(
