@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createPostmortemBot, type PostmortemBot } from '../../src/app.js';
 import { type Config, type Env, loadConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/logging.js';
-import { signPagerDutyBody } from '../../src/pagerduty/signature.js';
+import { postPagerDutyWebhook } from '../../src/sandbox/stand-ins/pagerduty-webhooks.js';
 import {
   blockActionsPayload,
   interactionForm,
@@ -199,16 +199,7 @@ export async function postPagerDuty(
   options: { secret?: string; signature?: string; headers?: Record<string, string> } = {},
 ): Promise<Response> {
   const raw = typeof body === 'string' ? body : JSON.stringify(body);
-  return fetch(`${url}/webhooks/pagerduty`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      'user-agent': 'PagerDuty-Webhook/V3.0',
-      'x-pagerduty-signature': options.signature ?? signPagerDutyBody(raw, options.secret ?? PD_SECRET),
-      ...options.headers,
-    },
-    body: raw,
-  });
+  return postPagerDutyWebhook(url, raw, { ...options, secret: options.secret ?? PD_SECRET });
 }
 
 export { slackSignature } from '../../src/sandbox/stand-ins/slack-requests.js';

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { listen, sendJson } from './http-server.js';
 
 export interface RestIncident {
@@ -32,6 +33,10 @@ export class FakePagerDuty {
   /** Log entries, notes, alerts and related change events per incident ID. */
   readonly records = new Map<string, IncidentRecords>();
   readonly postedNotes: { incidentId: string; from: string | undefined; content: string }[] = [];
+  /** A note was added through POST /incidents/{id}/notes. */
+  readonly events = new EventEmitter<{
+    note: [note: { incidentId: string; from: string | undefined; content: string }];
+  }>();
   /** Paths (e.g. "/incidents/Q1/alerts") that answer 500, to test one evidence source failing. */
   readonly failing = new Set<string>();
   /**
@@ -92,8 +97,11 @@ export class FakePagerDuty {
           const note = (JSON.parse(body.toString('utf8')) as { note?: { content?: string } }).note;
           if (!note?.content)
             return sendJson(res, 400, { error: { message: 'Invalid Input Provided', code: 2001 } });
-          this.postedNotes.push({ incidentId: id, from, content: note.content });
-          return sendJson(res, 201, { note: { id: `PN${this.postedNotes.length}`, content: note.content } });
+          const posted = { incidentId: id, from, content: note.content };
+          this.postedNotes.push(posted);
+          sendJson(res, 201, { note: { id: `PN${this.postedNotes.length}`, content: note.content } });
+          this.events.emit('note', posted);
+          return;
         }
         if (sub[2] === 'notes') return sendJson(res, 200, { notes: records.notes });
         if (sub[2] === 'related_change_events')
