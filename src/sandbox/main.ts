@@ -50,6 +50,12 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
+  // `kill <pid of npm run demo>` ends npm and its shell but not us (only Ctrl-C reaches the whole
+  // process group): once the process that started us is gone, stop as if told to.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) shutdown();
+  }, 500).unref();
 }
 
 main().catch((err) => {
