@@ -194,6 +194,16 @@ describe('npm run demo, in a browser', () => {
     await shown(p2.locator('.thread', { hasText: 'Turning on asynchronous refunds doubled the events' }));
   });
 
+  it('/postmortem help: the command’s immediate answer is shown privately', async () => {
+    await page.getByRole('button', { name: '/postmortem help', exact: true }).click();
+    const help = page.locator('article.message.private', { hasText: 'postmortems written by Devin' });
+    await shown(help);
+    expect(await help.locator('code').allTextContents()).toContain('/postmortem status [incident]');
+    expect(await help.locator('strong').allTextContents()).toEqual(
+      expect.arrayContaining(['/postmortem', 'Approve', 'Skip']),
+    );
+  });
+
   it('/postmortem <number> looks the incident up in PagerDuty; asking again offers Run again, confirmed', async () => {
     await page.fill('#command', '/postmortem 1000');
     await page.press('#command', 'Enter');

@@ -255,7 +255,7 @@ function renderElement(element, block, ctx) {
 export function renderBlocks(blocks, fallbackText, ctx) {
   const root = el('div', 'blocks');
   if (!Array.isArray(blocks) || blocks.length === 0) {
-    root.append(el('div', 'sk-section', renderMrkdwn(fallbackText, ctx)));
+    root.append(el('div', 'sk-section', el('div', 'sk-text', renderMrkdwn(fallbackText, ctx))));
     return root;
   }
   for (const block of blocks) {
