@@ -198,7 +198,7 @@ describe('npm run demo, in a browser', () => {
     await page.getByRole('button', { name: '/postmortem help', exact: true }).click();
     const help = page.locator('article.message.private', { hasText: 'postmortems written by Devin' });
     await shown(help);
-    expect(await help.locator('code').allTextContents()).toContain('/postmortem status [incident]');
+    expect(await help.locator('code').allTextContents()).toContain('/postmortem help');
     expect(await help.locator('strong').allTextContents()).toEqual(
       expect.arrayContaining(['/postmortem', 'Approve', 'Skip']),
     );
