@@ -18,7 +18,7 @@ export interface Reply {
 
 export const USAGE = [
   '*/postmortem* — postmortems written by Devin for resolved incidents',
-  '• `/postmortem <incident ID, number or URL>`: start the postmortem of a PagerDuty incident now',
+  '• `/postmortem &lt;incident ID, number or URL&gt;`: start the postmortem of a PagerDuty incident now',
   '• `/postmortem`: describe an incident that is not in PagerDuty and start its postmortem',
   '• `/postmortem status [incident | all]`: this channel’s recent postmortem runs, one incident’s runs, or (approvers) every channel’s',
   '• `/postmortem help`: this text',

@@ -7,6 +7,7 @@ import {
   truncateEscaped,
   untrusted,
 } from '../../src/slack/format.js';
+import { USAGE } from '../../src/slack/replies.js';
 
 describe('escapeMrkdwn', () => {
   it('escapes & < > so mentions, broadcasts and links become inert text', () => {
@@ -76,5 +77,12 @@ describe('formatDuration', () => {
     expect(formatDuration('2024-03-05T09:00:00Z', '2024-03-05T09:00:20Z')).toBe('under a minute');
     expect(formatDuration(null, '2024-03-05T09:00:00Z')).toBe('unknown');
     expect(formatDuration('2024-03-05T10:00:00Z', '2024-03-05T09:00:00Z')).toBe('unknown');
+  });
+});
+
+describe('fixed texts', () => {
+  it('the usage text has no raw < or > (Slack would read them as a link or mention)', () => {
+    expect(USAGE).not.toMatch(/[<>]/);
+    expect(USAGE).toContain('`/postmortem &lt;incident ID, number or URL&gt;`');
   });
 });
