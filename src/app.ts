@@ -143,7 +143,7 @@ function buildHttp(
   const { logger, now, store, accepting } = deps;
   const expressApp = express();
   expressApp.disable('x-powered-by');
-  expressApp.use(healthRouter({ store, accepting }));
+  expressApp.use(healthRouter({ store, accepting, logger }));
   expressApp.use(
     pagerDutyWebhookRouter({
       store,

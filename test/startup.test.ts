@@ -80,7 +80,12 @@ describe('start-up', () => {
 
     it('checks the token with Slack, serves /healthz and /readyz, and stops cleanly on SIGTERM', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'withenv-'));
-      const env: Env = { ...testEnv(slack, devin, './data/bot.db'), PORT: '0', LOG_LEVEL: 'info' };
+      const env: Env = {
+        ...testEnv(slack, devin, './data/bot.db'),
+        WEBHOOK_SECRET: 'a-shared-value-left-from-the-guide',
+        PORT: '0',
+        LOG_LEVEL: 'info',
+      };
       writeDotEnv(dir, env);
       const child = run(dir);
       try {
@@ -93,7 +98,12 @@ describe('start-up', () => {
         expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
         expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
         const logs = child.output();
+        // Start-up warnings (configWarnings) are logged: here, that the shared header is ignored.
+        expect(logs).toMatch(
+          /"level":40,[^\n]*"msg":"WEBHOOK_SECRET is ignored: PAGERDUTY_WEBHOOK_SECRET is set/,
+        );
         for (const secret of [
+          env.WEBHOOK_SECRET,
           env.SLACK_BOT_TOKEN,
           env.SLACK_SIGNING_SECRET,
           env.PAGERDUTY_WEBHOOK_SECRET,

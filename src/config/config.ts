@@ -83,7 +83,9 @@ const envSchema = z.object({
     commaList(
       z.string().min(8, 'each secret must be at least 8 characters'),
       'comma-separated signing secrets',
-    ),
+    ).refine((secrets) => secrets.length > 0, {
+      error: 'names no secret (only commas and spaces): set the v3 subscription signing secret(s)',
+    }),
   ),
   WEBHOOK_SECRET: optional(z.string().min(16, 'expected at least 16 characters')),
   PAGERDUTY_API_TOKEN: optional(z.string().trim().min(1)),
@@ -404,6 +406,16 @@ export function configWarnings(config: Config): string[] {
   if (config.slack.approvers.length === 0) {
     warnings.push(
       'SLACK_APPROVERS is not set: everyone in the workspace (except guests and people from outside the organisation) may start and approve Devin sessions, which cost money. Set it to the user IDs or user groups who may.',
+    );
+  }
+  const { webhookSecrets, sharedSecret } = config.pagerduty;
+  if (sharedSecret !== undefined && webhookSecrets.length > 0) {
+    warnings.push(
+      'WEBHOOK_SECRET is ignored: PAGERDUTY_WEBHOOK_SECRET is set, so every webhook needs a valid X-PagerDuty-Signature. Remove WEBHOOK_SECRET (and the X-Webhook-Secret header on the subscription).',
+    );
+  } else if (sharedSecret !== undefined) {
+    warnings.push(
+      'WEBHOOK_SECRET: webhooks are checked only by the shared X-Webhook-Secret header, which is weaker than PagerDuty’s signature (the value travels with every request and does not cover the body). Prefer PAGERDUTY_WEBHOOK_SECRET, the subscription’s signing secret.',
     );
   }
   return warnings;

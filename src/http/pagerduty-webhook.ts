@@ -1,6 +1,17 @@
-import express, { type ErrorRequestHandler, type Request, type Response, Router } from 'express';
+import express, {
+  type ErrorRequestHandler,
+  type Request,
+  type RequestHandler,
+  type Response,
+  Router,
+} from 'express';
 import type { Logger } from 'pino';
-import { verifyPagerDutySignature, verifySharedSecret } from '../pagerduty/signature.js';
+import {
+  signatureCandidates,
+  verifyPagerDutySignature,
+  verifySharedSecret,
+  webhookAuth,
+} from '../pagerduty/signature.js';
 import { envelopeSchema, incidentIdOf, type WebhookEvent } from '../pagerduty/webhook.js';
 import { recordEvent } from '../postmortems/intake.js';
 import type { Store } from '../store/store.js';
@@ -21,6 +32,14 @@ export interface PagerDutyWebhookDeps {
   accepting: () => boolean;
 }
 
+/** Header values are chosen by whoever sends the request: only this much of one reaches a log line. */
+export const MAX_LOGGED_HEADER_CHARS = 100;
+
+export function headerForLog(value: string | undefined): string | undefined {
+  if (value === undefined || value.length <= MAX_LOGGED_HEADER_CHARS) return value;
+  return `${value.slice(0, MAX_LOGGED_HEADER_CHARS)}… (${value.length} characters)`;
+}
+
 /**
  * POST /webhooks/pagerduty: verify, parse, record durably, answer. Nothing here waits on Slack or Devin;
  * the stored event is processed by the job queue. Status codes follow PagerDuty's retry rules: 4xx only
@@ -28,22 +47,49 @@ export interface PagerDutyWebhookDeps {
  */
 export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
   const router = Router();
+  const auth = webhookAuth(deps.webhookSecrets, deps.sharedSecret);
+  const refuse = (res: Response, log: Logger, why: string) => {
+    log.warn({ scheme: auth.scheme }, `webhook rejected: ${why}`);
+    res.status(401).json({ error: 'invalid or missing signature' });
+  };
+
+  /**
+   * Everything that can be decided from the headers, before a byte of the body is read: shutting down,
+   * the shared header (it does not depend on the body), a signature header with no usable entry. A
+   * request refused here costs no body buffering, and its connection is not kept for more.
+   */
+  const beforeBody: RequestHandler = (req, res, next) => {
+    const log = deps.logger.child({ webhookId: headerForLog(req.get('x-webhook-id')) });
+    res.locals.log = log;
+    if (!deps.accepting()) {
+      res.status(503).set('retry-after', '5').set('connection', 'close').json({ error: 'shutting down' });
+      return;
+    }
+    if (auth.scheme === 'shared_header') {
+      if (!verifySharedSecret(req.get('x-webhook-secret'), auth.secret)) {
+        res.set('connection', 'close');
+        return refuse(res, log, 'no valid X-Webhook-Secret header');
+      }
+    } else if (signatureCandidates(req.get('x-pagerduty-signature')).length === 0) {
+      res.set('connection', 'close');
+      return refuse(res, log, 'no X-PagerDuty-Signature header with a v1= entry');
+    }
+    next();
+  };
+
   router.post(
     '/webhooks/pagerduty',
+    beforeBody,
     // Raw bytes: the signature is over the body exactly as sent, never over re-serialized JSON.
     express.raw({ type: () => true, limit: MAX_WEBHOOK_BYTES }),
     async (req: Request, res: Response) => {
       const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      const log = deps.logger.child({ webhookId: req.get('x-webhook-id') });
-      if (!deps.accepting()) {
-        res.status(503).set('retry-after', '5').json({ error: 'shutting down' });
-        return;
-      }
-      const signed = verifyPagerDutySignature(raw, req.get('x-pagerduty-signature'), deps.webhookSecrets);
-      if (!signed && !verifySharedSecret(req.get('x-webhook-secret'), deps.sharedSecret)) {
-        log.warn('webhook rejected: no valid signature');
-        res.status(401).json({ error: 'invalid or missing signature' });
-        return;
+      const log = res.locals.log as Logger;
+      if (
+        auth.scheme === 'signature' &&
+        !verifyPagerDutySignature(raw, req.get('x-pagerduty-signature'), auth.secrets)
+      ) {
+        return refuse(res, log, 'no valid signature');
       }
       let json: unknown;
       try {

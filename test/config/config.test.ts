@@ -102,6 +102,18 @@ describe('loadConfig', () => {
     expect(config.port).toBe(3000);
   });
 
+  it('stops on a signing-secret list that names no secret, naming the variable', () => {
+    for (const value of [',', ' , ', ',,']) {
+      expect(problems({ ...valid, PAGERDUTY_WEBHOOK_SECRET: value })).toEqual([
+        'PAGERDUTY_WEBHOOK_SECRET: names no secret (only commas and spaces): set the v3 subscription signing secret(s)',
+      ]);
+      // The shared header does not rescue it: the list is a mistake either way.
+      expect(
+        problems({ ...valid, PAGERDUTY_WEBHOOK_SECRET: value, WEBHOOK_SECRET: 'a-long-shared-secret' }),
+      ).toHaveLength(1);
+    }
+  });
+
   it('parses lists and URLs', () => {
     const config = loadConfig({
       ...valid,
@@ -304,5 +316,34 @@ describe('evidence and template settings', () => {
     expect(config.evidence).toEqual({ incidentChannelPattern: 'inc-{number}', includeChannelHistory: true });
     expect(config.policy.neverPriorities).toEqual(['P5', 'SEV-5']);
     expect(config.prompt.destination).toBe('docs/postmortems/');
+  });
+});
+
+describe('configWarnings', () => {
+  // Approvers set, so only the warning under test speaks.
+  const quiet: Env = { ...valid, SLACK_APPROVERS: 'U123' };
+  it('says nothing for the signing secret alone', () => {
+    expect(configWarnings(loadConfig(quiet))).toEqual([]);
+  });
+
+  it('warns that the shared header alone is weaker than the signature', () => {
+    const config = loadConfig({
+      ...quiet,
+      PAGERDUTY_WEBHOOK_SECRET: '',
+      WEBHOOK_SECRET: 'a-long-shared-secret',
+    });
+    const warnings = configWarnings(config);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(
+      /^WEBHOOK_SECRET: .*weaker than PagerDuty’s signature.*Prefer PAGERDUTY_WEBHOOK_SECRET/,
+    );
+    expect(warnings[0]).not.toContain('a-long-shared-secret');
+  });
+
+  it('warns that WEBHOOK_SECRET is ignored when the signing secret is set too', () => {
+    const warnings = configWarnings(loadConfig({ ...quiet, WEBHOOK_SECRET: 'a-long-shared-secret' }));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^WEBHOOK_SECRET is ignored: PAGERDUTY_WEBHOOK_SECRET is set/);
+    expect(warnings[0]).not.toContain('a-long-shared-secret');
   });
 });

@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -136,6 +137,77 @@ describe('POST /webhooks/pagerduty', () => {
     }
   });
 
+  it('with both secrets set, requires the signature: the shared header cannot stand in for it', async () => {
+    const both = await startHarness({
+      env: { PAGERDUTY_WEBHOOK_SECRET: PD_SECRET, WEBHOOK_SECRET: 'a-long-shared-secret-value' },
+    });
+    try {
+      const shared = { 'x-webhook-secret': 'a-long-shared-secret-value' };
+      const zeros = await postPagerDuty(both.url, resolvedEvent({ eventId: 'evt-both-zero' }), {
+        signature: `v1=${'0'.repeat(64)}`,
+        headers: shared,
+      });
+      expect(zeros.status).toBe(401);
+      const headerOnly = await postPagerDuty(both.url, resolvedEvent({ eventId: 'evt-both-none' }), {
+        signature: '',
+        headers: shared,
+      });
+      expect(headerOnly.status).toBe(401);
+      const signed = await postPagerDuty(both.url, resolvedEvent({ eventId: 'evt-both-signed' }));
+      expect(signed.status).toBe(202);
+      const ids = await Promise.all(
+        ['evt-both-zero', 'evt-both-none', 'evt-both-signed'].map((id) => both.bot.store.getEvent(id)),
+      );
+      expect(ids.map((e) => e?.id)).toEqual([undefined, undefined, 'evt-both-signed']);
+    } finally {
+      await both.close();
+    }
+  });
+
+  it('refuses a request without a signature header before reading its body', async () => {
+    // The body is announced as 1 MiB and never finishes: only a check made before the body parser answers.
+    const noHeader = await postUnfinishedBody(h.url, {});
+    expect(noHeader.status).toBe(401);
+    expect(JSON.parse(noHeader.body)).toEqual({ error: 'invalid or missing signature' });
+    expect(noHeader.connection).toBe('close');
+    const malformed = await postUnfinishedBody(h.url, { 'x-pagerduty-signature': 'v1=not-hex' });
+    expect(malformed.status).toBe(401);
+    const shared = await startHarness({
+      env: { PAGERDUTY_WEBHOOK_SECRET: '', WEBHOOK_SECRET: 'a-long-shared-secret-value' },
+    });
+    try {
+      const wrong = await postUnfinishedBody(shared.url, { 'x-webhook-secret': 'not-the-shared-value' });
+      expect(wrong.status).toBe(401);
+      // In the shared-header scheme a signature header alone is no credential either.
+      const sigOnly = await postUnfinishedBody(shared.url, {
+        'x-pagerduty-signature': `v1=${'a'.repeat(64)}`,
+      });
+      expect(sigOnly.status).toBe(401);
+    } finally {
+      await shared.close();
+    }
+  });
+
+  it('caps header values echoed into the logs', async () => {
+    const huge = `wh-${'x'.repeat(10_000)}`;
+    const res = await postPagerDuty(h.url, resolvedEvent({ eventId: 'evt-huge-header' }), {
+      headers: { 'x-webhook-id': huge },
+    });
+    expect(res.status).toBe(202);
+    const rejected = await postPagerDuty(h.url, resolvedEvent({ eventId: 'evt-huge-header-2' }), {
+      signature: '',
+      headers: { 'x-webhook-id': huge },
+    });
+    expect(rejected.status).toBe(401);
+    const lines = h.logs.lines.filter((l) => l.includes('wh-xxxx'));
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    for (const line of lines) {
+      expect(line).not.toContain(huge);
+      expect(line.length).toBeLessThan(1000);
+      expect(line).toContain('(10003 characters)');
+    }
+  });
+
   it('answers 503 (so PagerDuty retries) when the store cannot take the event, and never 2xx', async () => {
     const broken = await startHarness();
     try {
@@ -145,6 +217,14 @@ describe('POST /webhooks/pagerduty', () => {
       expect(res.headers.get('retry-after')).toBe('5');
       const ready = await fetch(`${broken.url}/readyz`);
       expect(ready.status).toBe(503);
+      // A generic reason for whoever asks; the store's own words go to the log only.
+      const answer = await ready.text();
+      expect(JSON.parse(answer)).toEqual({ status: 'not ready', reason: 'store unavailable' });
+      const logged = broken.logs.lines
+        .map((l) => JSON.parse(l) as { msg: string; err?: string })
+        .find((l) => l.msg === 'not ready: the store does not take writes');
+      expect(logged?.err).toBeTruthy();
+      expect(answer).not.toContain(String(logged?.err));
     } finally {
       await sleep(10);
       await broken.close();
@@ -160,3 +240,43 @@ describe('health', () => {
     expect(await ready.json()).toEqual({ status: 'ready' });
   });
 });
+
+/**
+ * A POST whose body is announced as 1 MiB but never finishes. Resolves with the answer the server gives
+ * anyway, or fails after five seconds if the server waits for the body.
+ */
+function postUnfinishedBody(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ status: number | undefined; body: string; connection: string | undefined }> {
+  const target = new URL(`${url}/webhooks/pagerduty`);
+  return new Promise((resolve, reject) => {
+    const req = request({
+      host: target.hostname,
+      port: target.port,
+      path: target.pathname,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': String(1024 * 1024), ...headers },
+    });
+    const deadline = setTimeout(() => {
+      req.destroy();
+      reject(new Error('no answer while the body was still arriving'));
+    }, 5000);
+    req.on('response', (res) => {
+      let body = '';
+      res.on('data', (d) => {
+        body += d;
+      });
+      res.on('end', () => {
+        clearTimeout(deadline);
+        resolve({ status: res.statusCode, body, connection: res.headers.connection });
+        req.destroy();
+      });
+    });
+    req.on('error', (err) => {
+      clearTimeout(deadline);
+      reject(err);
+    });
+    req.write('{"event":{"id":"never-finished","event_type":"incident.resolved"');
+  });
+}
