@@ -8,6 +8,7 @@ import { allows, type Lifecycle } from './lifecycle.js';
 import type { Incident, PostmortemRun } from './model.js';
 import { decideEarlyStart, decidePostmortem, type PostmortemPolicy } from './policy.js';
 import type { IncidentChannelLookup, StoredEventReader } from './ports.js';
+import { newPromptSecret } from './prompt.js';
 import { isBeyondRetention } from './retention.js';
 
 /**
@@ -160,6 +161,7 @@ export function newRun(
     decidedBy: decidedBy?.userId ?? null,
     decidedAt: decidedBy?.at ?? null,
     devinTag: `pm-run-${id}`,
+    promptSecret: newPromptSecret(),
     incident,
   };
 }

@@ -80,6 +80,12 @@ export interface PostmortemRun {
   decidedAt: number | null;
   /** Unique tag put on the Devin session so an uncertain create can be looked up instead of repeated. */
   devinTag: string;
+  /**
+   * Random, per run, and nowhere else (unlike the run ID in button values or the tag on the session): the
+   * prompt's data markers are derived from it, so incident text cannot know them. Null for runs opened
+   * before it existed; one is made on their first prompt.
+   */
+  promptSecret: string | null;
   devinSessionId: string | null;
   devinUrl: string | null;
   /** Set before the first create call: after it, a retry must look the tag up first. */

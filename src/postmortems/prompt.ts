@@ -1,3 +1,4 @@
+import { createHmac, randomBytes } from 'node:crypto';
 import { cutMiddle } from '../evidence/timeline.js';
 import type { Evidence, Incident } from './model.js';
 import type { SessionRequest } from './ports.js';
@@ -13,6 +14,8 @@ export interface SessionSettings {
 export interface PromptContext {
   incident: Incident;
   runTag: string;
+  /** The run's secret (PostmortemRun.promptSecret): the data markers are derived from it. */
+  promptSecret: string;
   evidence: Evidence | null;
   /** A repository path (docs/postmortems/) or an instruction ("post it to the Confluence space OPS"). */
   destination: string;
@@ -30,15 +33,17 @@ export const DEFAULT_DESTINATION = 'docs/postmortems/';
 
 /**
  * The Devin session for a postmortem. Every value that comes from PagerDuty, Slack or a person sits in one
- * fenced, JSON-encoded data block; the fence name carries the run's unique tag, so text in the incident
- * cannot close it, and JSON encoding keeps newlines and quotes inert.
+ * fenced, JSON-encoded data block. The fence's marker is derived from the run's secret, which nothing
+ * outside the prompt carries, so incident text cannot name it; and the JSON has `<`, `>` and `&` escaped,
+ * so it cannot contain `<<<` or `>>>` at all. JSON encoding keeps newlines and quotes inert.
  */
 export function buildSessionRequest(
   fullCtx: PromptContext,
   settings: SessionSettings,
   options: { earlyStart?: boolean } = {},
 ): SessionRequest {
-  const ctx = withinBudget(fullCtx, (c) => renderPrompt(c));
+  const marker = fenceMarker(fullCtx.promptSecret, 'session');
+  const ctx = withinBudget(fullCtx, (c) => renderPrompt(c, marker));
   const { incident } = ctx;
   const prompt = options.earlyStart
     ? [
@@ -46,11 +51,11 @@ export function buildSessionRequest(
         'the evidence for its blameless postmortem now, while logs and metrics are fresh. Do not write or open the',
         'postmortem yet: wait until you receive a message that the incident is resolved, then finish the steps.',
         '',
-        fencedIncident(ctx),
+        fencedIncident(ctx, marker),
         '',
         steps(ctx),
       ].join('\n')
-    : renderPrompt(ctx);
+    : renderPrompt(ctx, marker);
   const request: SessionRequest = {
     prompt,
     title: cut(`Postmortem: ${incident.number !== null ? `#${incident.number} ` : ''}${incident.title}`, 200),
@@ -71,12 +76,14 @@ export function buildSessionRequest(
 
 /** Early start: the message that tells a session gathering evidence that the incident is over. */
 export function buildFinalizeMessage(fullCtx: PromptContext): string {
-  const ctx = withinBudget(fullCtx, (c) => renderPrompt(c));
+  // Its own marker: the first prompt is visible in the session by then, this message's marker is not.
+  const marker = fenceMarker(fullCtx.promptSecret, 'finalize');
+  const ctx = withinBudget(fullCtx, (c) => renderPrompt(c, marker));
   return [
     'The incident is now resolved. Finish the postmortem: complete the evidence for the whole window, then',
     'follow these instructions.',
     '',
-    renderPrompt(ctx),
+    renderPrompt(ctx, marker),
   ].join('\n');
 }
 
@@ -104,12 +111,11 @@ function withinBudget(ctx: PromptContext, render: (c: PromptContext) => string):
   return current;
 }
 
-/** The team's template (or the built-in one) filled with this incident. */
-export function renderPrompt(ctx: PromptContext): string {
+/** The team's template (or the built-in one) filled with this incident, fenced with `marker`. */
+export function renderPrompt(ctx: PromptContext, marker: string): string {
   const i = ctx.incident;
-  const fence = fenceName(ctx.runTag);
   // Values from PagerDuty, Slack or people are JSON-encoded and, wherever a template puts them, fenced.
-  const json = (v: unknown) => `<<<${fence} ${JSON.stringify(v ?? null)} ${fence}>>>`;
+  const json = (v: unknown) => `<<<${marker} ${dataJson(v)} ${marker}>>>`;
   return renderTemplate(ctx.template ?? BUILT_IN_TEMPLATE, {
     incident_id: json(i.id),
     incident_number: JSON.stringify(i.number),
@@ -125,7 +131,7 @@ export function renderPrompt(ctx: PromptContext): string {
     timeline: json(ctx.evidence?.timeline ?? []),
     evidence_notes: json(ctx.evidence?.notes ?? []),
     postmortem_destination: ctx.destination,
-    incident_data: fencedIncident(ctx),
+    incident_data: fencedIncident(ctx, marker),
     steps: steps(ctx),
   });
 }
@@ -154,13 +160,33 @@ export const RESULT_SCHEMA: Record<string, unknown> = {
   required: ['summary', 'root_cause', 'impact', 'action_items', 'postmortem_pr_url'],
 };
 
-function fenceName(runTag: string): string {
-  return `INCIDENT_DATA_${runTag.replace(/[^A-Za-z0-9]/g, '')}`;
+/** A run's prompt secret: 128 random bits, stored with the run and never shown anywhere. */
+export function newPromptSecret(): string {
+  return randomBytes(16).toString('hex');
 }
 
-function fencedIncident(ctx: PromptContext): string {
+/**
+ * The data marker of one of a run's prompts: `INCIDENT_DATA_` and 32 hex digits of an HMAC of the run's
+ * secret. Each kind of prompt has its own, so seeing one prompt does not tell the next one's marker.
+ */
+export function fenceMarker(promptSecret: string, prompt: 'session' | 'finalize'): string {
+  const digest = createHmac('sha256', promptSecret).update(`prompt-fence:${prompt}`).digest('hex');
+  return `INCIDENT_DATA_${digest.slice(0, 32)}`;
+}
+
+/**
+ * JSON with `<`, `>` and `&` as \u escapes (they only occur inside strings, so it stays the same JSON):
+ * the data can then never contain a marker's `<<<` or `>>>`, whatever it quotes.
+ */
+function dataJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value ?? null, null, indent).replace(
+    /[<>&]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+function fencedIncident(ctx: PromptContext, fence: string): string {
   const i = ctx.incident;
-  const fence = fenceName(ctx.runTag);
   const data = {
     incident_id: i.id,
     incident_number: i.number,
@@ -187,7 +213,7 @@ function fencedIncident(ctx: PromptContext): string {
       : []),
     '',
     `<<<${fence}`,
-    JSON.stringify(data, null, 2),
+    dataJson(data, 2),
     `${fence}>>>`,
   ].join('\n');
 }
@@ -206,11 +232,16 @@ function steps(ctx: PromptContext): string {
     '4. List concrete action items to prevent a recurrence or shorten detection and recovery, each with an',
     '   owner team where you can tell.',
     isPath
-      ? `5. Write the postmortem as Markdown and open it as a pull request under ${dest} (for example\n   ${dest}${datePrefix(i)}-${i.id}.md), with summary, impact, timeline, root cause and action items.`
+      ? `5. Write the postmortem as Markdown and open it as a pull request under ${dest} (for example\n   ${dest}${datePrefix(i)}-${fileSafe(i.id)}.md), with summary, impact, timeline, root cause and action items.`
       : `5. Write the postmortem with summary, impact, timeline, root cause and action items. Where it goes: ${dest}`,
     '   Say what evidence each conclusion rests on, and what you could not verify.',
     'When done, fill in the structured output: summary, root cause, impact, action items and the PR URL.',
   ].join('\n');
+}
+
+/** The incident ID as it may appear outside the data block: a file name's letters, digits, - and _ only. */
+function fileSafe(id: string): string {
+  return id.replace(/[^A-Za-z0-9_-]/g, '').slice(0, 64) || 'incident';
 }
 
 function datePrefix(incident: Incident): string {

@@ -10,6 +10,7 @@ import type { EvidenceSource, Session, SessionApi } from './ports.js';
 import {
   buildFinalizeMessage,
   buildSessionRequest,
+  newPromptSecret,
   type PromptContext,
   type SessionSettings,
 } from './prompt.js';
@@ -139,7 +140,7 @@ export class SessionWorker {
       await store.updateRun(runId, { evidence });
       await sessions.sendMessage(
         run.devinSessionId,
-        buildFinalizeMessage(this.context({ ...run, evidence })),
+        buildFinalizeMessage(this.context({ ...run, evidence }, await this.promptSecret(run))),
       );
       await store.updateRun(runId, { finalizeSentAt: this.deps.now() });
       await store.enqueueJob(syncMessageJob(runId));
@@ -174,14 +175,23 @@ export class SessionWorker {
       evidence = await this.deps.evidence.gather(run);
       await this.deps.store.updateRun(run.id, { evidence });
     }
-    return this.context({ ...run, evidence });
+    return this.context({ ...run, evidence }, await this.promptSecret(run));
   }
 
-  private context(run: PostmortemRun): PromptContext {
+  /** The run's prompt secret; a run opened before there was one gets it now, kept for later prompts. */
+  private async promptSecret(run: PostmortemRun): Promise<string> {
+    if (run.promptSecret) return run.promptSecret;
+    const secret = newPromptSecret();
+    await this.deps.store.updateRun(run.id, { promptSecret: secret });
+    return secret;
+  }
+
+  private context(run: PostmortemRun, promptSecret: string): PromptContext {
     const route = this.route(run);
     return {
       incident: run.incident,
       runTag: run.devinTag,
+      promptSecret,
       evidence: run.evidence,
       destination: route.destination ?? this.deps.prompt.destination,
       template: route.template ?? this.deps.prompt.template,

@@ -218,6 +218,13 @@ export const MIGRATIONS: readonly Migration[] = [
     sqlite: 'ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;',
     postgres: 'ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;',
   },
+  {
+    version: 10,
+    name: "the prompt's per-run secret (its data markers are derived from it)",
+    // Null for runs opened before: the session worker makes one on their first prompt.
+    sqlite: 'ALTER TABLE runs ADD COLUMN prompt_secret TEXT;',
+    postgres: 'ALTER TABLE runs ADD COLUMN prompt_secret TEXT;',
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((v, m) => Math.max(v, m.version), 0);

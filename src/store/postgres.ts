@@ -315,8 +315,8 @@ export class PostgresStore implements Store {
       await this.lockQueueKeys(c, jobs);
       const { rows } = await c.query<RunRow>(
         `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
-             incident, incident_number, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             prompt_secret, incident, incident_number, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          ON CONFLICT (incident_id, attempt) DO NOTHING
          RETURNING *`,
         [
@@ -329,6 +329,7 @@ export class PostgresStore implements Store {
           run.decidedBy,
           run.decidedAt,
           run.devinTag,
+          run.promptSecret,
           JSON.stringify(run.incident),
           run.incident.number,
           now,

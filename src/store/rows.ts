@@ -13,6 +13,7 @@ export interface RunRow {
   decided_by: string | null;
   decided_at: number | null;
   devin_tag: string;
+  prompt_secret: string | null;
   devin_session_id: string | null;
   devin_url: string | null;
   create_attempted_at: number | null;
@@ -52,6 +53,7 @@ export const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
   stoppedBy: 'stopped_by',
   evidence: 'evidence',
   incident: 'incident',
+  promptSecret: 'prompt_secret',
 };
 
 /** Fields kept as JSON text. */
@@ -84,6 +86,7 @@ export function toRun(row: RunRow): PostmortemRun {
     decidedBy: row.decided_by,
     decidedAt: row.decided_at,
     devinTag: row.devin_tag,
+    promptSecret: row.prompt_secret,
     devinSessionId: row.devin_session_id,
     devinUrl: row.devin_url,
     createAttemptedAt: row.create_attempted_at,

@@ -239,8 +239,8 @@ export class SqliteStore implements Store {
       .transaction(() => {
         const row = this.sql(
           `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
-               incident, incident_number, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               prompt_secret, incident, incident_number, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (incident_id, attempt) DO NOTHING
              RETURNING *`,
         ).get(
@@ -253,6 +253,7 @@ export class SqliteStore implements Store {
           run.decidedBy,
           run.decidedAt,
           run.devinTag,
+          run.promptSecret,
           JSON.stringify(run.incident),
           run.incident.number,
           now,

@@ -98,6 +98,7 @@ export type NewRun = Pick<
   | 'decidedBy'
   | 'decidedAt'
   | 'devinTag'
+  | 'promptSecret'
   | 'incident'
 >;
 
@@ -123,6 +124,7 @@ export type RunPatch = Partial<
     | 'stoppedBy'
     | 'evidence'
     | 'incident'
+    | 'promptSecret'
   >
 >;
 

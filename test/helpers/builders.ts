@@ -33,6 +33,7 @@ export function aRun(overrides: Partial<PostmortemRun> = {}): PostmortemRun {
     decidedBy: null,
     decidedAt: null,
     devinTag: `pm-run-${id}`,
+    promptSecret: `prompt-secret-of-${id}`,
     devinSessionId: null,
     devinUrl: null,
     createAttemptedAt: null,

@@ -101,6 +101,7 @@ describe('Lifecycle', () => {
       decidedBy: null,
       decidedAt: null,
       devinTag: `pm-run-${id}`,
+      promptSecret: `prompt-secret-${id}`,
       incident: anIncident({ id: `Q-${id}` }),
     });
 

@@ -227,6 +227,16 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       expect(reread?.updatedAt).toBeGreaterThanOrEqual(reread?.createdAt ?? 0);
     });
 
+    it('keeps a run’s prompt secret, and sets one on a run that had none', async () => {
+      const store = await fresh();
+      expect((await store.openRun(newRun('r1'), []))?.promptSecret).toBe('prompt-secret-of-r1');
+      await store.openRun({ ...newRun('r2', 2), promptSecret: null }, []);
+      expect((await store.getRun('r2'))?.promptSecret).toBeNull();
+      await store.updateRun('r2', { promptSecret: 'made-on-first-prompt' });
+      expect((await store.getRun('r2'))?.promptSecret).toBe('made-on-first-prompt');
+      expect((await store.getRun('r1'))?.promptSecret).toBe('prompt-secret-of-r1');
+    });
+
     it('finds runs by incident number, recency and state; keeps the latest incident', async () => {
       const store = await fresh();
       await store.openRun(newRun('r1'), []);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite.js';
+import { aRun } from '../helpers/builders.js';
 import { storeContract } from './contract.js';
 
 const stores: SqliteStore[] = [];
@@ -34,6 +35,21 @@ describe('SqliteStore: one process per file', () => {
     db.close();
     const reopened = open(path).store;
     expect(await reopened.countJobs()).toEqual({ queued: 1, running: 0, dead: 0 });
+  });
+
+  it('a run from before prompt secrets (migration 10) has none until one is set', async () => {
+    const { store, path } = open();
+    const { createdAt: _c, updatedAt: _u, ...run } = aRun({ id: 'r1' });
+    expect((await store.openRun(run, []))?.promptSecret).toBe('prompt-secret-of-r1');
+    await store.close();
+    // The database as version 9 left it: no prompt_secret column.
+    const db = new Database(path);
+    db.exec('ALTER TABLE runs DROP COLUMN prompt_secret; DELETE FROM schema_migrations WHERE version = 10');
+    db.close();
+    const reopened = open(path).store;
+    expect((await reopened.getRun('r1'))?.promptSecret).toBeNull();
+    await reopened.updateRun('r1', { promptSecret: 'made-on-first-prompt' });
+    expect((await reopened.getRun('r1'))?.promptSecret).toBe('made-on-first-prompt');
   });
 
   it('refuses a file another live process owns, and takes over from a dead or departed owner', async () => {
