@@ -42,6 +42,31 @@ export function link(url: string | null | undefined, label: string): string {
   return `<${url.replace(/&/g, '&amp;')}|${label}>`;
 }
 
+/**
+ * As many of `items` (already escaped or built as links) as fit in `maxChars` together, at most `maxItems`,
+ * then `more(n)` for the n left out: a list that came from outside (pull requests, say) can be of any
+ * length, a Block Kit text cannot.
+ */
+export function cappedList(
+  items: readonly string[],
+  options: { maxItems: number; maxChars: number; separator: string; more: (left: number) => string },
+): string {
+  const { maxItems, maxChars, separator, more } = options;
+  const whole = items.join(separator);
+  if (items.length <= maxItems && whole.length <= maxChars) return whole;
+  // Not all fit, so "…and N more" follows: keep room for it (N never exceeds items.length).
+  const reserve = separator.length + more(items.length).length;
+  const shown: string[] = [];
+  let length = 0;
+  for (const item of items) {
+    const next = length + (shown.length > 0 ? separator.length : 0) + item.length;
+    if (shown.length === maxItems || next + reserve > maxChars) break;
+    shown.push(item);
+    length = next;
+  }
+  return [...shown, more(items.length - shown.length)].join(separator);
+}
+
 export function mention(userId: string): string {
   return /^[UW][A-Z0-9]+$/.test(userId) ? `<@${userId}>` : escapeMrkdwn(userId);
 }

@@ -1,7 +1,7 @@
 import type { types } from '@slack/bolt';
 import { formatDurationSetting } from '../config/duration.js';
 import type { PostmortemResult, PostmortemRun, ThreadReplyKind } from '../postmortems/model.js';
-import { formatDuration, link, mention, untrusted } from './format.js';
+import { cappedList, formatDuration, link, mention, untrusted } from './format.js';
 
 /** Action IDs of the buttons: part of the contract with messages already posted in Slack. */
 export const APPROVE_ACTION_ID = 'postmortem_approve';
@@ -144,11 +144,7 @@ function statusBlocks(run: PostmortemRun): KnownBlock[] {
         stopButton(run),
       ];
     case 'finished':
-      return [
-        context(
-          `:memo: ${origin(run)} Postmortem ready: ${run.pullRequests.length > 0 ? run.pullRequests.map((u, i) => link(u, `pull request${run.pullRequests.length > 1 ? ` ${i + 1}` : ''}`)).join(', ') : 'no pull request reported'} · ${session}`,
-        ),
-      ];
+      return [context(`:memo: ${origin(run)} Postmortem ready: ${pullRequestLinks(run)} · ${session}`)];
     case 'start_failed':
       return [
         context(
@@ -174,6 +170,16 @@ function statusBlocks(run: PostmortemRun): KnownBlock[] {
         context(`:zzz: ${origin(run)} ${untrusted(run.error ?? 'No longer followed.', 1000)}. ${session}`),
       ];
   }
+}
+
+/** The run's PR links for its message: a few, and how many more (the thread reply lists more). */
+function pullRequestLinks(run: PostmortemRun): string {
+  const prs = run.pullRequests;
+  if (prs.length === 0) return 'no pull request reported';
+  return cappedList(
+    prs.map((u, i) => link(u, `pull request${prs.length > 1 ? ` ${i + 1}` : ''}`)),
+    { maxItems: 5, maxChars: 1200, separator: ', ', more: (n) => `…and ${n} more in the thread` },
+  );
 }
 
 function devinState(run: PostmortemRun): string {
@@ -225,7 +231,10 @@ function reply(text: string, notification: string): SlackMessage {
 /** The structured result, compact: PR links, summary, root cause, impact, up to ten action items. */
 function finishedBlocks(run: PostmortemRun): KnownBlock[] {
   const r: PostmortemResult = run.result ?? {};
-  const prs = run.pullRequests.map((u) => link(u, untrusted(u.replace(/^https:\/\//, ''), 200))).join('\n');
+  const prs = cappedList(
+    run.pullRequests.map((u) => link(u, untrusted(u.replace(/^https:\/\//, ''), 200))),
+    { maxItems: 10, maxChars: 2600, separator: '\n', more: (n) => `…and ${n} more pull requests` },
+  );
   const blocks: KnownBlock[] = [
     section(`:memo: *The postmortem is ready.* ${prs ? `\n${prs}` : 'Devin reported no pull request.'}`),
   ];

@@ -1,7 +1,7 @@
 import type { types } from '@slack/bolt';
 import type { PostmortemRun, RunState } from '../postmortems/model.js';
 import type { DenialReason, Outcome, RequestFailureCode, StatusView } from '../postmortems/service.js';
-import { link, mention, untrusted } from './format.js';
+import { cappedList, link, mention, untrusted } from './format.js';
 import { RUN_AGAIN_ACTION_ID } from './messages.js';
 
 /**
@@ -54,8 +54,12 @@ function runSummary(run: PostmortemRun): string {
     );
   else if (run.trigger === 'auto') parts.push('started automatically');
   if (run.devinUrl) parts.push(link(run.devinUrl, 'Devin session'));
-  for (const [i, pr] of run.pullRequests.entries())
-    parts.push(link(pr, run.pullRequests.length > 1 ? `PR ${i + 1}` : 'PR'));
+  if (run.pullRequests.length > 0) {
+    const prs = run.pullRequests.map((pr, i) => link(pr, run.pullRequests.length > 1 ? `PR ${i + 1}` : 'PR'));
+    parts.push(
+      cappedList(prs, { maxItems: 3, maxChars: 600, separator: ' · ', more: (n) => `…and ${n} more PRs` }),
+    );
+  }
   if (run.stoppedBy) parts.push(`stopped by ${mention(run.stoppedBy)}`);
   if (['start_failed', 'session_failed', 'abandoned'].includes(run.state) && run.error)
     parts.push(untrusted(run.error, 300));

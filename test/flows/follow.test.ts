@@ -7,6 +7,7 @@ import {
   type Harness,
   postPagerDuty,
   postSlackInteraction,
+  postSlashCommand,
   resolvedEvent,
   startHarness,
   waitFor,
@@ -130,6 +131,37 @@ describe('following a Devin session to its end', () => {
     const polls = h.devin.getRequests.length;
     await tick();
     expect(h.devin.getRequests.length).toBe(polls);
+  });
+
+  it('a finished session with 40 pull requests: message, thread reply and status stay valid Block Kit', async () => {
+    h = await startHarness();
+    const session = await autoStartedSession();
+    const message = [...h.slack.messages.values()][0] as { blocks: unknown[]; ts: string };
+    const urls = Array.from(
+      { length: 40 },
+      (_, i) => `https://github.com/acme/a-rather-long-repository-name-${i}/pull/${1000 + i}`,
+    );
+    h.devin.update(session.session_id, {
+      status_detail: 'finished',
+      pull_requests: urls.map((pr_url) => ({ pr_url, pr_state: 'open' })),
+    });
+    await tick();
+    await tick();
+    // The Slack stand-in refuses blocks over Block Kit's limits (invalid_blocks): these were accepted.
+    const done = await waitFor(() => threadReplies()[0], 'the finished thread reply');
+    expect(h.slack.calls.filter((c) => c.method.endsWith('!fault'))).toEqual([]);
+    expect(text(message)).toContain(`<${urls[0]}|pull request 1>`);
+    expect(text(message)).toMatch(/…and \d+ more in the thread/);
+    const reply = JSON.stringify(done.args.blocks);
+    expect(reply).toContain(`<${urls[0]}|github.com/acme/a-rather-long-repository-name-0/pull/1000>`);
+    expect(reply).toMatch(/…and \d+ more pull requests/);
+    expect((await h.bot.store.runsForIncident('Q2K8TBZ1L3KJ7M'))[0]?.pullRequests).toEqual(urls);
+
+    await postSlashCommand(h, 'status 4711');
+    await waitFor(() => h.slack.responses[0], 'the status reply');
+    const status = String(h.slack.responses[0]?.body.text);
+    expect(status).toContain(`<${urls[0]}|PR 1>`);
+    expect(status).toContain('…and 37 more PRs');
   });
 
   it('reports an error, and a suspension for lack of credits, with a Retry button', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  cappedList,
   escapeMrkdwn,
   formatDuration,
   link,
@@ -84,5 +85,26 @@ describe('fixed texts', () => {
   it('the usage text has no raw < or > (Slack would read them as a link or mention)', () => {
     expect(USAGE).not.toMatch(/[<>]/);
     expect(USAGE).toContain('`/postmortem &lt;incident ID, number or URL&gt;`');
+  });
+});
+
+describe('cappedList', () => {
+  const more = (n: number) => `…and ${n} more`;
+  const items = Array.from({ length: 40 }, (_, i) => `item-${String(i).padStart(2, '0')}`);
+  it.each([
+    { maxItems: 50, maxChars: 10_000, expected: items.join(', ') },
+    { maxItems: 3, maxChars: 10_000, expected: 'item-00, item-01, item-02, …and 37 more' },
+    // 'item-00, item-01' is 16 characters, then ', …and 38 more' needs 14: 30 fits, 29 does not.
+    { maxItems: 50, maxChars: 30, expected: 'item-00, item-01, …and 38 more' },
+    { maxItems: 50, maxChars: 29, expected: 'item-00, …and 39 more' },
+    { maxItems: 50, maxChars: 5, expected: '…and 40 more' },
+  ])('$maxItems items / $maxChars characters', ({ maxItems, maxChars, expected }) => {
+    const list = cappedList(items, { maxItems, maxChars, separator: ', ', more });
+    expect(list).toBe(expected);
+    if (maxChars >= 30) expect(list.length).toBeLessThanOrEqual(maxChars);
+  });
+  it('lists the last item without room for a “more” it does not need', () => {
+    expect(cappedList(['abc', 'def'], { maxItems: 5, maxChars: 8, separator: ', ', more })).toBe('abc, def');
+    expect(cappedList([], { maxItems: 5, maxChars: 8, separator: ', ', more })).toBe('');
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PostmortemRun } from '../../src/postmortems/model.js';
-import { renderRunMessage } from '../../src/slack/messages.js';
+import { renderRunMessage, renderThreadReply } from '../../src/slack/messages.js';
+import { statusReply } from '../../src/slack/replies.js';
 import { anIncident, aRun } from '../helpers/builders.js';
 import { blockKitProblem } from '../helpers/fake-slack.js';
 
@@ -82,5 +83,51 @@ describe('renderRunMessage', () => {
       run({ state: 'start_failed', trigger: 'auto', error: 'Devin refused the request (403)' }),
     );
     expect(allText(failed)).toContain('could not be started: Devin refused the request (403)');
+  });
+});
+
+describe('many pull requests', () => {
+  const finished = (pullRequests: string[]) =>
+    run({ state: 'finished', devinUrl: 'https://app.devin.ai/sessions/devin-1', pullRequests });
+  const prs = (n: number, path = '') =>
+    Array.from({ length: n }, (_, i) => `https://github.com/acme/service-${i}/pull/${1000 + i}${path}`);
+
+  for (const [name, urls] of [
+    ['40 short links', prs(40)],
+    ['40 links of 900 characters', prs(40, `/files?${'q'.repeat(860)}`)],
+  ] as const) {
+    it(`${name}: the message, the thread reply and the status reply stay within Block Kit limits`, () => {
+      const message = renderRunMessage(finished([...urls]));
+      expect(blockKitProblem(message.blocks)).toBeUndefined();
+      const status = JSON.stringify(message.blocks);
+      expect(status).toContain(`<${urls[0]}|pull request 1>`);
+      expect(status).toMatch(/…and (\d+) more in the thread/);
+
+      const reply = renderThreadReply(finished([...urls]), 'finished', 7 * 86_400_000);
+      expect(blockKitProblem(reply.blocks)).toBeUndefined();
+      const replyText = JSON.stringify(reply.blocks);
+      expect(replyText).toContain(`<${urls[0]}|`);
+      const more = Number(/…and (\d+) more pull requests/.exec(replyText)?.[1]);
+      // Shown plus left out is every one of them.
+      const shown = urls.filter((u) => replyText.includes(`<${u}|`)).length;
+      expect(shown).toBeGreaterThan(0);
+      expect(shown + more).toBe(40);
+
+      const summary = statusReply({
+        kind: 'runs',
+        scope: { kind: 'channel' },
+        runs: Array.from({ length: 10 }, () => finished([...urls])),
+        hiddenElsewhere: 0,
+      }).text;
+      expect(summary).toMatch(/…and \d+ more PRs/);
+      expect(summary.length).toBeLessThan(12_000);
+    });
+  }
+
+  it('a handful is listed whole, without a “more” line', () => {
+    const reply = JSON.stringify(renderThreadReply(finished(prs(3)), 'finished', 1).blocks);
+    for (const u of prs(3)) expect(reply).toContain(`<${u}|`);
+    expect(reply).not.toContain('more pull requests');
+    expect(JSON.stringify(renderRunMessage(finished(prs(3))).blocks)).toContain('|pull request 3>');
   });
 });
