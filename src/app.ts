@@ -193,6 +193,9 @@ function buildAdapters(config: Config, bolt: App, identity: BotIdentity, logger:
     ? new PagerDutyClient({ apiUrl: config.pagerduty.apiUrl, token: config.pagerduty.apiToken })
     : undefined;
   const devin = new DevinClient({ ...config.devin, timeoutMs: config.tuning.devinTimeoutMs });
+  const channelFinder = config.evidence.incidentChannelPattern
+    ? new IncidentChannelFinder(config.evidence.incidentChannelPattern, bolt.client, logger, now)
+    : undefined;
   return {
     approvers: new SlackApprovers({
       ids: config.slack.approvers,
@@ -206,9 +209,7 @@ function buildAdapters(config: Config, bolt: App, identity: BotIdentity, logger:
       new ChannelPacer(config.tuning.slackChannelIntervalMs, now),
       config.lifecycle.approvalExpireAfterMs,
     ),
-    channelFinder: config.evidence.incidentChannelPattern
-      ? new IncidentChannelFinder(config.evidence.incidentChannelPattern, bolt.client, logger, now)
-      : undefined,
+    channelFinder,
     sessions: devinSessions(devin),
     incidents: pagerduty ? pagerDutyIncidents(pagerduty) : undefined,
     notes:
@@ -218,6 +219,8 @@ function buildAdapters(config: Config, bolt: App, identity: BotIdentity, logger:
     evidence: new EvidenceGatherer({
       pagerduty,
       slackHistory: config.evidence.includeChannelHistory ? bolt.client : undefined,
+      channelFinder,
+      routing: config.policy.routing,
       logger,
       now,
     }),

@@ -279,6 +279,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   const e = parsed.data;
   problems.push(...crossCheck(env, e));
   const files = e ? loadFiles(e, readFile, problems) : undefined;
+  if (e && files) problems.push(...historyChecks(e, files.routing));
   if (problems.length > 0 || !e || !files) throw new ConfigError(problems);
   return buildConfig(e, files);
 }
@@ -305,6 +306,16 @@ function crossCheck(env: Env, e: ParsedEnv | undefined): string[] {
     );
   }
   return problems;
+}
+
+/** Channel history is read only from channels dedicated to incidents: never from the default channel. */
+function historyChecks(e: ParsedEnv, routing: Routing): string[] {
+  return Object.entries(routing.services)
+    .filter(([, r]) => r.includeChannelHistory && r.channel === e.SLACK_DEFAULT_CHANNEL)
+    .map(
+      ([key]) =>
+        `ROUTING_FILE: services.${key}.include_channel_history: its channel is SLACK_DEFAULT_CHANNEL, where unrelated conversations happen; only a channel dedicated to incidents may be read`,
+    );
 }
 
 /** The files that settings name (routing, template), read and validated; problems are added to `problems`. */
@@ -416,6 +427,16 @@ export function configWarnings(config: Config): string[] {
   } else if (sharedSecret !== undefined) {
     warnings.push(
       'WEBHOOK_SECRET: webhooks are checked only by the shared X-Webhook-Secret header, which is weaker than PagerDuty’s signature (the value travels with every request and does not cover the body). Prefer PAGERDUTY_WEBHOOK_SECRET, the subscription’s signing secret.',
+    );
+  }
+  const optedIn = Object.values(config.policy.routing.services).some((r) => r.includeChannelHistory);
+  if (config.evidence.includeChannelHistory && !config.evidence.incidentChannelPattern && !optedIn) {
+    warnings.push(
+      'SLACK_INCLUDE_CHANNEL_HISTORY is on, but no channel is dedicated to incidents, so no history will be read: set INCIDENT_CHANNEL_PATTERN, or "include_channel_history": true on routing entries whose channel is dedicated to incidents.',
+    );
+  } else if (!config.evidence.includeChannelHistory && optedIn) {
+    warnings.push(
+      'ROUTING_FILE: include_channel_history has no effect while SLACK_INCLUDE_CHANNEL_HISTORY is off.',
     );
   }
   return warnings;

@@ -11,6 +11,8 @@ const serviceRouteSchema = z.strictObject({
     .string()
     .regex(/^[CG][A-Z0-9]{4,}$/, 'expected a Slack channel ID such as C0123456789')
     .optional(),
+  /** `channel` is dedicated to this service's incidents: SLACK_INCLUDE_CHANNEL_HISTORY may read it. */
+  include_channel_history: z.boolean().optional(),
   auto_start_priorities: z.array(z.string().min(1)).optional(),
   never_priorities: z.array(z.string().min(1)).optional(),
   playbook_id: z.string().min(1).optional(),
@@ -26,6 +28,8 @@ const routingSchema = z.strictObject({
 
 export interface ServiceRoute {
   channel?: string | undefined;
+  /** `channel` is dedicated to this service's incidents, so its history may go into the evidence. */
+  includeChannelHistory?: boolean | undefined;
   autoStartPriorities?: string[] | undefined;
   /** Priorities that get no postmortem and no message at all. */
   neverPriorities?: string[] | undefined;
@@ -66,6 +70,11 @@ export function parseRoutingFile(
   }
   const services: Record<string, ServiceRoute> = {};
   for (const [key, r] of Object.entries(parsed.data.services)) {
+    if (r.include_channel_history && !r.channel) {
+      throw new RoutingFileError(
+        `${path}: services.${key}.include_channel_history: needs the service’s own "channel" (the one dedicated to its incidents)`,
+      );
+    }
     let template: PromptTemplate | undefined;
     if (r.prompt_template) {
       const file = resolve(dirname(path), r.prompt_template);
@@ -85,6 +94,7 @@ export function parseRoutingFile(
     }
     services[key] = {
       channel: r.channel,
+      includeChannelHistory: r.include_channel_history,
       autoStartPriorities: r.auto_start_priorities,
       neverPriorities: r.never_priorities,
       playbookId: r.playbook_id,

@@ -186,6 +186,32 @@ describe('loadConfig', () => {
       expect(config.policy.routing.services['Search API']?.autoStartPriorities).toEqual([]);
     });
 
+    it('include_channel_history marks a service’s own channel as dedicated, never the default one', () => {
+      const routing = (route: Record<string, unknown>): Record<string, string> => ({
+        'r.json': JSON.stringify({ services: { PSVC1: route } }),
+      });
+      const config = loadConfig({ ...valid, ROUTING_FILE: 'r.json' }, (p) =>
+        String(routing({ channel: 'CPAY00001', include_channel_history: true })[p]),
+      );
+      expect(config.policy.routing.services.PSVC1?.includeChannelHistory).toBe(true);
+      expect(
+        problems({ ...valid, ROUTING_FILE: 'r.json' }, routing({ include_channel_history: true })),
+      ).toEqual([
+        'ROUTING_FILE: r.json: services.PSVC1.include_channel_history: needs the service’s own "channel" (the one dedicated to its incidents)',
+      ]);
+      expect(
+        problems(
+          { ...valid, ROUTING_FILE: 'r.json' },
+          routing({ channel: valid.SLACK_DEFAULT_CHANNEL, include_channel_history: true }),
+        ),
+      ).toEqual([
+        'ROUTING_FILE: services.PSVC1.include_channel_history: its channel is SLACK_DEFAULT_CHANNEL, where unrelated conversations happen; only a channel dedicated to incidents may be read',
+      ]);
+      expect(
+        problems({ ...valid, ROUTING_FILE: 'r.json' }, routing({ include_channel_history: 'yes' }))[0],
+      ).toContain('services.PSVC1.include_channel_history');
+    });
+
     it('reports an unreadable file, invalid JSON, and bad or unknown fields with their path', () => {
       expect(problems({ ...valid, ROUTING_FILE: 'missing.json' })[0]).toMatch(
         /^ROUTING_FILE: cannot read missing.json/,
@@ -338,6 +364,20 @@ describe('configWarnings', () => {
       /^WEBHOOK_SECRET: .*weaker than PagerDuty’s signature.*Prefer PAGERDUTY_WEBHOOK_SECRET/,
     );
     expect(warnings[0]).not.toContain('a-long-shared-secret');
+  });
+
+  it('warns when channel history is on but no channel is dedicated to incidents, and the reverse', () => {
+    const on = { ...valid, SLACK_INCLUDE_CHANNEL_HISTORY: 'true' };
+    expect(configWarnings(loadConfig(on))).toEqual([
+      expect.stringMatching(/^SLACK_INCLUDE_CHANNEL_HISTORY is on, but no channel is dedicated to incidents/),
+    ]);
+    expect(configWarnings(loadConfig({ ...on, INCIDENT_CHANNEL_PATTERN: 'inc-{number}' }))).toEqual([]);
+    const optIn = () =>
+      JSON.stringify({ services: { PSVC1: { channel: 'CPAY00001', include_channel_history: true } } });
+    expect(configWarnings(loadConfig({ ...on, ROUTING_FILE: 'r.json' }, optIn))).toEqual([]);
+    expect(configWarnings(loadConfig({ ...valid, ROUTING_FILE: 'r.json' }, optIn))).toEqual([
+      'ROUTING_FILE: include_channel_history has no effect while SLACK_INCLUDE_CHANNEL_HISTORY is off.',
+    ]);
   });
 
   it('warns that WEBHOOK_SECRET is ignored when the signing secret is set too', () => {

@@ -8,6 +8,7 @@ import {
   type Harness,
   postPagerDuty,
   postSlackInteraction,
+  postSlashCommand,
   resolvedEvent,
   startHarness,
   waitFor,
@@ -162,14 +163,33 @@ describe('PagerDuty evidence', () => {
   });
 });
 
+/** History on, with inc-4711 as the incident's own channel (INCIDENT_CHANNEL_PATTERN). */
+async function withIncidentChannel(): Promise<Harness> {
+  const harness = await startHarness({
+    env: { SLACK_INCLUDE_CHANNEL_HISTORY: 'true', INCIDENT_CHANNEL_PATTERN: 'inc-{number}' },
+  });
+  harness.slack.channelNames.set('inc-4711', 'CINC471101');
+  harness.slack.channels.add('CINC471101');
+  return harness;
+}
+
+/** Messages in the default channel during the incident, about something else entirely. */
+function unrelatedTalk(harness: Harness, channel = 'CDEFAULT01') {
+  harness.slack.users.set('UCAROL01', { name: 'carol' });
+  harness.slack.history.set(channel, [
+    { ts: at('2024-03-05T09:40:00Z'), user: 'UCAROL01', text: 'salary review numbers are in the sheet' },
+  ]);
+}
+
 describe('Slack evidence (SLACK_INCLUDE_CHANNEL_HISTORY)', () => {
   it('adds people’s messages from the incident window, paginated, with names, without bots and joins', async () => {
-    h = await startHarness({ env: { SLACK_INCLUDE_CHANNEL_HISTORY: 'true' } });
+    h = await withIncidentChannel();
     seedIncidentRecords(h);
+    unrelatedTalk(h);
     h.slack.pageSize = 2;
     h.slack.users.set('UALICE01', { name: 'alice', display_name: 'Alice (on call)' });
     h.slack.users.set('UBOB0001', { name: 'bob', real_name: 'Bob Builder' });
-    h.slack.history.set('CDEFAULT01', [
+    h.slack.history.set('CINC471101', [
       { ts: at('2024-03-05T09:00:00Z'), user: 'UALICE01', text: 'before the incident' },
       { ts: at('2024-03-05T09:20:00Z'), user: 'UALICE01', text: 'checkout is slow <!channel>' },
       {
@@ -192,12 +212,67 @@ describe('Slack evidence (SLACK_INCLUDE_CHANNEL_HISTORY)', () => {
       ...EXPECTED_PAGERDUTY_TIMELINE.slice(5),
     ]);
     expect(h.slack.callsOf('conversations.history').length).toBeGreaterThanOrEqual(2);
+    expect(h.slack.callsOf('conversations.history').map((c) => c.args.channel)).toEqual(
+      h.slack.callsOf('conversations.history').map(() => 'CINC471101'),
+    );
+    expect(JSON.stringify(data)).not.toContain('salary');
+  });
+
+  it('never reads the default channel: without a dedicated channel the notes say why', async () => {
+    h = await startHarness({ env: { SLACK_INCLUDE_CHANNEL_HISTORY: 'true' } });
+    seedIncidentRecords(h);
+    unrelatedTalk(h);
+    await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
+    const data = promptData(await firstPrompt());
+    expect(h.slack.callsOf('conversations.history')).toEqual([]);
+    expect(data.timeline).toEqual(EXPECTED_PAGERDUTY_TIMELINE);
+    expect(data.evidence_notes).toEqual([
+      'Slack messages were not included: channel history is read only from a channel dedicated to the incident (found by INCIDENT_CHANNEL_PATTERN, or routed with include_channel_history), and this incident has none',
+    ]);
+  });
+
+  it('never reads the channel /postmortem was typed in', async () => {
+    h = await startHarness({ env: { SLACK_INCLUDE_CHANNEL_HISTORY: 'true' } });
+    seedIncidentRecords(h);
+    h.slack.channels.add('CRANDOM001');
+    unrelatedTalk(h, 'CRANDOM001');
+    await postSlashCommand(h, '4711', { channelId: 'CRANDOM001' });
+    const data = promptData(await firstPrompt());
+    expect(h.slack.callsOf('chat.postMessage')[0]?.args.channel).toBe('CRANDOM001');
+    expect(h.slack.callsOf('conversations.history')).toEqual([]);
+    expect(data.evidence_notes[0]).toMatch(/^Slack messages were not included: channel history is read only/);
+  });
+
+  it('reads a routed channel whose routing entry says it is dedicated to incidents', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'routing-history-'));
+    writeFileSync(
+      join(dir, 'routing.json'),
+      JSON.stringify({
+        services: {
+          'Checkout API': { channel: 'CPAYMENTS1', include_channel_history: true },
+        },
+      }),
+    );
+    h = await startHarness({
+      env: { SLACK_INCLUDE_CHANNEL_HISTORY: 'true', ROUTING_FILE: join(dir, 'routing.json') },
+    });
+    seedIncidentRecords(h);
+    unrelatedTalk(h);
+    h.slack.users.set('UBOB0001', { name: 'bob', real_name: 'Bob Builder' });
+    h.slack.history.set('CPAYMENTS1', [
+      { ts: at('2024-03-05T09:30:00Z'), user: 'UBOB0001', text: 'rolling back' },
+    ]);
+    await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
+    const data = promptData(await firstPrompt());
+    expect(data.timeline).toContain('2024-03-05T09:30:00Z Slack: Bob Builder: rolling back');
+    expect(data.evidence_notes).toEqual([]);
+    expect(h.slack.callsOf('conversations.history').map((c) => c.args.channel)).toEqual(['CPAYMENTS1']);
   });
 
   it('reports a missing history scope clearly, and the postmortem goes on', async () => {
-    h = await startHarness({ env: { SLACK_INCLUDE_CHANNEL_HISTORY: 'true' } });
+    h = await withIncidentChannel();
     seedIncidentRecords(h);
-    h.slack.history.set('CDEFAULT01', 'missing_scope');
+    h.slack.history.set('CINC471101', 'missing_scope');
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
     const data = promptData(await firstPrompt());
     expect(data.evidence_notes).toEqual([
