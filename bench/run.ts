@@ -56,8 +56,12 @@ async function startChild(
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort();
-  // The same heap flags as `npm start` and the Dockerfile, unless BENCH_NODE_OPTIONS says otherwise.
-  const nodeOptions = (process.env.BENCH_NODE_OPTIONS ?? '--max-old-space-size=96 --max-semi-space-size=4')
+  // The same node flags as `npm start` (read from package.json: they cannot drift apart), unless
+  // BENCH_NODE_OPTIONS says otherwise.
+  const npmStart = (
+    JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }
+  ).scripts.start as string;
+  const nodeOptions = (process.env.BENCH_NODE_OPTIONS ?? npmStart.trim().split(/\s+/).slice(1, -1).join(' '))
     .split(' ')
     .filter(Boolean);
   const child = spawn(process.execPath, [...nodeOptions, script], {

@@ -1,6 +1,7 @@
 import type { webApi } from '@slack/bolt';
 import { errorMessage } from '../errors.js';
 import type { GatheredEvidence } from './pagerduty-evidence.js';
+import { MAX_LINE_CHARS } from './timeline.js';
 
 export interface SlackHistoryOptions {
   channel: string;
@@ -36,8 +37,9 @@ export async function gatherSlackEvidence(
         ...(cursor ? { cursor } : {}),
       });
       for (const m of page.messages ?? []) {
+        // A timeline line keeps MAX_LINE_CHARS: holding more of a long message only costs heap.
         if (m.user && !m.bot_id && !m.subtype && m.text && m.ts)
-          messages.push({ ts: m.ts, user: m.user, text: m.text });
+          messages.push({ ts: m.ts, user: m.user, text: m.text.slice(0, 4 * MAX_LINE_CHARS) });
       }
       cursor = page.response_metadata?.next_cursor || undefined;
     } while (cursor && messages.length < max);

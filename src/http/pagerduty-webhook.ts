@@ -14,7 +14,7 @@ import {
 } from '../pagerduty/signature.js';
 import { envelopeSchema, incidentIdOf, type WebhookEvent } from '../pagerduty/webhook.js';
 import { recordEvent } from '../postmortems/intake.js';
-import type { Store } from '../store/store.js';
+import type { ReceivedEvent, Store } from '../store/store.js';
 
 export const MAX_WEBHOOK_BYTES = 1024 * 1024;
 
@@ -91,43 +91,18 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
       ) {
         return refuse(res, log, 'no valid signature');
       }
-      let json: unknown;
-      try {
-        json = JSON.parse(raw.toString('utf8'));
-      } catch {
-        res.status(400).json({ error: 'body is not JSON' });
+      const read = readWebhookBody(raw, deps.now());
+      if ('error' in read) {
+        res.status(400).json({ error: read.error });
         return;
       }
-      const parsed = envelopeSchema.safeParse(json);
-      if (!parsed.success) {
-        const first = parsed.error.issues[0];
-        const where = first?.path.map(String).join('.') || 'body';
-        res
-          .status(400)
-          .json({ error: `not a PagerDuty v3 webhook: ${where}: ${first?.message ?? 'invalid'}` });
-        return;
-      }
-      const receivedAt = deps.now();
-      const event: WebhookEvent = {
-        ...parsed.data.event,
-        occurred_at: parsed.data.event.occurred_at ?? new Date(receivedAt).toISOString(),
-      };
-      // The body is stored exactly as PagerDuty signed it: no second serialization on the hot path.
-      const payload = raw.toString('utf8');
+      const { event } = read;
       try {
-        const outcome = await recordEvent(
-          deps.store,
-          {
-            id: event.id,
-            type: event.event_type,
-            incidentId: incidentIdOf(event) ?? null,
-            occurredAt: event.occurred_at,
-            receivedAt,
-            payload,
-          },
-          { now: deps.now, retentionMs: deps.retentionMs },
-        );
-        log.info({ eventId: event.id, eventType: event.event_type, outcome }, 'webhook received');
+        const outcome = await recordEvent(deps.store, event, {
+          now: deps.now,
+          retentionMs: deps.retentionMs,
+        });
+        log.info({ eventId: event.id, eventType: event.type, outcome }, 'webhook received');
         res.status(outcome === 'recorded' ? 202 : 200).json({ status: WEBHOOK_STATUS[outcome] });
       } catch (err) {
         log.error({ err: (err as Error).message, eventId: event.id }, 'could not store webhook event');
@@ -144,4 +119,39 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
   };
   router.use('/webhooks/pagerduty', bodyErrors);
   return router;
+}
+
+/**
+ * A verified body as the event to store, or why it is not a v3 webhook. Synchronous on purpose: the parsed
+ * JSON (a body may be 1 MiB) is garbage once this returns, so while the store commits, a request holds
+ * only the body's text, the one copy that is stored exactly as PagerDuty signed it.
+ */
+function readWebhookBody(raw: Buffer, receivedAt: number): { event: ReceivedEvent } | { error: string } {
+  const payload = raw.toString('utf8');
+  let json: unknown;
+  try {
+    json = JSON.parse(payload);
+  } catch {
+    return { error: 'body is not JSON' };
+  }
+  const parsed = envelopeSchema.safeParse(json);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    const where = first?.path.map(String).join('.') || 'body';
+    return { error: `not a PagerDuty v3 webhook: ${where}: ${first?.message ?? 'invalid'}` };
+  }
+  const event: WebhookEvent = {
+    ...parsed.data.event,
+    occurred_at: parsed.data.event.occurred_at ?? new Date(receivedAt).toISOString(),
+  };
+  return {
+    event: {
+      id: event.id,
+      type: event.event_type,
+      incidentId: incidentIdOf(event) ?? null,
+      occurredAt: event.occurred_at,
+      receivedAt,
+      payload,
+    },
+  };
 }

@@ -59,7 +59,8 @@ export async function startBotProcess(options: {
   const log = createWriteStream(options.logFile, { flags: 'a' });
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--max-old-space-size=96', '--max-semi-space-size=4', options.entry],
+    // The heap flags of `npm start` (package.json).
+    ['--max-old-space-size=256', '--max-semi-space-size=4', options.entry],
     { cwd: options.cwd, env: {}, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

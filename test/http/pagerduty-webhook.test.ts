@@ -10,6 +10,7 @@ import {
   postPagerDuty,
   resolvedEvent,
   startHarness,
+  waitFor,
 } from '../helpers/harness.js';
 
 let h: Harness;
@@ -105,6 +106,23 @@ describe('POST /webhooks/pagerduty', () => {
     changed.event.client = 'a string now';
     expect((await postPagerDuty(h.url, changed)).status).toBe(202);
     expect(eventCount('evt-changed')).toBe(1);
+  });
+
+  it('stores a huge body exactly as signed, but the incident keeps at most 2,000 characters of its title', async () => {
+    const title = `🔥 ${'very long title '.repeat(40_000)}`;
+    const body = resolvedEvent({
+      eventId: 'evt-long-title',
+      incidentId: 'PLONGTITLE',
+      priority: 'P5',
+      title,
+    });
+    const raw = JSON.stringify(body);
+    expect(Buffer.byteLength(raw)).toBeGreaterThan(600_000);
+    expect((await postPagerDuty(h.url, raw)).status).toBe(202);
+    expect((await h.bot.store.getEvent('evt-long-title'))?.payload).toBe(raw);
+    const incident = await waitFor(() => h.bot.store.getIncident('PLONGTITLE'), 'the incident');
+    expect(incident.title).toHaveLength(2000);
+    expect(incident.title).toBe(`${title.slice(0, 1999)}…`);
   });
 
   it('answers a repeated delivery with 200 and changes nothing', async () => {
