@@ -1,8 +1,9 @@
 import type { webApi } from '@slack/bolt';
 import type { Logger } from 'pino';
-import { type Routing, routeFor } from '../config/routing.js';
+import type { Routing } from '../config/routing.js';
 import type { PagerDutyClient } from '../pagerduty/rest-client.js';
 import type { Evidence, Incident, PostmortemRun } from '../postmortems/model.js';
+import { routeOf } from '../postmortems/policy.js';
 import type { EvidenceSource, IncidentChannelLookup } from '../postmortems/ports.js';
 import { TIMELINE_BUDGET_CHARS } from '../postmortems/prompt.js';
 import { type GatheredEvidence, gatherPagerDutyEvidence } from './pagerduty-evidence.js';
@@ -76,7 +77,7 @@ export class EvidenceGatherer implements EvidenceSource {
   private async dedicatedChannel(incident: Incident): Promise<string | undefined> {
     const found = await this.sources.channelFinder?.find(incident);
     if (found) return found;
-    const route = routeFor(this.sources.routing, { id: incident.serviceId, name: incident.serviceName });
+    const route = routeOf({ routing: this.sources.routing }, incident);
     return route.includeChannelHistory ? route.channel : undefined;
   }
 }

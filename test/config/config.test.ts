@@ -367,7 +367,7 @@ describe('configWarnings', () => {
   });
 
   it('warns when channel history is on but no channel is dedicated to incidents, and the reverse', () => {
-    const on = { ...valid, SLACK_INCLUDE_CHANNEL_HISTORY: 'true' };
+    const on = { ...quiet, SLACK_INCLUDE_CHANNEL_HISTORY: 'true' };
     expect(configWarnings(loadConfig(on))).toEqual([
       expect.stringMatching(/^SLACK_INCLUDE_CHANNEL_HISTORY is on, but no channel is dedicated to incidents/),
     ]);
@@ -375,7 +375,7 @@ describe('configWarnings', () => {
     const optIn = () =>
       JSON.stringify({ services: { PSVC1: { channel: 'CPAY00001', include_channel_history: true } } });
     expect(configWarnings(loadConfig({ ...on, ROUTING_FILE: 'r.json' }, optIn))).toEqual([]);
-    expect(configWarnings(loadConfig({ ...valid, ROUTING_FILE: 'r.json' }, optIn))).toEqual([
+    expect(configWarnings(loadConfig({ ...quiet, ROUTING_FILE: 'r.json' }, optIn))).toEqual([
       'ROUTING_FILE: include_channel_history has no effect while SLACK_INCLUDE_CHANNEL_HISTORY is off.',
     ]);
   });
