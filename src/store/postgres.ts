@@ -4,8 +4,27 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
 import { MIGRATIONS } from './migrations.js';
-import { PATCH_COLUMNS, patchAssignments, type RunRow, toRun } from './rows.js';
-import type { Job, JobLease, NewJob, NewRun, ReceivedEvent, RunPatch, Store } from './store.js';
+import {
+  JOB_RECORD_COLUMNS,
+  type JobRecordRow,
+  jobListLimit,
+  PATCH_COLUMNS,
+  patchAssignments,
+  type RunRow,
+  toJobRecord,
+  toRun,
+} from './rows.js';
+import type {
+  Job,
+  JobLease,
+  JobRecord,
+  JobState,
+  NewJob,
+  NewRun,
+  ReceivedEvent,
+  RunPatch,
+  Store,
+} from './store.js';
 
 export interface PostgresStoreOptions {
   /** postgres://… or postgresql://…; libpq parameters in the URL and PG* variables as node-postgres reads them. */
@@ -296,6 +315,11 @@ export class PostgresStore implements Store {
       : undefined;
   }
 
+  async countEvents(): Promise<number> {
+    const { rows } = await this.query<{ n: number }>('SELECT COUNT(*) AS n FROM events');
+    return rows[0]?.n ?? 0;
+  }
+
   async getIncident(id: string): Promise<Incident | undefined> {
     const { rows } = await this.query<{ data: string }>('SELECT data FROM incidents WHERE id = $1', [id]);
     return rows[0] ? (JSON.parse(rows[0].data) as Incident) : undefined;
@@ -558,6 +582,14 @@ export class PostgresStore implements Store {
     );
     const count = (s: string) => rows.find((r) => r.state === s)?.n ?? 0;
     return { queued: count('queued'), running: count('running'), dead: count('dead') };
+  }
+
+  async listJobs(filter: { state?: JobState; limit?: number } = {}): Promise<JobRecord[]> {
+    const { rows } = await this.query<JobRecordRow>(
+      `SELECT ${JOB_RECORD_COLUMNS} FROM jobs WHERE $1::text IS NULL OR state = $1 ORDER BY id LIMIT $2`,
+      [filter.state ?? null, jobListLimit(filter.limit)],
+    );
+    return rows.map(toJobRecord);
   }
 
   async purgeBefore(

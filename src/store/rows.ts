@@ -1,5 +1,5 @@
 import type { Evidence, Incident, PostmortemResult, PostmortemRun, RunState } from '../postmortems/model.js';
-import type { RunPatch } from './store.js';
+import type { JobRecord, JobState, RunPatch } from './store.js';
 
 /** The runs table's row, the same in SQLite and Postgres (BIGINT columns are read as numbers). */
 export interface RunRow {
@@ -105,4 +105,43 @@ export function toRun(row: RunRow): PostmortemRun {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
+}
+
+/** The jobs table's columns listJobs reads, the same in SQLite and Postgres. */
+export const JOB_RECORD_COLUMNS =
+  'id, kind, lane, payload, state, attempts, failures, last_error, run_at, created_at';
+
+export interface JobRecordRow {
+  id: number;
+  kind: JobRecord['kind'];
+  lane: string;
+  payload: string;
+  state: JobState;
+  attempts: number;
+  failures: number;
+  last_error: string | null;
+  run_at: number;
+  created_at: number;
+}
+
+export function toJobRecord(row: JobRecordRow): JobRecord {
+  return {
+    id: row.id,
+    kind: row.kind,
+    lane: row.lane,
+    payload: JSON.parse(row.payload) as Record<string, unknown>,
+    state: row.state,
+    attempts: row.attempts,
+    failures: row.failures,
+    lastError: row.last_error,
+    runAt: row.run_at,
+    createdAt: row.created_at,
+  };
+}
+
+/** listJobs' limit: a positive integer (SQL would read a negative one as "no limit"). */
+export function jobListLimit(limit = 100): number {
+  if (!Number.isInteger(limit) || limit < 1)
+    throw new RangeError(`limit must be a positive integer, not ${limit}`);
+  return limit;
 }

@@ -6,8 +6,27 @@ import Database from 'better-sqlite3';
 import { AppError } from '../errors.js';
 import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
 import { MIGRATIONS } from './migrations.js';
-import { PATCH_COLUMNS, patchAssignments, type RunRow, toRun } from './rows.js';
-import type { Job, JobLease, NewJob, NewRun, ReceivedEvent, RunPatch, Store } from './store.js';
+import {
+  JOB_RECORD_COLUMNS,
+  type JobRecordRow,
+  jobListLimit,
+  PATCH_COLUMNS,
+  patchAssignments,
+  type RunRow,
+  toJobRecord,
+  toRun,
+} from './rows.js';
+import type {
+  Job,
+  JobLease,
+  JobRecord,
+  JobState,
+  NewJob,
+  NewRun,
+  ReceivedEvent,
+  RunPatch,
+  Store,
+} from './store.js';
 
 export interface SqliteStoreOptions {
   path: string;
@@ -219,6 +238,10 @@ export class SqliteStore implements Store {
           payload: row.payload,
         }
       : undefined;
+  }
+
+  async countEvents(): Promise<number> {
+    return (this.sql('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
   }
 
   async getIncident(id: string): Promise<Incident | undefined> {
@@ -442,6 +465,19 @@ export class SqliteStore implements Store {
     }[];
     const count = (s: string) => rows.find((r) => r.state === s)?.n ?? 0;
     return { queued: count('queued'), running: count('running'), dead: count('dead') };
+  }
+
+  async listJobs(filter: { state?: JobState; limit?: number } = {}): Promise<JobRecord[]> {
+    const limit = jobListLimit(filter.limit);
+    const rows = (
+      filter.state
+        ? this.sql(`SELECT ${JOB_RECORD_COLUMNS} FROM jobs WHERE state = ? ORDER BY id LIMIT ?`).all(
+            filter.state,
+            limit,
+          )
+        : this.sql(`SELECT ${JOB_RECORD_COLUMNS} FROM jobs ORDER BY id LIMIT ?`).all(limit)
+    ) as JobRecordRow[];
+    return rows.map(toJobRecord);
   }
 
   async purgeBefore(

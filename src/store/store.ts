@@ -15,6 +15,8 @@ export interface Store {
    */
   recordEvent(event: ReceivedEvent, jobs: readonly NewJob[]): Promise<'recorded' | 'duplicate'>;
   getEvent(id: string): Promise<ReceivedEvent | undefined>;
+  /** How many webhook events are kept. */
+  countEvents(): Promise<number>;
 
   getIncident(id: string): Promise<Incident | undefined>;
   saveIncident(incident: Incident): Promise<void>;
@@ -65,6 +67,11 @@ export interface Store {
   /** Returns jobs whose lease ran out (their worker died) to the queue. */
   releaseExpiredLeases(now: number): Promise<number>;
   countJobs(): Promise<{ queued: number; running: number; dead: number }>;
+  /**
+   * Jobs as the queue holds them, oldest first (at most `limit`, default 100), optionally only those in one
+   * state: for looking at the queue (dead jobs and why they died), not for running it.
+   */
+  listJobs(filter?: { state?: JobState; limit?: number }): Promise<JobRecord[]>;
   /**
    * Retention: deletes webhook events received before `cutoff`, dead jobs created before it, incidents
    * no run refers to that were last updated before it, and the evidence kept on runs opened before it.
@@ -150,6 +157,9 @@ export interface NewJob {
 
 export type JobLease = Pick<Job, 'id' | 'attempts'>;
 
+/** queued: waiting to run (maybe not yet due); running: leased to a worker; dead: given up, kept to look at. */
+export type JobState = 'queued' | 'running' | 'dead';
+
 export interface Job {
   id: number;
   kind: JobKind;
@@ -160,4 +170,12 @@ export interface Job {
   /** Tries that failed (not planned returns such as a paced Slack call): the backoff's exponent. */
   failures: number;
   createdAt: number;
+}
+
+export interface JobRecord extends Job {
+  state: JobState;
+  /** When it is due: its next attempt, for a job being retried. */
+  runAt: number;
+  /** Why its last failed or rescheduled attempt returned, if one did. */
+  lastError: string | null;
 }

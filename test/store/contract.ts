@@ -287,6 +287,79 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       expect(job).toMatchObject({ attempts: 3, failures: 1 });
     });
 
+    it('counts the events it keeps', async () => {
+      const store = await fresh();
+      expect(await store.countEvents()).toBe(0);
+      await store.recordEvent(event('e1'), []);
+      await store.recordEvent(event('e1'), []);
+      await store.recordEvent(event('e2'), []);
+      expect(await store.countEvents()).toBe(2);
+    });
+
+    it('lists jobs as the queue holds them: state, attempts, failures, last error, when due; oldest first', async () => {
+      const store = await fresh();
+      expect(await store.listJobs()).toEqual([]);
+      const before = Date.now();
+      await store.enqueueJob({ kind: 'start_session', lane: 'run:1', payload: { runId: '1' } });
+      await store.enqueueJob({ kind: 'sync_message', lane: 'run:2', payload: { runId: '2' } });
+      await store.enqueueJob({
+        kind: 'thread_reply',
+        lane: 'run:3',
+        payload: { runId: '3' },
+        runAt: before + 5_000,
+      });
+      const now = Date.now();
+      const a = (await store.claimJob(now, now + 1000)) as Job;
+      await store.retryJob(a, now + 60_000, 'Devin answered 503', { failed: true });
+      const b = (await store.claimJob(now, now + 1000)) as Job;
+      await store.buryJob(b, 'invalid_blocks');
+
+      const jobs = await store.listJobs();
+      expect(jobs).toEqual([
+        {
+          id: a.id,
+          kind: 'start_session',
+          lane: 'run:1',
+          payload: { runId: '1' },
+          state: 'queued',
+          attempts: 1,
+          failures: 1,
+          lastError: 'Devin answered 503',
+          runAt: now + 60_000,
+          createdAt: expect.any(Number),
+        },
+        {
+          id: b.id,
+          kind: 'sync_message',
+          lane: 'run:2',
+          payload: { runId: '2' },
+          state: 'dead',
+          attempts: 1,
+          failures: 0,
+          lastError: 'invalid_blocks',
+          runAt: expect.any(Number),
+          createdAt: expect.any(Number),
+        },
+        expect.objectContaining({
+          kind: 'thread_reply',
+          state: 'queued',
+          attempts: 0,
+          lastError: null,
+          runAt: before + 5_000,
+        }),
+      ]);
+      for (const job of jobs) {
+        expect(job.createdAt).toBeGreaterThanOrEqual(before);
+        expect(job.createdAt).toBeLessThanOrEqual(Date.now());
+      }
+      expect((await store.listJobs({ state: 'dead' })).map((j) => j.id)).toEqual([b.id]);
+      expect((await store.listJobs({ state: 'queued', limit: 1 })).map((j) => j.id)).toEqual([a.id]);
+      expect(await store.listJobs({ state: 'running' })).toEqual([]);
+      await store.claimJob(before + 6_000, before + 9_000);
+      expect((await store.listJobs({ state: 'running' })).map((j) => j.kind)).toEqual(['thread_reply']);
+      await expect(store.listJobs({ limit: 0 })).rejects.toThrow('limit must be a positive integer, not 0');
+    });
+
     it('lists the newest runs of one channel, or of all', async () => {
       const store = await fresh();
       await store.openRun(newRun('r1', 1, { channel: 'CA' }), []);
