@@ -32,6 +32,11 @@ export class JobRunner {
   private running = false;
   private loops: Promise<void>[] = [];
   private wakers: (() => void)[] = [];
+  /** Counts wake-ups, so a worker that was woken while it looked for work looks again instead of idling. */
+  private wakeups = 0;
+  private settleWaiters: (() => void)[] = [];
+  /** Workers idle because they found nothing to do (see park). */
+  private parked = 0;
   private lastSweep = Number.NEGATIVE_INFINITY;
   /** Store calls that failed in a row (the database is down): idle workers wait longer and longer. */
   private storeFailures = 0;
@@ -62,16 +67,42 @@ export class JobRunner {
     this.wake();
     await Promise.all(this.loops);
     this.loops = [];
+    this.resolveSettled();
   }
 
   wake(): void {
+    this.wakeups++;
     const wakers = this.wakers;
     this.wakers = [];
     for (const w of wakers) w();
   }
 
+  /**
+   * Resolves once no job is due and none is running: every worker has looked for a job since jobs were last
+   * queued or finished, found none it could take, and is idle. "Due" is by this runner's clock (`now`) when
+   * the last worker looked. Not counted: a job scheduled for later (a retry in 5 minutes, a Slack call
+   * paced to its channel's next free slot) and one waiting behind an earlier job of its lane. The workers
+   * are woken first, so a job that came due by the clock alone is run, not missed. While the store cannot
+   * be reached nothing is known, so it does not resolve until the store answers again. Event-driven, no
+   * polling. A stopped runner is settled once its jobs in flight have finished.
+   */
+  settled(): Promise<void> {
+    if (!this.running) return Promise.all(this.loops).then(() => undefined);
+    return new Promise((resolve) => {
+      this.settleWaiters.push(resolve);
+      this.wake();
+    });
+  }
+
+  private resolveSettled(): void {
+    const waiters = this.settleWaiters;
+    this.settleWaiters = [];
+    for (const w of waiters) w();
+  }
+
   private async loop(): Promise<void> {
     while (this.running) {
+      const wakeups = this.wakeups;
       let job: Job | undefined;
       try {
         const now = this.o.now();
@@ -91,7 +122,11 @@ export class JobRunner {
         // Store calls resolve without I/O: without this, a backlog of quick jobs would run as one long
         // chain of microtasks and starve incoming requests (webhooks, Slack clicks) of the event loop.
         await new Promise((resolve) => setImmediate(resolve));
-      } else await this.idle(await this.untilNextDue());
+        continue;
+      }
+      const ms = await this.untilNextDue();
+      // Jobs queued (or unblocked) while this worker was looking would otherwise wait for the next poll.
+      if (this.wakeups === wakeups && this.running) await this.park(ms);
     }
   }
 
@@ -157,6 +192,21 @@ export class JobRunner {
       const timer = setTimeout(done, ms);
       this.wakers.push(done);
     });
+  }
+
+  /**
+   * Idles a worker that looked and found no job it could take: once every worker is here, the runner is
+   * settled. (A worker backing off from an unavailable store, or retrying to record an outcome, is not.)
+   */
+  private async park(ms: number): Promise<void> {
+    const idle = this.idle(ms);
+    this.parked++;
+    if (this.parked === this.o.concurrency) this.resolveSettled();
+    try {
+      await idle;
+    } finally {
+      this.parked--;
+    }
   }
 
   /** Idle workers waiting to be woken (for tests: it must not grow while the queue is quiet). */

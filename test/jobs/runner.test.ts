@@ -2,9 +2,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AppError, RetryableError } from '../../src/errors.js';
-import { JobRunner } from '../../src/jobs/runner.js';
+import { JobRunner, type JobRunnerOptions } from '../../src/jobs/runner.js';
 import { createLogger } from '../../src/logging.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import type { Job, JobKind } from '../../src/store/store.js';
@@ -18,21 +18,23 @@ afterEach(async () => {
   await store?.close();
 });
 
+const KINDS: JobKind[] = [
+  'process_event',
+  'start_session',
+  'sync_message',
+  'thread_reply',
+  'finalize_session',
+  'terminate_session',
+  'pagerduty_note',
+];
+
 function setup(
   handler: (job: Job) => Promise<void>,
-  options: Partial<ConstructorParameters<typeof JobRunner>[0]> = {},
+  options: Partial<JobRunnerOptions> = {},
+  { start = true } = {},
 ) {
   store = new SqliteStore({ path: join(mkdtempSync(join(tmpdir(), 'runner-')), 'jobs.db') });
-  const handlers = Object.fromEntries(
-    [
-      'process_event',
-      'start_session',
-      'sync_message',
-      'thread_reply',
-      'finalize_session',
-      'terminate_session',
-    ].map((k) => [k, handler]),
-  ) as Record<JobKind, typeof handler>;
+  const handlers = Object.fromEntries(KINDS.map((k) => [k, handler])) as Record<JobKind, typeof handler>;
   runner = new JobRunner({
     store,
     handlers,
@@ -42,32 +44,44 @@ function setup(
     backoffMaxMs: 20,
     ...options,
   });
-  runner.start();
-  return store;
+  if (start) runner.start();
+  return { s: store, r: runner };
+}
+
+/** A promise and the function that resolves it. */
+function signal(): { promise: Promise<void>; fire: () => void } {
+  let fire = () => {};
+  const promise = new Promise<void>((resolve) => {
+    fire = resolve;
+  });
+  return { promise, fire };
 }
 
 describe('JobRunner', () => {
   it('keeps no more idle waiters than workers while the queue is quiet', async () => {
-    setup(async () => {});
-    await sleep(300);
-    expect(runner?.waiting).toBeLessThanOrEqual(4);
+    const { s, r } = setup(async () => {});
+    const claims = vi.spyOn(s, 'claimJob');
+    await waitFor(() => claims.mock.calls.length >= 100, 'a hundred idle looks for work');
+    expect(r.waiting).toBeLessThanOrEqual(4);
+    await r.settled();
+    expect(r.waiting).toBe(4);
   });
 
   it('retries a RetryableError no sooner than the other side asked', async () => {
     const seen: number[] = [];
-    const s = setup(async (job) => {
+    const { s, r } = setup(async (job) => {
       seen.push(Date.now());
       if (job.attempts === 1) throw new RetryableError('slack_rate_limited', 'later', 300);
     });
     await s.enqueueJob({ kind: 'sync_message', lane: 'a', payload: {} });
     await waitFor(() => seen.length === 2, 'the retry');
     expect((seen[1] ?? 0) - (seen[0] ?? 0)).toBeGreaterThanOrEqual(290);
-    await waitFor(async () => (await s.countJobs()).queued === 0, 'completion');
+    await r.settled();
     expect(await s.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
   });
 
   it('buries a job that fails for good, and one that keeps crashing after its attempts', async () => {
-    const s = setup(
+    const { s } = setup(
       async (job) => {
         if (job.payload.kind === 'refused') throw new AppError('slack_refused', 'invalid_blocks');
         throw new TypeError('bug');
@@ -77,25 +91,190 @@ describe('JobRunner', () => {
     await s.enqueueJob({ kind: 'sync_message', lane: 'a', payload: { kind: 'refused' } });
     await s.enqueueJob({ kind: 'sync_message', lane: 'b', payload: { kind: 'bug' } });
     await waitFor(async () => (await s.countJobs()).dead === 2, 'both jobs buried');
+    expect(
+      (await s.listJobs({ state: 'dead' })).map((j) => [j.payload.kind, j.attempts, j.lastError]),
+    ).toEqual([
+      ['refused', 1, 'invalid_blocks'],
+      ['bug', 3, 'bug'],
+    ]);
   });
 
   it('stop() waits for the job in flight', async () => {
-    let finished = false;
-    const s = setup(async () => {
-      await sleep(200);
-      finished = true;
+    const started = signal();
+    const release = signal();
+    const order: string[] = [];
+    const { s, r } = setup(async () => {
+      started.fire();
+      await release.promise;
+      order.push('job finished');
     });
     await s.enqueueJob({ kind: 'sync_message', lane: 'a', payload: {} });
-    await sleep(50);
-    await runner?.stop();
-    expect(finished).toBe(true);
-    expect((await s.countJobs()).queued + (await s.countJobs()).running).toBe(0);
+    await started.promise;
+    const stopped = r.stop().then(() => order.push('stopped'));
+    release.fire();
+    await stopped;
+    expect(order).toEqual(['job finished', 'stopped']);
+    expect(await s.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+  });
+
+  it('takes a job queued while its only worker was looking for one at once, not at the next poll', async () => {
+    let ran = false;
+    const { s, r } = setup(
+      async () => {
+        ran = true;
+      },
+      { concurrency: 1, pollIntervalMs: 60_000 },
+      { start: false },
+    );
+    const claim = s.claimJob.bind(s);
+    let queued = false;
+    vi.spyOn(s, 'claimJob').mockImplementation(async (now, leaseUntil) => {
+      const job = await claim(now, leaseUntil);
+      if (!job && !queued) {
+        queued = true;
+        await s.enqueueJob({ kind: 'sync_message', lane: 'a', payload: {} });
+      }
+      return job;
+    });
+    r.start();
+    await waitFor(() => ran, 'the job queued during the look');
+  });
+});
+
+describe('JobRunner.settled()', () => {
+  it('resolves at once when nothing is queued: before start, while idle, and after stop', async () => {
+    // A poll interval far beyond the test's timeout: only events can resolve it.
+    const { r } = setup(async () => {}, { pollIntervalMs: 600_000 }, { start: false });
+    await r.settled();
+    r.start();
+    await r.settled();
+    await r.settled();
+    await r.stop();
+    await r.settled();
+  });
+
+  it.each([1, 4])(
+    'waits for a chain of jobs that queue more jobs, to its end (concurrency %i)',
+    async (concurrency) => {
+      const seen: number[] = [];
+      const { s, r } = setup(
+        async (job) => {
+          const n = Number(job.payload.n);
+          seen.push(n);
+          // Half the chain in one lane (each waits for the one before), half in lanes of their own.
+          if (n < 8)
+            await s.enqueueJob({
+              kind: 'sync_message',
+              lane: n % 2 ? 'odd' : `even-${n}`,
+              payload: { n: n + 1 },
+            });
+        },
+        { concurrency, pollIntervalMs: 600_000 },
+      );
+      await s.enqueueJob({ kind: 'sync_message', lane: 'odd', payload: { n: 1 } });
+      await r.settled();
+      expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(await s.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+    },
+  );
+
+  it('runs a fan-out on several workers at once and resolves every caller once all of it is done', async () => {
+    let active = 0;
+    let mostAtOnce = 0;
+    const done: string[] = [];
+    const { s, r } = setup(
+      async (job) => {
+        active++;
+        mostAtOnce = Math.max(mostAtOnce, active);
+        if (job.payload.root) {
+          for (let i = 0; i < 12; i++)
+            await s.enqueueJob({ kind: 'thread_reply', lane: `lane-${i}`, payload: { i } });
+        }
+        await sleep(5); // each job takes a moment, so that workers overlap
+        active--;
+        done.push(job.payload.root ? 'root' : String(job.payload.i));
+      },
+      { concurrency: 4, pollIntervalMs: 600_000 },
+    );
+    await s.enqueueJob({ kind: 'process_event', lane: 'root', payload: { root: true } });
+    await Promise.all([r.settled(), r.settled()]);
+    expect(done).toHaveLength(13);
+    expect(new Set(done).size).toBe(13);
+    expect(mostAtOnce).toBeGreaterThan(1);
+    expect(await s.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+  });
+
+  it('does not resolve while a job is running, even when the other workers have gone idle', async () => {
+    const slowStarted = signal();
+    const release = signal();
+    const events: string[] = [];
+    const { s, r } = setup(
+      async (job) => {
+        if (job.payload.slow) {
+          slowStarted.fire();
+          await release.promise;
+        }
+        events.push(`${job.payload.slow ? 'slow' : 'quick'} job done`);
+      },
+      { concurrency: 2, pollIntervalMs: 600_000 },
+    );
+    await s.enqueueJob({ kind: 'start_session', lane: 'slow', payload: { slow: true } });
+    await slowStarted.promise;
+    const settled = r.settled().then(() => events.push('settled'));
+    await s.enqueueJob({ kind: 'sync_message', lane: 'quick', payload: {} });
+    await waitFor(() => events.includes('quick job done') && r.waiting === 1, 'the other worker to go idle');
+    release.fire();
+    await settled;
+    expect(events).toEqual(['quick job done', 'slow job done', 'settled']);
+  });
+
+  it('does not count a job scheduled for later, and runs it once the clock says it is due', async () => {
+    let offsetMs = 0;
+    const attempts: number[] = [];
+    const { s, r } = setup(
+      async (job) => {
+        attempts.push(job.attempts);
+        if (job.attempts === 1)
+          throw new RetryableError('slack_rate_limited', 'in a minute', 60_000, { exact: true });
+      },
+      { now: () => Date.now() + offsetMs, pollIntervalMs: 600_000 },
+    );
+    await s.enqueueJob({ kind: 'start_session', lane: 'a', payload: {} });
+    await r.settled();
+    expect(attempts).toEqual([1]);
+    const [waiting] = await s.listJobs({ state: 'queued' });
+    expect(waiting?.runAt).toBeGreaterThan(Date.now() + 50_000);
+
+    // A minute passes on the runner's clock (a test clock moved forward): the retry is due now.
+    offsetMs += 61_000;
+    await r.settled();
+    expect(attempts).toEqual([1, 2]);
+    expect(await s.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+  });
+
+  it('settled() does not resolve while the store cannot be reached, and does once it answers again', async () => {
+    const outage = { down: true, claims: 0 };
+    const events: string[] = [];
+    const { s, r } = setup(async () => {}, {}, { start: false });
+    const real = s.claimJob.bind(s);
+    s.claimJob = async (now, leaseUntil) => {
+      if (!outage.down) return real(now, leaseUntil);
+      outage.claims++;
+      throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+    };
+    r.start();
+    const settled = r.settled().then(() => events.push('settled'));
+    await waitFor(() => outage.claims >= 8, 'the workers to fail to reach the store');
+    events.push('store back');
+    outage.down = false;
+    await settled;
+    expect(events).toEqual(['store back', 'settled']);
   });
 
   it('backs off while the store is unavailable, and carries on by itself when it returns', async () => {
     const outage = { down: false, claims: 0 };
     const ran: number[] = [];
-    const s = setup(async (job) => {
+    const { s } = setup(async (job) => {
       ran.push(Number(job.payload.n));
     });
     const real = s.claimJob.bind(s);
@@ -118,7 +297,7 @@ describe('JobRunner', () => {
   it('a job that ran is not run again because its completion could not be written at once', async () => {
     let failures = 2;
     let runs = 0;
-    const s = setup(async () => {
+    const { s } = setup(async () => {
       runs++;
     });
     const real = s.completeJob.bind(s);
@@ -136,7 +315,7 @@ describe('JobRunner', () => {
 describe('JobRunner backoff', () => {
   it('does not grow the backoff for planned returns (exact reschedules), only for failures', async () => {
     const seen: { at: number; attempts: number; failures: number }[] = [];
-    const s = setup(
+    const { s } = setup(
       async (job) => {
         seen.push({ at: Date.now(), attempts: job.attempts, failures: job.failures });
         // Three planned looks (as while reconciling a create), then one failure, then success.
