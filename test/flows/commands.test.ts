@@ -1,8 +1,6 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   buttonClick,
@@ -32,15 +30,15 @@ async function lastResponse(count: number) {
   return h.slack.responses[count - 1]?.body as Record<string, any>;
 }
 
-function runStates(): { incident_id: string; attempt: number; state: string; decided_by: string | null }[] {
-  const db = new Database(h.dbPath, { readonly: true });
-  try {
-    return db
-      .prepare('SELECT incident_id, attempt, state, decided_by FROM runs ORDER BY created_at, attempt')
-      .all() as any[];
-  } finally {
-    db.close();
-  }
+/** Every run, oldest first, with the fields these tests look at. */
+async function runStates() {
+  const runs = (await h.bot.store.recentRuns(100)).reverse();
+  return runs.map((r) => ({
+    incidentId: r.incidentId,
+    attempt: r.attempt,
+    state: r.state,
+    decidedBy: r.decidedBy,
+  }));
 }
 
 /** The modal's input state as Slack sends it in view_submission. */
@@ -87,8 +85,8 @@ describe('/postmortem <incident>', () => {
     expect(JSON.stringify(message.blocks)).toContain('Checkout API p99 latency above 2s');
     expect(incidentLookups()).toEqual(['/incidents/Q2K8TBZ1L3KJ7M']);
     expect((h.devin.createRequests[0] as any).tags).toContain('incident:Q2K8TBZ1L3KJ7M');
-    expect(runStates()).toEqual([
-      { incident_id: 'Q2K8TBZ1L3KJ7M', attempt: 1, state: 'started', decided_by: 'UALICE01' },
+    expect(await runStates()).toEqual([
+      { incidentId: 'Q2K8TBZ1L3KJ7M', attempt: 1, state: 'started', decidedBy: 'UALICE01' },
     ]);
     expect((await lastResponse(1)).text).toMatch(/^Done: /);
   });
@@ -102,7 +100,7 @@ describe('/postmortem <incident>', () => {
     await postSlashCommand(h, '#99');
     await waitFor(() => h.devin.sessions.length === 2, 'the session by number');
     expect(incidentLookups()).toEqual(['/incidents/Q2K8TBZ1L3KJ7M', '/incidents/99']);
-    expect(runStates().map((r) => r.incident_id)).toEqual(['Q2K8TBZ1L3KJ7M', 'PXYZ123']);
+    expect((await runStates()).map((r) => r.incidentId)).toEqual(['Q2K8TBZ1L3KJ7M', 'PXYZ123']);
   });
 
   it('answers an incident that already has a run with its state and link, and Run again makes exactly one more', async () => {
@@ -110,7 +108,7 @@ describe('/postmortem <incident>', () => {
     h.pagerduty.addIncident();
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
     const first = await waitFor(() => h.devin.sessions[0], 'the auto-started session');
-    await waitFor(() => runStates()[0]?.state === 'started', 'the first run to start');
+    await waitFor(async () => (await runStates())[0]?.state === 'started', 'the first run to start');
 
     await postSlashCommand(h, 'Q2K8TBZ1L3KJ7M', { userId: 'UBOB0001' });
     const reply = await lastResponse(1);
@@ -118,7 +116,7 @@ describe('/postmortem <incident>', () => {
     expect(reply.text).toContain('already has a postmortem run');
     expect(reply.text).toContain('Devin session running');
     expect(reply.text).toContain(first.url);
-    await sleep(200);
+    await h.settled();
     expect(h.devin.createRequests).toHaveLength(1);
 
     const ephemeral = { channel: 'CDEFAULT01', ts: 'ephemeral', blocks: reply.blocks };
@@ -129,9 +127,9 @@ describe('/postmortem <incident>', () => {
     expect(clicks.map((c) => c.status)).toEqual([200, 200]);
     await waitFor(() => h.devin.sessions.length === 2, 'the second session');
     await lastResponse(3);
-    await sleep(300);
+    await h.settled();
     expect(h.devin.createRequests).toHaveLength(2);
-    expect(runStates().map((r) => [r.attempt, r.state])).toEqual([
+    expect((await runStates()).map((r) => [r.attempt, r.state])).toEqual([
       [1, 'started'],
       [2, 'started'],
     ]);
@@ -162,9 +160,9 @@ describe('/postmortem <incident>', () => {
       'the approval buttons to go',
     );
     // Devin has the session a moment before the run records it.
-    await waitFor(() => runStates()[0]?.state === 'started', 'the run to record its session');
-    expect(runStates()).toEqual([
-      { incident_id: 'Q2K8TBZ1L3KJ7M', attempt: 1, state: 'started', decided_by: 'UALICE01' },
+    await waitFor(async () => (await runStates())[0]?.state === 'started', 'the run to record its session');
+    expect(await runStates()).toEqual([
+      { incidentId: 'Q2K8TBZ1L3KJ7M', attempt: 1, state: 'started', decidedBy: 'UALICE01' },
     ]);
   });
 
@@ -217,13 +215,13 @@ describe('/postmortem (the ad-hoc modal)', () => {
       'the channel message',
     );
     expect(message.channel).toBe('CPAYMENTS1');
-    expect(runStates()).toEqual([
-      { incident_id: `adhoc-${opened.id}`, attempt: 1, state: 'started', decided_by: 'UALICE01' },
+    expect(await runStates()).toEqual([
+      { incidentId: `adhoc-${opened.id}`, attempt: 1, state: 'started', decidedBy: 'UALICE01' },
     ]);
 
     // Slack retrying the same submission opens nothing new.
     await postViewSubmission(h.url, opened, modalValues());
-    await sleep(300);
+    await h.settled();
     expect(h.devin.createRequests).toHaveLength(1);
   });
 
@@ -266,8 +264,8 @@ describe('/postmortem (the ad-hoc modal)', () => {
     expect(((await future.json()) as any).errors).toEqual({
       ended_at: 'The end is in the future: start the postmortem once it is over.',
     });
-    await sleep(200);
-    expect(runStates()).toEqual([]);
+    await h.settled();
+    expect(await runStates()).toEqual([]);
   });
 });
 
@@ -285,7 +283,10 @@ describe('/postmortem status and help', () => {
         title: 'Queue <b>backlog</b>',
       }),
     );
-    await waitFor(() => runStates().length === 2 && runStates()[0]?.state === 'started', 'two runs');
+    await waitFor(async () => {
+      const runs = await runStates();
+      return runs.length === 2 && runs[0]?.state === 'started';
+    }, 'two runs');
 
     await postSlashCommand(h, 'status');
     const list = (await lastResponse(1)).text as string;
@@ -350,7 +351,7 @@ describe('SLACK_APPROVERS', () => {
       () => JSON.stringify(byIncident('PSKIPPED').blocks).includes('postmortem_start_anyway'),
       'the skipped run',
     );
-    const before = runStates();
+    const before = await runStates();
 
     const bob = 'UBOB0001';
     const pending = byIncident('Q2K8TBZ1L3KJ7M');
@@ -396,8 +397,8 @@ describe('SLACK_APPROVERS', () => {
         'Only postmortem approvers can do this (<@UALICE01>, <!subteam^SAPPROVER>). Nothing was changed; ask one of them.',
       );
     }
-    await sleep(300);
-    expect(runStates()).toEqual(before);
+    await h.settled();
+    expect(await runStates()).toEqual(before);
     expect(h.devin.createRequests).toHaveLength(1);
     expect(incidentLookups()).toEqual([]);
 
@@ -416,7 +417,7 @@ describe('SLACK_APPROVERS', () => {
     expect((await lastResponse(1)).text).toContain(
       'SLACK_APPROVERS: cannot read user group SFREEPLAN (paid_teams_only): user groups need a paid Slack plan',
     );
-    expect(runStates()[0]?.state).toBe('awaiting_approval');
+    expect((await runStates())[0]?.state).toBe('awaiting_approval');
     await postSlackInteraction(h.url, buttonClick(h.slack, message, 'postmortem_approve', 'UALICE01'));
     await waitFor(() => h.devin.sessions.length === 1, 'the session approved by a listed user');
   });
@@ -439,7 +440,7 @@ describe('Start anyway and Retry', () => {
     const session = await waitFor(() => h.devin.sessions[0], 'the session');
     await waitFor(() => contextText(message).includes(session.url), 'the message with the link');
     expect(contextText(message)).toContain('Approved by <@UALICE01>.');
-    await sleep(300);
+    await h.settled();
     expect(h.devin.createRequests).toHaveLength(1);
   });
 
@@ -455,7 +456,7 @@ describe('Start anyway and Retry', () => {
     await postSlackInteraction(h.url, buttonClick(h.slack, message, 'postmortem_retry', 'UALICE01'));
     const session = await waitFor(() => h.devin.sessions[0], 'the session after retry');
     await waitFor(() => contextText(message).includes(session.url), 'the message with the link');
-    expect(runStates()[0]).toMatchObject({ state: 'started', decided_by: 'UALICE01' });
+    expect((await runStates())[0]).toMatchObject({ state: 'started', decidedBy: 'UALICE01' });
     // Devin refused the first create outright, so there was nothing to look up before creating again.
     expect(h.devin.listRequests).toHaveLength(0);
     expect(h.devin.createRequests).toHaveLength(2);

@@ -1,6 +1,5 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { PostmortemRun } from '../../src/postmortems/model.js';
 import {
   buttonClick,
   fixture,
@@ -24,33 +23,23 @@ const text = (m: { blocks: unknown[] }) => JSON.stringify(m.blocks);
 const threadReplies = () => h.slack.callsOf('chat.postMessage').filter((c) => c.args.thread_ts);
 const topLevelPosts = () => h.slack.callsOf('chat.postMessage').filter((c) => !c.args.thread_ts);
 
-/** Waits until the job queue has nothing left to do. */
-async function settle(): Promise<void> {
-  await waitFor(async () => {
-    const jobs = await h.bot.store.countJobs();
-    return jobs.queued === 0 && jobs.running === 0;
-  }, 'the job queue to drain');
-}
-
 async function tick(): Promise<void> {
-  await settle();
+  await h.settled();
   await h.bot.follower.tick();
-  await settle();
+  await h.settled();
 }
 
-function runRow(): Record<string, any> {
-  const db = new Database(h.dbPath, { readonly: true });
-  try {
-    return db.prepare('SELECT * FROM runs ORDER BY created_at DESC LIMIT 1').get() as Record<string, any>;
-  } finally {
-    db.close();
-  }
+/** The newest run. */
+async function latestRun(): Promise<PostmortemRun> {
+  const [run] = await h.bot.store.recentRuns(1);
+  if (!run) throw new Error('no run yet');
+  return run;
 }
 
 async function autoStartedSession() {
   await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
   const session = await waitFor(() => h.devin.sessions[0], 'the session');
-  await settle();
+  await h.settled();
   return session;
 }
 
@@ -74,10 +63,10 @@ describe('following a Devin session to its end', () => {
     await tick();
     expect(threadReplies()).toHaveLength(0);
     expect(h.slack.callsOf('chat.update')).toHaveLength(0);
-    expect(runRow()).toMatchObject({
+    expect(await latestRun()).toMatchObject({
       state: 'started',
-      devin_status: 'running',
-      devin_status_detail: 'working',
+      devinStatus: 'running',
+      devinStatusDetail: 'working',
     });
 
     h.devin.update(session.session_id, { status_detail: 'waiting_for_user' });
@@ -176,14 +165,14 @@ describe('following a Devin session to its end', () => {
       'Devin suspended the session because the organization is out of credits (out_of_credits)',
     );
     expect(reply).toContain('postmortem_retry');
-    expect(runRow().state).toBe('session_failed');
+    expect((await latestRun()).state).toBe('session_failed');
 
     // Retry on a failed session starts a new attempt, once.
     const message = [...h.slack.messages.values()][0] as any;
     await postSlackInteraction(h.url, buttonClick(h.slack, message, 'postmortem_retry', 'UALICE01'));
     await waitFor(() => h.devin.sessions.length === 2, 'the retried session');
-    await settle();
-    expect(runRow()).toMatchObject({ attempt: 2, state: 'started', decided_by: 'UALICE01' });
+    await h.settled();
+    expect(await latestRun()).toMatchObject({ attempt: 2, state: 'started', decidedBy: 'UALICE01' });
 
     h.devin.update(h.devin.sessions[1]?.session_id ?? '', { status: 'error' });
     await tick();
@@ -214,7 +203,7 @@ describe('following a Devin session to its end', () => {
     h.devin.update(session.session_id, { status: 'running', status_detail: 'working' });
     h.clock.advance(7 * HOUR);
     await tick();
-    expect(runRow().state).toBe('abandoned');
+    expect((await latestRun()).state).toBe('abandoned');
     expect(JSON.stringify(threadReplies()[0]?.args.blocks)).toContain(
       'The session had not finished after 6h, so the bot stopped following it and terminated it in Devin',
     );
@@ -232,7 +221,7 @@ describe('following a Devin session to its end', () => {
     h.devin.sessions.splice(h.devin.sessions.indexOf(session), 1);
     await tick();
     await tick();
-    expect(runRow().state).toBe('session_failed');
+    expect((await latestRun()).state).toBe('session_failed');
     expect(threadReplies()).toHaveLength(1);
     expect(JSON.stringify(threadReplies()[0]?.args.blocks)).toContain('Devin no longer has this session');
   });
@@ -246,9 +235,9 @@ describe('following a Devin session to its end', () => {
       postSlackInteraction(h.url, buttonClick(h.slack, message, 'postmortem_stop', 'UBOB0001')),
     ]);
     await waitFor(() => h.devin.terminated.length === 1, 'the terminate call');
-    await settle();
+    await h.settled();
     expect(h.devin.terminated).toEqual([session.session_id]);
-    expect(runRow()).toMatchObject({ state: 'stopped', stopped_by: 'UBOB0001' });
+    expect(await latestRun()).toMatchObject({ state: 'stopped', stoppedBy: 'UBOB0001' });
     expect(text(message)).toContain('Stopped by <@UBOB0001>');
     expect(text(message)).not.toContain('postmortem_stop');
     const polls = h.devin.getRequests.length;
@@ -272,7 +261,7 @@ describe('early start', () => {
     h = await startHarness({ env: { EARLY_START_PRIORITIES: 'P1' } });
     await postPagerDuty(h.url, acknowledged('P1'));
     const session = await waitFor(() => h.devin.sessions[0], 'the early session');
-    await settle();
+    await h.settled();
     expect((h.devin.createRequests[0] as any).prompt).toContain(
       'it has been acknowledged but is not resolved yet',
     );
@@ -287,7 +276,7 @@ describe('early start', () => {
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
     await waitFor(() => h.devin.messages.length === 1, 'the finalize message');
-    await settle();
+    await h.settled();
     expect(h.devin.createRequests).toHaveLength(1);
     expect(h.devin.messages[0]?.message).toContain('The incident is now resolved. Finish the postmortem');
     expect(h.devin.messages[0]?.message).toContain('"resolved": "2024-03-05T10:42:11.523Z"');
@@ -295,7 +284,7 @@ describe('early start', () => {
 
     h.devin.update(session.session_id, { status_detail: 'finished' });
     await tick();
-    expect(runRow()).toMatchObject({ state: 'finished', trigger: 'early' });
+    expect(await latestRun()).toMatchObject({ state: 'finished', trigger: 'early' });
     expect(threadReplies()).toHaveLength(1);
   });
 
@@ -303,10 +292,10 @@ describe('early start', () => {
     h = await startHarness({ env: { EARLY_START_PRIORITIES: 'P1', EARLY_START_MAX_WAIT: '12h' } });
     await postPagerDuty(h.url, acknowledged('P1'));
     await waitFor(() => h.devin.sessions[0], 'the early session');
-    await settle();
+    await h.settled();
     h.clock.advance(13 * HOUR);
     await tick();
-    expect(runRow().state).toBe('abandoned');
+    expect((await latestRun()).state).toBe('abandoned');
     expect(JSON.stringify(threadReplies()[0]?.args.blocks)).toContain(
       'The incident was not resolved within 12h of the early start, so the bot stopped following this session and terminated it in Devin',
     );
@@ -318,22 +307,21 @@ describe('early start', () => {
     h = await startHarness({ env: { EARLY_START_PRIORITIES: 'P1', EARLY_START_MAX_WAIT: '1h' } });
     await postPagerDuty(h.url, acknowledged('P1'));
     await waitFor(() => h.devin.sessions[0], 'the early session');
-    await settle();
+    await h.settled();
     h.clock.advance(2 * HOUR);
     await tick();
-    expect(runRow().state).toBe('abandoned');
+    expect((await latestRun()).state).toBe('abandoned');
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
-    await waitFor(() => runRow().attempt === 2, 'a second run');
-    await settle();
-    expect(runRow()).toMatchObject({ attempt: 2, state: 'awaiting_approval', trigger: 'approval' });
+    await waitFor(async () => (await h.bot.store.recentRuns(1))[0]?.attempt === 2, 'a second run');
+    await h.settled();
+    expect(await latestRun()).toMatchObject({ attempt: 2, state: 'awaiting_approval', trigger: 'approval' });
     expect(h.devin.createRequests).toHaveLength(1);
   });
 
   it('does not start early for other priorities', async () => {
     h = await startHarness({ env: { EARLY_START_PRIORITIES: 'P1' } });
     await postPagerDuty(h.url, acknowledged('P2'));
-    await sleep(200);
-    await settle();
+    await h.settled();
     expect(h.devin.createRequests).toHaveLength(0);
   });
 });
@@ -358,7 +346,7 @@ describe('approval reminders and expiry', () => {
     h.clock.advance(7 * 24 * HOUR);
     await tick();
     await tick();
-    expect(runRow().state).toBe('expired');
+    expect((await latestRun()).state).toBe('expired');
     expect(text(message)).not.toContain('postmortem_approve');
     expect(text(message)).toContain('the request expired');
     expect(threadReplies()).toHaveLength(1);
@@ -371,6 +359,10 @@ describe('the schedule', () => {
     h = await startHarness({ env: { SESSION_POLL_CRON: '* * * * * *' }, followOnSchedule: true });
     const session = await autoStartedSession();
     h.devin.update(session.session_id, { status: 'running', status_detail: 'finished' });
-    await waitFor(() => runRow().state === 'finished', 'a scheduled tick to see the finished session', 5000);
+    await waitFor(
+      async () => (await latestRun()).state === 'finished',
+      'a scheduled tick to see the finished session',
+      5000,
+    );
   });
 });

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   buttonClick,
@@ -104,7 +103,7 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
 
     await postSlackInteraction(h.url, buttonClick(h.slack, message, 'postmortem_skip', 'UBOB0001'));
     await waitFor(() => contextText(message).includes('skipped by <@UBOB0001>'), 'the skipped message');
-    await sleep(200);
+    await h.settled();
     expect(h.devin.createRequests).toHaveLength(0);
     expect(JSON.stringify(message.blocks)).not.toContain('postmortem_approve');
   });
@@ -120,7 +119,7 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
       () => h.slack.callsOf('chat.postMessage').length === 1 && h.devin.sessions.length === 1,
       'the run',
     );
-    await sleep(300);
+    await h.settled();
     expect(h.devin.createRequests).toHaveLength(1);
     expect(h.slack.callsOf('chat.postMessage')).toHaveLength(1);
   });
@@ -135,7 +134,7 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
       occurredAt: '2024-03-05T12:00:00Z',
     });
     expect((await postPagerDuty(h.url, again)).status).toBe(202);
-    await sleep(400);
+    await h.settled();
     expect(h.devin.createRequests).toHaveLength(1);
   });
 
@@ -152,7 +151,7 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
       () => h.devin.sessions.length === 1 && h.slack.responses.length === 1,
       'one session and one note',
     );
-    await sleep(300);
+    await h.settled();
     expect(h.devin.createRequests).toHaveLength(1);
     expect(h.slack.responses[0]?.body).toMatchObject({ response_type: 'ephemeral', replace_original: false });
     expect(String(h.slack.responses[0]?.body.text)).toMatch(/already started by <@U(ALICE01|BOB0001)>/);
@@ -186,7 +185,7 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
       () => [...h.slack.messages.values()].some((m) => contextText(m).includes(session.url)),
       'the started message with the session created by the timed-out call',
     );
-    await sleep(300);
+    await h.settled();
     expect(h.devin.createRequests).toHaveLength(1);
     expect(h.devin.sessions).toHaveLength(1);
     expect(h.devin.listRequests[0]).toContain(`tags=${(h.devin.createRequests[0] as any).tags[3]}`);
@@ -234,8 +233,11 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
     h = await startHarness();
     await h.bot.jobs.stop();
     expect((await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }))).status).toBe(202);
-    await sleep(200);
+    await h.settled();
     expect(h.devin.createRequests).toHaveLength(0);
+    expect(await h.bot.store.listJobs()).toEqual([
+      expect.objectContaining({ kind: 'process_event', state: 'queued', attempts: 0 }),
+    ]);
     await h.restart();
     await waitFor(() => h.devin.sessions.length === 1, 'the session after the restart');
     await waitFor(() => h.slack.callsOf('chat.postMessage').length === 1, 'the message after the restart');
@@ -266,7 +268,7 @@ describe('PagerDuty → Slack approval → Devin, end to end', () => {
     unknown.event.id = 'evt-unknown-type';
     unknown.event.event_type = 'incident.custom_field_values.updated';
     expect((await postPagerDuty(h.url, unknown)).status).toBe(202);
-    await sleep(300);
+    await h.settled();
     expect(h.slack.calls).toHaveLength(0);
     expect(h.devin.createRequests).toHaveLength(0);
   });

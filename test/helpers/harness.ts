@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { App } from '@slack/bolt';
 import { createPostmortemBot, type PostmortemBot } from '../../src/app.js';
 import { type Config, type Env, loadConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/logging.js';
@@ -79,6 +80,13 @@ export interface Harness {
   clock: TestClock;
   dbPath: string;
   env: Env;
+  /**
+   * Resolves once the bot has nothing left to do: no Slack listener still running (Bolt acks before its
+   * listener finishes), and the job runner settled with no job due within the next two seconds by the bot's
+   * clock (retries and Slack calls paced in this harness are due that soon, so they are waited for and run;
+   * a job due later is left alone). Wait on this, not on a sleep, before asserting that nothing else happened.
+   */
+  settled(timeoutMs?: number): Promise<void>;
   /** Stops the bot (gracefully) and starts a new one on the same database and fakes. */
   restart(): Promise<void>;
   close(): Promise<void>;
@@ -107,6 +115,58 @@ export function testConfig(env: Env, configure?: (config: Config) => void): Conf
   if (env.DEVIN_RECONCILE_WINDOW === undefined) config.devin.reconcileWindowMs = 150;
   configure?.(config);
   return config;
+}
+
+/** Counts the Slack requests whose listeners are still running, by a Bolt middleware around all of them. */
+class SlackListenerWork {
+  running = 0;
+  finished = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(bolt: App) {
+    bolt.use(async ({ next }) => {
+      this.running++;
+      try {
+        await next();
+      } finally {
+        this.running--;
+        this.finished++;
+        if (this.running === 0) for (const w of this.idleWaiters.splice(0)) w();
+      }
+    });
+  }
+
+  idle(): Promise<void> {
+    return this.running === 0 ? Promise.resolve() : new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+}
+
+/** Jobs due this soon (by the bot's clock) are work still to come: retries and paced Slack calls here. */
+const SOON_MS = 2000;
+
+async function settle(
+  bot: PostmortemBot,
+  slackWork: SlackListenerWork,
+  clock: TestClock,
+  gaveUp: () => boolean,
+): Promise<void> {
+  while (!gaveUp()) {
+    await slackWork.idle();
+    const finished = slackWork.finished;
+    // The runner looks for work after this moment: a job still queued that was due by then is blocked
+    // behind an earlier one of its lane; one due after it may have come due while the runner looked.
+    const looked = clock.now();
+    await bot.jobs.settled();
+    // A listener that ran meanwhile may have queued jobs: look again.
+    if (slackWork.running > 0 || slackWork.finished !== finished) continue;
+    const later = (await bot.store.listJobs({ state: 'queued', limit: 1000 }))
+      .map((j) => j.runAt)
+      .filter((at) => at > looked);
+    const next = Math.min(...later);
+    if (next > looked + SOON_MS) return;
+    // Not a guess: the time the next job is due, after which the runner takes it.
+    await sleep(Math.max(1, next - clock.now()));
+  }
 }
 
 /** The bot's clock in tests: real time plus an offset a test can move forward. */
@@ -159,9 +219,10 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       botIdentity: { botId: 'BBOT0001', botUserId: 'UBOT0001', teamId: 'T0001', enterpriseId: undefined },
       now: clock.now,
     });
+    const slackWork = new SlackListenerWork(bot.bolt);
     const server = await bot.start(0);
     if (options.followOnSchedule) bot.startSchedules();
-    return { bot, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+    return { bot, slackWork, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
   };
 
   let current = await boot();
@@ -179,6 +240,27 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     clock,
     dbPath,
     env,
+    async settled(timeoutMs = 10_000) {
+      const { bot, slackWork } = current;
+      let timer: NodeJS.Timeout | undefined;
+      let gaveUp = false;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(async () => {
+          gaveUp = true;
+          const jobs = await bot.store.listJobs({ limit: 20 }).catch(() => []);
+          reject(
+            new Error(
+              `timed out waiting for the bot to settle (${slackWork.running} Slack listener(s) running; jobs: ${JSON.stringify(jobs)})`,
+            ),
+          );
+        }, timeoutMs);
+      });
+      try {
+        await Promise.race([settle(bot, slackWork, clock, () => gaveUp), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
     async restart() {
       await current.bot.stop();
       current = await boot();
