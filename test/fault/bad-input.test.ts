@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PostmortemRun, RunState } from '../../src/postmortems/model.js';
@@ -27,14 +26,7 @@ afterAll(async () => {
   await h.close();
 });
 
-const eventCount = () => {
-  const db = new Database(h.dbPath, { readonly: true });
-  try {
-    return (db.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-};
+const eventCount = () => h.bot.store.countEvents();
 
 /** Text people and tools put in incidents, hostile and odd. */
 const nasty = fc.oneof(
@@ -72,11 +64,11 @@ describe('webhook bodies and headers', () => {
             .map((o) => JSON.stringify(o)),
         ),
         async (body) => {
-          const before = eventCount();
+          const before = await eventCount();
           const res = await postPagerDuty(h.url, body);
           expect([200, 202, 400]).toContain(res.status);
-          if (res.status === 400) expect(eventCount()).toBe(before);
-          if (res.status === 202) expect(eventCount()).toBe(before + 1);
+          if (res.status === 400) expect(await eventCount()).toBe(before);
+          if (res.status === 202) expect(await eventCount()).toBe(before + 1);
         },
       ),
       { numRuns: 150 },
@@ -110,9 +102,7 @@ describe('webhook bodies and headers', () => {
       }),
       { numRuns: 100 },
     );
-    const db = new Database(h.dbPath, { readonly: true });
-    expect(db.prepare("SELECT COUNT(*) AS n FROM events WHERE id = 'sig-prop'").get()).toEqual({ n: 0 });
-    db.close();
+    expect(await h.bot.store.getEvent('sig-prop')).toBeUndefined();
   });
 
   it('Slack requests dated more than five minutes away, either way, are refused', async () => {

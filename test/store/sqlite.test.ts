@@ -55,6 +55,8 @@ describe('SqliteStore: one process per file', () => {
   it('refuses a file another live process owns, and takes over from a dead or departed owner', async () => {
     const { store, path } = open();
     await store.close();
+    // Raw SQL on purpose: the thing under test is the claim another process leaves in the file, and a
+    // claim from another host, or from a process that died, cannot be made here any other way.
     const setOwner = (host: string, pid: number, expiresAt: number) => {
       const db = new Database(path);
       db.prepare(
