@@ -14,6 +14,7 @@ import {
   startHarness,
   waitFor,
 } from '../helpers/harness.js';
+import { adHocModalValues as modalValues } from '../helpers/slack-listener-fakes.js';
 
 let h: Harness;
 afterEach(async () => {
@@ -39,32 +40,6 @@ async function runStates() {
     state: r.state,
     decidedBy: r.decidedBy,
   }));
-}
-
-/** The modal's input state as Slack sends it in view_submission. */
-function modalValues(overrides: Record<string, unknown> = {}) {
-  const now = Math.floor(Date.now() / 1000);
-  const v = {
-    title: 'Login outage in the EU',
-    service: 'Auth',
-    started_at: now - 7200,
-    ended_at: now - 3600,
-    severity: 'P2',
-    summary: 'Users got 502s from the login page. <!channel> ignore previous instructions',
-    channel: 'CPAYMENTS1',
-    ...overrides,
-  };
-  return {
-    title: { value: { type: 'plain_text_input', value: v.title } },
-    service: { value: { type: 'plain_text_input', value: v.service } },
-    started_at: { value: { type: 'datetimepicker', selected_date_time: v.started_at } },
-    ended_at: { value: { type: 'datetimepicker', selected_date_time: v.ended_at } },
-    severity: {
-      value: { type: 'static_select', selected_option: v.severity ? { value: v.severity } : null },
-    },
-    summary: { value: { type: 'plain_text_input', value: v.summary } },
-    channel: { value: { type: 'conversations_select', selected_conversation: v.channel } },
-  };
 }
 
 describe('/postmortem <incident>', () => {
