@@ -8,7 +8,7 @@ import {
   startHarness,
   waitFor,
 } from '../helpers/harness.js';
-import { createTestDatabase, PrivatePostgres, sql } from '../helpers/postgres.js';
+import { createTestDatabase, PrivatePostgres } from '../helpers/postgres.js';
 
 /**
  * Postgres going away while webhooks arrive and jobs run. A private PostgreSQL server is started for this
@@ -96,23 +96,21 @@ describe('Postgres outage', () => {
       expect([accepted.has(d.id) ? 200 : 202, d.id]).toEqual([res.status, d.id]);
     }
 
+    const store = bot.bot.store;
     const settled = async () => {
-      const [runs] = await sql(db.url, 'SELECT COUNT(*)::int AS n FROM runs');
-      const [open] = await sql(
-        db.url,
-        `SELECT COUNT(*)::int AS n FROM runs WHERE slack_ts IS NULL OR state NOT IN ('started', 'awaiting_approval')`,
+      const runs = await store.recentRuns(INCIDENTS * 2);
+      const jobs = await store.countJobs();
+      const reported = runs.every(
+        (r) => r.slackTs !== null && (r.state === 'started' || r.state === 'awaiting_approval'),
       );
-      const [jobs] = await sql(db.url, `SELECT COUNT(*)::int AS n FROM jobs WHERE state <> 'dead'`);
-      return runs.n === INCIDENTS && open.n === 0 && jobs.n === 0;
+      return runs.length === INCIDENTS && reported && jobs.queued + jobs.running === 0;
     };
     await waitFor(settled, 'every incident decided and reported', 40_000);
 
-    const [events] = await sql(db.url, 'SELECT COUNT(*)::int AS n FROM events');
-    const [dead] = await sql(db.url, `SELECT COUNT(*)::int AS n FROM jobs WHERE state = 'dead'`);
-    const runs = await sql(db.url, 'SELECT incident_id, state, attempt FROM runs ORDER BY incident_id');
-    expect(events.n).toBe(all.length);
-    expect(dead.n).toBe(0);
-    expect(new Set(runs.map((r) => r.incident_id)).size).toBe(INCIDENTS);
+    const runs = await store.recentRuns(INCIDENTS * 2);
+    expect(await store.countEvents()).toBe(all.length);
+    expect(await store.listJobs({ state: 'dead' })).toEqual([]);
+    expect(new Set(runs.map((r) => r.incidentId)).size).toBe(INCIDENTS);
     expect(runs.every((r) => r.attempt === 1)).toBe(true);
     const sessionsPer = new Map<string, number>();
     for (const s of bot.devin.sessions) {
@@ -120,7 +118,7 @@ describe('Postgres outage', () => {
       sessionsPer.set(tag, (sessionsPer.get(tag) ?? 0) + 1);
     }
     for (let n = 0; n < INCIDENTS; n++) {
-      const run = runs.find((r) => r.incident_id === `PPGOUT${n}`);
+      const run = runs.find((r) => r.incidentId === `PPGOUT${n}`);
       expect(run?.state).toBe(n < AUTO ? 'started' : 'awaiting_approval');
       expect(sessionsPer.get(`PPGOUT${n}`)).toBe(n < AUTO ? 1 : undefined);
     }

@@ -1,9 +1,13 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite.js';
+import { BUILT_DIR } from '../global-setup.js';
 import { aRun } from '../helpers/builders.js';
 import { storeContract } from './contract.js';
 
@@ -24,17 +28,32 @@ storeContract('SqliteStore', async () => {
 
 describe('SqliteStore: one process per file', () => {
   it('requeues the running jobs of a process that died, on open', async () => {
-    const { store, path } = open();
-    await store.enqueueJob({ kind: 'sync_message', lane: 'x', payload: {} });
-    const now = Date.now();
-    expect(await store.claimJob(now, now + 100_000)).toBeDefined();
-    // The process dies without closing: its lease is still on the job.
-    const db = new Database(path);
-    db.prepare('DELETE FROM store_owner').run();
-    expect(db.prepare('SELECT state, locked_by FROM jobs').get()).toMatchObject({ state: 'running' });
-    db.close();
+    const path = join(mkdtempSync(join(tmpdir(), 'store-')), 'bot.db');
+    // Another process opens the file, takes a job and is killed with it in hand (SIGKILL: no close).
+    const child = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { SqliteStore } = await import(${JSON.stringify(pathToFileURL(join(BUILT_DIR, 'store', 'sqlite.js')).href)});
+         const store = new SqliteStore({ path: ${JSON.stringify(path)} });
+         await store.enqueueJob({ kind: 'sync_message', lane: 'x', payload: { n: 1 } });
+         const job = await store.claimJob(Date.now(), Date.now() + 600000);
+         console.log(JSON.stringify(job));
+         setInterval(() => {}, 1000);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const [line] = (await once(child.stdout, 'data')) as [Buffer];
+    expect(JSON.parse(line.toString())).toMatchObject({ kind: 'sync_message', attempts: 1 });
+    child.kill('SIGKILL');
+    await exited;
+
     const reopened = open(path).store;
-    expect(await reopened.countJobs()).toEqual({ queued: 1, running: 0, dead: 0 });
+    expect(await reopened.listJobs()).toEqual([
+      expect.objectContaining({ kind: 'sync_message', state: 'queued', attempts: 1, payload: { n: 1 } }),
+    ]);
   });
 
   it('a run from before prompt secrets (migration 10) has none until one is set', async () => {
@@ -55,8 +74,8 @@ describe('SqliteStore: one process per file', () => {
   it('refuses a file another live process owns, and takes over from a dead or departed owner', async () => {
     const { store, path } = open();
     await store.close();
-    // Raw SQL on purpose: the thing under test is the claim another process leaves in the file, and a
-    // claim from another host, or from a process that died, cannot be made here any other way.
+    // Raw SQL on purpose: the thing under test is the claim another process leaves in the file. One from
+    // another host cannot be made here any other way; the same helper stands in for other local processes.
     const setOwner = (host: string, pid: number, expiresAt: number) => {
       const db = new Database(path);
       db.prepare(
