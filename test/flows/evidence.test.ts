@@ -463,7 +463,7 @@ describe('never list', () => {
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P5' }));
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P3', incidentId: 'PSECOND1', eventId: 'second' }));
     await waitFor(() => h.slack.callsOf('chat.postMessage').length === 1, 'the P3 approval message');
-    await waitFor(async () => (await h.bot.store.countJobs()).queued === 0, 'the queue to drain');
+    await h.settled();
     expect(h.slack.callsOf('chat.postMessage')).toHaveLength(1);
     expect(JSON.stringify(h.slack.callsOf('chat.postMessage')[0]?.args.blocks)).toContain('PSECOND1');
     expect(h.devin.createRequests).toHaveLength(0);
@@ -476,7 +476,7 @@ describe('write-back (PAGERDUTY_FROM_EMAIL)', () => {
     seedIncidentRecords(h);
     await postPagerDuty(h.url, resolvedEvent({ priority: 'P1' }));
     const session = await waitFor(() => h.devin.sessions[0], 'the session');
-    await waitFor(async () => (await h.bot.store.countJobs()).queued === 0, 'the queue to drain');
+    await h.settled();
     h.devin.update(session.session_id, {
       status: 'running',
       status_detail: 'finished',
@@ -492,7 +492,7 @@ describe('write-back (PAGERDUTY_FROM_EMAIL)', () => {
       },
     ]);
     await h.bot.follower.tick();
-    await waitFor(async () => (await h.bot.store.countJobs()).queued === 0, 'the queue to drain');
+    await h.settled();
     expect(h.pagerduty.postedNotes).toHaveLength(1);
   });
 });
