@@ -20,7 +20,7 @@ const opened: { store: SqliteStore; dir: string }[] = [];
  * Where the temp files go: a memory-backed file system when there is one, so the store's fsyncs (it
  * commits with synchronous=FULL) cost nothing and a unit test stays fast; the store is the same.
  */
-const TEMP_ROOT = ((): string => {
+export const TEMP_ROOT = ((): string => {
   try {
     accessSync('/dev/shm', constants.W_OK);
     return '/dev/shm';
