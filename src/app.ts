@@ -73,7 +73,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
   let accepting = true;
 
   const http = buildHttp(config, { ...deps, now, store, accepting: () => accepting });
-  const adapters = buildAdapters(config, http.bolt, deps.botIdentity, logger, now);
+  const adapters = buildAdapters(config, http.bolt, deps.botIdentity, { store, logger, now });
   const domain = buildDomain(config, adapters, { store, logger, now });
   registerListeners(http.bolt, { service: domain.service, now });
 
@@ -188,7 +188,13 @@ function buildHttp(
 type Adapters = ReturnType<typeof buildAdapters>;
 
 /** Slack, Devin and PagerDuty behind the domain's ports (src/postmortems/ports.ts). */
-function buildAdapters(config: Config, bolt: App, identity: BotIdentity, logger: Logger, now: () => number) {
+function buildAdapters(
+  config: Config,
+  bolt: App,
+  identity: BotIdentity,
+  deps: { store: Store; logger: Logger; now: () => number },
+) {
+  const { store, logger, now } = deps;
   const pagerduty = config.pagerduty.apiToken
     ? new PagerDutyClient({ apiUrl: config.pagerduty.apiUrl, token: config.pagerduty.apiToken })
     : undefined;
@@ -206,7 +212,7 @@ function buildAdapters(config: Config, bolt: App, identity: BotIdentity, logger:
     }),
     channel: new SlackRunChannel(
       slackChat(bolt.client),
-      new ChannelPacer(config.tuning.slackChannelIntervalMs, now),
+      new ChannelPacer(store, config.tuning.slackChannelIntervalMs, now),
       config.lifecycle.approvalExpireAfterMs,
     ),
     channelFinder,
