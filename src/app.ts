@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { App, type Logger as BoltLogger, ExpressReceiver, LogLevel } from '@slack/bolt';
 import express, { type Express } from 'express';
@@ -91,10 +92,17 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
       retentionMs: config.retentionMs,
     }),
   });
+  // Each tick of a schedule runs on one replica: the first to take the schedule's lease in the store.
+  const lease = { store, owner: randomUUID(), now };
   const schedules = [
-    new CronTicker('follow-sessions', config.lifecycle.pollCron, () => domain.follower.tick(), logger),
-    // Daily at 03:17 UTC: one purge job (deduplicated while one waits), whichever replica queues it.
-    new CronTicker('retention', '17 3 * * *', () => store.enqueueJob(purgeJob()), logger, 'UTC'),
+    new CronTicker('follow-sessions', config.lifecycle.pollCron, () => domain.follower.tick(), logger, {
+      lease,
+    }),
+    // Daily at 03:17 UTC: one purge job (deduplicated while one waits, too).
+    new CronTicker('retention', '17 3 * * *', () => store.enqueueJob(purgeJob()), logger, {
+      timezone: 'UTC',
+      lease,
+    }),
   ];
 
   let server: Server | undefined;
