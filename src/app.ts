@@ -58,8 +58,11 @@ export interface PostmortemBot {
    * the follower themselves leave this out.
    */
   startSchedules(): void;
-  /** Graceful: stop intake, finish in-flight requests and jobs, close the store. */
-  stop(): Promise<void>;
+  /**
+   * Graceful: stop intake, finish in-flight requests, ticks and jobs for at most `graceMs` (default 20 s),
+   * then close the store, which hands whatever still runs to another replica at once (Postgres).
+   */
+  stop(options?: { graceMs?: number }): Promise<void>;
 }
 
 /**
@@ -129,18 +132,50 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     startSchedules() {
       for (const s of schedules) s.start();
     },
-    async stop() {
+    async stop(options = {}) {
       accepting = false;
-      if (server) {
-        const closing = new Promise<void>((resolve) => server?.close(() => resolve()));
-        server.closeIdleConnections();
-        await closing;
-      }
-      for (const s of schedules) await s.stop();
-      await jobs.stop();
+      // Real time, not the bot's clock: the deadline is the platform's (main.ts exits at 30 s, Kubernetes
+      // kills at its grace period), and what must not be skipped is closing the store.
+      const deadline = Date.now() + (options.graceMs ?? SHUTDOWN_GRACE_MS);
+      const left = () => Math.max(0, deadline - Date.now());
+      const http = (async () => {
+        if (!server) return;
+        const s = server;
+        const closing = new Promise<void>((resolve) => s.close(() => resolve()));
+        s.closeIdleConnections();
+        if (!(await within(closing, left()))) {
+          s.closeAllConnections();
+          await closing;
+        }
+      })();
+      // Work stops being taken at once; what is in flight finishes meanwhile, or is handed back.
+      const background = Promise.all([
+        within(Promise.all(schedules.map((s) => s.stop())), left()),
+        jobs.stop({ waitMs: left() }),
+      ]);
+      await Promise.all([http, background]);
       await store.close();
     },
   };
+}
+
+/** How long stop() lets requests, ticks and jobs in flight finish before it closes the store anyway. */
+export const SHUTDOWN_GRACE_MS = 20_000;
+
+/** Whether `promise` settled within `ms` (it goes on either way). */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    promise.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  return settled;
 }
 
 /** Express with our own routes first (each with its own body parser), then Bolt on /slack/events. */

@@ -92,6 +92,32 @@ describe('JobRunner', () => {
     expect((await s.countJobs()).queued + (await s.countJobs()).running).toBe(0);
   });
 
+  it('renews the lease of a job that runs longer than it, so no other worker takes it meanwhile', async () => {
+    let runs = 0;
+    const s = setup(
+      async () => {
+        runs++;
+        await sleep(800);
+      },
+      { leaseMs: 150, concurrency: 3 },
+    );
+    await s.enqueueJob({ kind: 'start_session', lane: 'a', payload: {} });
+    await waitFor(async () => (await s.countJobs()).queued + (await s.countJobs()).running === 0, 'done');
+    // Without the heartbeat the lease would have run out five times over, and idle workers taken the job.
+    expect(runs).toBe(1);
+  });
+
+  it('stop() waits at most waitMs, and says how many jobs were still running', async () => {
+    let release: () => void = () => {};
+    const s = setup(() => new Promise<void>((resolve) => (release = resolve)));
+    await s.enqueueJob({ kind: 'start_session', lane: 'a', payload: {} });
+    await waitFor(async () => (await s.countJobs()).running === 1, 'the job to run');
+    const since = Date.now();
+    expect(await runner?.stop({ waitMs: 100 })).toBe(1);
+    expect(Date.now() - since).toBeLessThan(1000);
+    release();
+  });
+
   it('backs off while the store is unavailable, and carries on by itself when it returns', async () => {
     const outage = { down: false, claims: 0 };
     const ran: number[] = [];
