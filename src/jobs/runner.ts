@@ -37,6 +37,11 @@ export class JobRunner {
   private loops: Promise<void>[] = [];
   private wakers: (() => void)[] = [];
   private lastSweep = Number.NEGATIVE_INFINITY;
+  /**
+   * No sweep for expired leases before this. After the store was unavailable, every live worker (of every
+   * replica: they all lost it) first renews the leases that lapsed meanwhile; only a dead one's stay lapsed.
+   */
+  private sweepAfter = Number.NEGATIVE_INFINITY;
   /** Store calls that failed in a row (the database is down): idle workers wait longer and longer. */
   private storeFailures = 0;
   /** The jobs this runner is executing now: their leases are renewed until they are recorded. */
@@ -137,7 +142,7 @@ export class JobRunner {
       try {
         const now = this.o.now();
         // Leases run for minutes: looking for expired ones now and then is enough.
-        if (now - this.lastSweep >= Math.min(5000, this.o.leaseMs / 2)) {
+        if (now - this.lastSweep >= Math.min(5000, this.o.leaseMs / 2) && now >= this.sweepAfter) {
           this.lastSweep = now;
           await this.o.store.releaseExpiredLeases(now);
         }
@@ -159,6 +164,7 @@ export class JobRunner {
   /** Logs the first failure of a streak and says how long to wait: the poll interval, doubling, capped. */
   private storeUnavailable(err: unknown): number {
     this.storeFailures++;
+    this.sweepAfter = Number.POSITIVE_INFINITY;
     if (this.storeFailures === 1) {
       this.o.logger.error({ err: errorMessage(err) }, 'job queue unavailable; backing off');
     }
@@ -170,6 +176,7 @@ export class JobRunner {
     if (this.storeFailures === 0) return;
     this.o.logger.info({ failures: this.storeFailures }, 'job queue available again');
     this.storeFailures = 0;
+    this.sweepAfter = this.o.now() + this.o.leaseMs / 3;
   }
 
   /**
