@@ -11,6 +11,7 @@ import {
   buttonClick,
   fixture,
   postSlackInteraction,
+  postSlashCommand,
   resolvedEvent,
   testEnv,
   waitFor,
@@ -325,6 +326,18 @@ describe('several replicas on one Postgres database', () => {
     }
     const doubled = [...pollsPerTick.entries()].filter(([, count]) => count > 1);
     expect(doubled).toEqual([]);
+
+    // `/postmortem status` in one team's channel answers the same, from the shared state, on every replica.
+    const statusTexts: string[] = [];
+    for (const bot of bots) {
+      const before = slack.responses.length;
+      const res = await postSlashCommand({ url: bot.url, slack }, 'status', { channelId: CHANNELS[0] });
+      expect(res.status).toBe(200);
+      await waitFor(() => slack?.responses.length === before + 1, 'the status answer');
+      statusTexts.push(String(slack.responses.at(-1)?.body.text));
+    }
+    expect(new Set(statusTexts).size).toBe(1);
+    for (let n = 0; n < INCIDENTS; n += CHANNELS.length) expect(statusTexts[0]).toContain(`#${20_000 + n}`);
 
     // Graceful stops: each replica exits 0, well within the 40 s termination grace.
     const stops = await Promise.all(bots.map((b) => b.stop()));
