@@ -132,9 +132,10 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Job-queue bookkeeping (claim, complete, retry) commits without its own fsync: losing it to a power cut
-   * only runs a job again, which every handler tolerates, and the next durable commit (every webhook, every
-   * intent recorded before calling Slack or Devin) syncs it anyway. Everything else commits with fsync.
+   * Job-queue bookkeeping (claim, complete, retry), Slack pacing and leases commit without their own fsync:
+   * losing it to a power cut only runs a job again (which every handler tolerates) or lets a Slack call go
+   * early, and the next durable commit (every webhook, every intent recorded before calling Slack or Devin)
+   * syncs it anyway. Everything else commits with fsync.
    */
   private relaxed<T>(fn: () => T): T {
     this.db.pragma('synchronous = NORMAL');
@@ -449,7 +450,12 @@ export class SqliteStore implements Store {
     );
   }
 
+  /** Pacing and leases commit without their own fsync, like the queue's bookkeeping: see relaxed(). */
   async takeChannelSlot(channel: string, callKey: string, now: number, intervalMs: number): Promise<number> {
+    return this.relaxed(() => this.paceCall(channel, callKey, now, intervalMs));
+  }
+
+  private paceCall(channel: string, callKey: string, now: number, intervalMs: number): number {
     return this.db
       .transaction(() => {
         const row = this.sql(
@@ -484,19 +490,23 @@ export class SqliteStore implements Store {
   }
 
   async blockChannel(channel: string, until: number): Promise<void> {
-    this.sql(
-      `INSERT INTO channel_pacing (channel, blocked_until) VALUES (?, ?)
+    this.relaxed(() =>
+      this.sql(
+        `INSERT INTO channel_pacing (channel, blocked_until) VALUES (?, ?)
        ON CONFLICT (channel) DO UPDATE SET blocked_until = max(blocked_until, excluded.blocked_until)`,
-    ).run(channel, until);
+      ).run(channel, until),
+    );
   }
 
   async tryLease(name: string, owner: string, now: number, until: number): Promise<boolean> {
-    const row = this.sql(
-      `INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)
+    const row = this.relaxed(() =>
+      this.sql(
+        `INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)
        ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
        WHERE leases.owner = excluded.owner OR leases.expires_at <= ?
        RETURNING owner`,
-    ).get(name, owner, until, now);
+      ).get(name, owner, until, now),
+    );
     return row !== undefined;
   }
 
