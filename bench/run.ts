@@ -1,8 +1,10 @@
 /**
- * npm run bench: the real bot (built, as a child process, SQLite store) against local stand-ins for Slack
- * and Devin, and in the same run a bare Express 5 app as the baseline, both driven by autocannon with the
- * same signed resolved-incident webhooks. Then a storm: 10,000 distinct resolved incidents plus
- * duplicates, checked for loss, duplicates and Slack pacing. Prints a table and writes a JSON file.
+ * npm run bench: the real bot (built, as a child process) against local stand-ins for Slack and Devin, and
+ * in the same run a bare Express 5 app as the baseline, all driven by autocannon with the same signed
+ * resolved-incident webhooks: the bot on SQLite, then on Postgres as one replica and as two replicas
+ * sharing one database (the load split between them, as a load balancer would). Then a storm on SQLite:
+ * 10,000 distinct resolved incidents plus duplicates, checked for loss, duplicates and Slack pacing.
+ * Prints a table and writes a JSON file.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -15,6 +17,7 @@ import { signPagerDutyBody } from '../src/pagerduty/signature.js';
 import { FakeDevin } from '../test/helpers/fake-devin.js';
 import { FakeSlack } from '../test/helpers/fake-slack.js';
 import { freePort } from '../test/helpers/http-server.js';
+import { createTestDatabase, sql, TEST_POSTGRES_URL } from '../test/helpers/postgres.js';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');
 const SECRET = 'bench-subscription-secret';
@@ -22,6 +25,9 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
 const STORM_INCIDENTS = Number(process.env.BENCH_STORM ?? 10_000);
 const SKIP_STORM = process.env.BENCH_SKIP_STORM === '1';
+/** The Postgres server for the Postgres rows (a maintenance URL); BENCH_SKIP_POSTGRES=1 leaves them out. */
+const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? TEST_POSTGRES_URL;
+const SKIP_POSTGRES = process.env.BENCH_SKIP_POSTGRES === '1';
 const STORM_DUPLICATES = Math.round(STORM_INCIDENTS / 5);
 const STORM_AUTO = Math.round(STORM_INCIDENTS / 50);
 const template = JSON.parse(
@@ -100,7 +106,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
   await Promise.race([exited, sleep(35_000)]);
 }
 
-function botEnv(slack: FakeSlack, devin: FakeDevin, dbPath: string): Record<string, string> {
+function botEnv(slack: FakeSlack, devin: FakeDevin, database: string): Record<string, string> {
   return {
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
     SLACK_BOT_TOKEN: slack.token,
@@ -111,18 +117,20 @@ function botEnv(slack: FakeSlack, devin: FakeDevin, dbPath: string): Record<stri
     DEVIN_API_KEY: devin.apiKey,
     DEVIN_ORG_ID: devin.orgId,
     DEVIN_API_URL: devin.url,
-    DATABASE_URL: `sqlite:${dbPath}`,
+    DATABASE_URL: database.startsWith('postgres') ? database : `sqlite:${database}`,
     AUTO_START_PRIORITIES: 'P1',
     // The fixture's events happened in 2024: within a century's retention they are stored, not ignored.
     DATA_RETENTION: '36500d',
   };
 }
 
-async function load(port: number, bodies: Signed[]) {
+type LoadResult = Awaited<ReturnType<typeof load>>;
+
+async function load(port: number, bodies: Signed[], connections = CONNECTIONS) {
   let i = 0;
   const result = await autocannon({
     url: `http://127.0.0.1:${port}`,
-    connections: CONNECTIONS,
+    connections,
     duration: DURATION_S,
     requests: [
       {
@@ -147,6 +155,60 @@ async function load(port: number, bodies: Signed[]) {
     errors: result.errors + result.timeouts,
     total: result.requests.total,
   };
+}
+
+/**
+ * The load split over several replicas, as a load balancer spreads connections: one autocannon per replica,
+ * all at once, each with its share of the connections and events of its own. Requests per second add up;
+ * the latency reported is the worst replica's (percentiles of separate runs cannot be merged exactly).
+ */
+async function loadSpread(ports: number[], bodies: Signed[]): Promise<LoadResult> {
+  const share = Math.floor(CONNECTIONS / ports.length);
+  const results = await Promise.all(
+    ports.map((port, r) =>
+      load(
+        port,
+        bodies.filter((_, n) => n % ports.length === r),
+        r === 0 ? CONNECTIONS - share * (ports.length - 1) : share,
+      ),
+    ),
+  );
+  return {
+    requestsPerSecond: results.reduce((sum, x) => sum + x.requestsPerSecond, 0),
+    p50Ms: Math.max(...results.map((x) => x.p50Ms)),
+    p99Ms: Math.max(...results.map((x) => x.p99Ms)),
+    non2xx: results.reduce((sum, x) => sum + x.non2xx, 0),
+    errors: results.reduce((sum, x) => sum + x.errors, 0),
+    total: results.reduce((sum, x) => sum + x.total, 0),
+  };
+}
+
+/**
+ * The bot on Postgres as `replicas` processes sharing one new database (dropped afterwards): a warm-up,
+ * then the measured load spread over them.
+ */
+async function measurePostgres(replicas: number, slack: FakeSlack, devin: FakeDevin, bodies: Signed[]) {
+  const db = await createTestDatabase(POSTGRES_URL);
+  try {
+    const bots = [];
+    for (let r = 0; r < replicas; r++)
+      bots.push(await startChild(join(ROOT, 'dist', 'main.js'), botEnv(slack, devin, db.url)));
+    const ports = bots.map((b) => b.port);
+    const rssBefore = bots.map((b) => rssMb(b.child.pid as number));
+    await loadSpread(ports, bodies.slice(150_000)); // warm-up, distinct events of its own
+    const measured = await loadSpread(ports, bodies);
+    const rssAfter = bots.map((b) => rssMb(b.child.pid as number));
+    await Promise.all(bots.map((b) => stopChild(b.child)));
+    const [stored] = await sql<{ n: number }>(db.url, 'SELECT COUNT(*)::int AS n FROM events');
+    return {
+      replicas,
+      ...measured,
+      rssMb: { before: rssBefore, afterLoad: rssAfter },
+      eventsStored: stored?.n ?? 0,
+    };
+  } finally {
+    await db.drop();
+  }
 }
 
 /** Sends every body once, `concurrency` at a time; returns how each was answered. */
@@ -218,6 +280,13 @@ async function main(): Promise<void> {
   const rssAfter = rssMb(pid);
   await stopChild(bot.child);
   const stored = query<{ n: number }>(loadDb, 'SELECT COUNT(*) AS n FROM events').n;
+  // The same load on Postgres: one replica, then two sharing the database.
+  const postgres = SKIP_POSTGRES
+    ? undefined
+    : {
+        one: await measurePostgres(1, slack, devin, bodies),
+        two: await measurePostgres(2, slack, devin, bodies),
+      };
   report.throughput = {
     baseline: base,
     bot: measured,
@@ -225,14 +294,45 @@ async function main(): Promise<void> {
     botRssMb: { before: rssBefore, afterLoad: rssAfter },
     eventsStored: stored,
     devinLatencyMs: devin.latencyMs,
+    ...(postgres
+      ? {
+          postgres: {
+            oneReplica: { ...postgres.one, ratio: postgres.one.requestsPerSecond / base.requestsPerSecond },
+            twoReplicas: { ...postgres.two, ratio: postgres.two.requestsPerSecond / base.requestsPerSecond },
+          },
+        }
+      : {}),
   };
   await slack.close();
   await devin.close();
+  const rows = [
+    ['', 'baseline (bare Express 5)', 'postmortem-bot'],
+    [
+      'signed webhooks/s',
+      base.requestsPerSecond.toFixed(0),
+      `${measured.requestsPerSecond.toFixed(0)} (${((measured.requestsPerSecond / base.requestsPerSecond) * 100).toFixed(0)}% of baseline; target ≥ 70%)`,
+    ],
+    [
+      'ack latency p50 / p99',
+      `${base.p50Ms} / ${base.p99Ms} ms`,
+      `${measured.p50Ms} / ${measured.p99Ms} ms (target p99 ≤ 25 ms)`,
+    ],
+    ['non-2xx / errors', `${base.non2xx} / ${base.errors}`, `${measured.non2xx} / ${measured.errors}`],
+    ['bot RSS before / after', '', `${rssBefore.toFixed(0)} / ${rssAfter.toFixed(0)} MB (target ≤ 150 MB)`],
+    ...(postgres
+      ? [postgres.one, postgres.two].map((pg) => [
+          `postgres, ${pg.replicas} replica${pg.replicas > 1 ? 's' : ''}`,
+          `${pg.requestsPerSecond.toFixed(0)}/s (${((pg.requestsPerSecond / base.requestsPerSecond) * 100).toFixed(0)}%; target ≥ 35%)`,
+          `p50 / p99 ${pg.p50Ms} / ${pg.p99Ms} ms (target p99 ≤ 50 ms); non-2xx ${pg.non2xx}; RSS ${pg.rssMb.afterLoad.map((m) => m.toFixed(0)).join(' + ')} MB`,
+        ])
+      : []),
+  ];
+  console.log(
+    `\nLoad: ${CONNECTIONS} connections, ${DURATION_S} s, Devin stand-in answering in 2 s; ${cpus().length} cores, Node ${process.version}`,
+  );
+  for (const r of rows) console.log(`${(r[0] ?? '').padEnd(24)} ${(r[1] ?? '').padEnd(28)} ${r[2] ?? ''}`);
 
-  if (SKIP_STORM) {
-    console.log(JSON.stringify(report.throughput, null, 2));
-    return;
-  }
+  if (SKIP_STORM) return;
   // ---- Storm: 10,000 distinct resolved incidents plus duplicates ----
   const stormSlack = await new FakeSlack('xoxb-bench').start();
   stormSlack.channelLimit = { burst: 2 };
@@ -326,27 +426,15 @@ async function main(): Promise<void> {
     rssMb: t.botRssMb.afterLoad <= 150,
     duplicateSessions: s.duplicateSessions === 0,
     lostIncidents: s.lostIncidents === 0,
+    ...(postgres
+      ? {
+          postgresOneReplicaRatio: postgres.one.requestsPerSecond / base.requestsPerSecond >= 0.35,
+          postgresOneReplicaP99AckMs: postgres.one.p99Ms <= 50,
+          postgresTwoReplicasAtLeastOne: postgres.two.requestsPerSecond >= postgres.one.requestsPerSecond,
+        }
+      : {}),
   };
   report.targetsMet = targets;
-  const rows = [
-    ['', 'baseline (bare Express 5)', 'postmortem-bot'],
-    [
-      'signed webhooks/s',
-      base.requestsPerSecond.toFixed(0),
-      `${measured.requestsPerSecond.toFixed(0)} (${(t.ratio * 100).toFixed(0)}% of baseline; target ≥ 70%)`,
-    ],
-    [
-      'ack latency p50 / p99',
-      `${base.p50Ms} / ${base.p99Ms} ms`,
-      `${measured.p50Ms} / ${measured.p99Ms} ms (target p99 ≤ 25 ms)`,
-    ],
-    ['non-2xx / errors', `${base.non2xx} / ${base.errors}`, `${measured.non2xx} / ${measured.errors}`],
-    ['bot RSS before / after', '', `${rssBefore.toFixed(0)} / ${rssAfter.toFixed(0)} MB (target ≤ 150 MB)`],
-  ];
-  console.log(
-    `\nLoad: ${CONNECTIONS} connections, ${DURATION_S} s, Devin stand-in answering in 2 s; ${cpus().length} cores, Node ${process.version}`,
-  );
-  for (const r of rows) console.log(`${(r[0] ?? '').padEnd(24)} ${(r[1] ?? '').padEnd(28)} ${r[2] ?? ''}`);
   console.log(
     `\nStorm: ${STORM_INCIDENTS} incidents (${STORM_AUTO} auto-start) + ${STORM_DUPLICATES} duplicates`,
   );

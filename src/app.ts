@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { App, type Logger as BoltLogger, ExpressReceiver, LogLevel } from '@slack/bolt';
 import express, { type Express } from 'express';
@@ -57,8 +58,11 @@ export interface PostmortemBot {
    * the follower themselves leave this out.
    */
   startSchedules(): void;
-  /** Graceful: stop intake, finish in-flight requests and jobs, close the store. */
-  stop(): Promise<void>;
+  /**
+   * Graceful: stop intake, finish in-flight requests, ticks and jobs for at most `graceMs` (default 20 s),
+   * then close the store, which hands whatever still runs to another replica at once (Postgres).
+   */
+  stop(options?: { graceMs?: number }): Promise<void>;
 }
 
 /**
@@ -73,7 +77,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
   let accepting = true;
 
   const http = buildHttp(config, { ...deps, now, store, accepting: () => accepting });
-  const adapters = buildAdapters(config, http.bolt, deps.botIdentity, logger, now);
+  const adapters = buildAdapters(config, http.bolt, deps.botIdentity, { store, logger, now });
   const domain = buildDomain(config, adapters, { store, logger, now });
   registerListeners(http.bolt, { service: domain.service, now });
 
@@ -91,10 +95,17 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
       retentionMs: config.retentionMs,
     }),
   });
+  // Each tick of a schedule runs on one replica: the first to take the schedule's lease in the store.
+  const lease = { store, owner: randomUUID(), now };
   const schedules = [
-    new CronTicker('follow-sessions', config.lifecycle.pollCron, () => domain.follower.tick(), logger),
-    // Daily at 03:17 UTC: one purge job (deduplicated while one waits), whichever replica queues it.
-    new CronTicker('retention', '17 3 * * *', () => store.enqueueJob(purgeJob()), logger, 'UTC'),
+    new CronTicker('follow-sessions', config.lifecycle.pollCron, () => domain.follower.tick(), logger, {
+      lease,
+    }),
+    // Daily at 03:17 UTC: one purge job (deduplicated while one waits, too).
+    new CronTicker('retention', '17 3 * * *', () => store.enqueueJob(purgeJob()), logger, {
+      timezone: 'UTC',
+      lease,
+    }),
   ];
 
   let server: Server | undefined;
@@ -121,18 +132,50 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     startSchedules() {
       for (const s of schedules) s.start();
     },
-    async stop() {
+    async stop(options = {}) {
       accepting = false;
-      if (server) {
-        const closing = new Promise<void>((resolve) => server?.close(() => resolve()));
-        server.closeIdleConnections();
-        await closing;
-      }
-      for (const s of schedules) await s.stop();
-      await jobs.stop();
+      // Real time, not the bot's clock: the deadline is the platform's (main.ts exits at 30 s, Kubernetes
+      // kills at its grace period), and what must not be skipped is closing the store.
+      const deadline = Date.now() + (options.graceMs ?? SHUTDOWN_GRACE_MS);
+      const left = () => Math.max(0, deadline - Date.now());
+      const http = (async () => {
+        if (!server) return;
+        const s = server;
+        const closing = new Promise<void>((resolve) => s.close(() => resolve()));
+        s.closeIdleConnections();
+        if (!(await within(closing, left()))) {
+          s.closeAllConnections();
+          await closing;
+        }
+      })();
+      // Work stops being taken at once; what is in flight finishes meanwhile, or is handed back.
+      const background = Promise.all([
+        within(Promise.all(schedules.map((s) => s.stop())), left()),
+        jobs.stop({ waitMs: left() }),
+      ]);
+      await Promise.all([http, background]);
       await store.close();
     },
   };
+}
+
+/** How long stop() lets requests, ticks and jobs in flight finish before it closes the store anyway. */
+export const SHUTDOWN_GRACE_MS = 20_000;
+
+/** Whether `promise` settled within `ms` (it goes on either way). */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    promise.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  return settled;
 }
 
 /** Express with our own routes first (each with its own body parser), then Bolt on /slack/events. */
@@ -188,7 +231,13 @@ function buildHttp(
 type Adapters = ReturnType<typeof buildAdapters>;
 
 /** Slack, Devin and PagerDuty behind the domain's ports (src/postmortems/ports.ts). */
-function buildAdapters(config: Config, bolt: App, identity: BotIdentity, logger: Logger, now: () => number) {
+function buildAdapters(
+  config: Config,
+  bolt: App,
+  identity: BotIdentity,
+  deps: { store: Store; logger: Logger; now: () => number },
+) {
+  const { store, logger, now } = deps;
   const pagerduty = config.pagerduty.apiToken
     ? new PagerDutyClient({ apiUrl: config.pagerduty.apiUrl, token: config.pagerduty.apiToken })
     : undefined;
@@ -206,7 +255,7 @@ function buildAdapters(config: Config, bolt: App, identity: BotIdentity, logger:
     }),
     channel: new SlackRunChannel(
       slackChat(bolt.client),
-      new ChannelPacer(config.tuning.slackChannelIntervalMs, now),
+      new ChannelPacer(store, config.tuning.slackChannelIntervalMs, now),
       config.lifecycle.approvalExpireAfterMs,
     ),
     channelFinder,

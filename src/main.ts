@@ -43,6 +43,8 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down: finishing in-flight work');
+    // The last resort, well inside a 40 s termination grace: stop() itself gives in-flight work 20 s
+    // (SHUTDOWN_GRACE_MS) and then closes the store, handing what still runs to another replica.
     const force = setTimeout(() => {
       logger.error('shutdown took too long; exiting');
       process.exit(1);

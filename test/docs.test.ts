@@ -41,6 +41,30 @@ describe('documentation matches the code', () => {
     }
   });
 
+  it('the deploy/ examples run two replicas on Postgres with the probes, grace and budget the README gives', () => {
+    const k8s = read('deploy/kubernetes.yaml');
+    expect(k8s).toMatch(/^kind: Deployment$/m);
+    expect(k8s).toMatch(/^ {2}replicas: 2$/m);
+    expect(k8s).toMatch(/readinessProbe:\n\s+httpGet: \{ path: \/readyz,/);
+    expect(k8s).toMatch(/livenessProbe:\n\s+httpGet: \{ path: \/healthz,/);
+    expect(k8s).toMatch(/terminationGracePeriodSeconds: 40$/m);
+    expect(k8s).toMatch(/^kind: PodDisruptionBudget$/m);
+    const compose = read('deploy/compose.yaml');
+    expect(compose).toMatch(/DATABASE_URL: postgres:\/\/\S+@postgres:5432\//);
+    expect(compose).toMatch(/^ {2}bot-2:$/m);
+    expect(compose).toMatch(/stop_grace_period: 40s/);
+    // Every setting they name is one the bot reads.
+    for (const file of [k8s, compose]) {
+      for (const [, name] of file.matchAll(/\b(?:name: |^\s{4})([A-Z][A-Z_]+)(?:[:,])/gm)) {
+        if (name?.startsWith('POSTGRES_')) continue; // the postgres image's own
+        expect(ENV_VARIABLES).toContain(name);
+      }
+    }
+    const readme = read('README.md');
+    expect(readme).toContain('deploy/kubernetes.yaml');
+    expect(readme).toContain('deploy/compose.yaml');
+  });
+
   it('the contract action IDs are the documented ones', () => {
     expect([APPROVE_ACTION_ID, SKIP_ACTION_ID]).toEqual(['postmortem_approve', 'postmortem_skip']);
     expect(

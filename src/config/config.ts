@@ -195,7 +195,8 @@ export const PRODUCTION_TUNING: Tuning = {
   jobs: {
     concurrency: 4,
     pollIntervalMs: 1000,
-    leaseMs: 10 * 60_000,
+    // Renewed every 10 s while the job runs: a replica that dies has its jobs taken over within ~35 s.
+    leaseMs: 30_000,
     backoffBaseMs: 2000,
     // The backoff stops growing at a minute: once Devin or Slack answers again, waiting work goes on
     // within about that (a retry is one cheap call; Retry-After is honoured on top).

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { AppError, errorMessage, RetryableError } from '../errors.js';
-import type { Job, JobKind, Store } from '../store/store.js';
+import type { Job, JobKind, JobLease, Store } from '../store/store.js';
 
 /** Longest wait between attempts while the store is unavailable; a store that comes back wakes workers. */
 const STORE_BACKOFF_MAX_MS = 5000;
@@ -15,7 +15,11 @@ export interface JobRunnerOptions {
   concurrency?: number;
   /** How often idle workers look for due jobs (retries coming due) when nothing wakes them. */
   pollIntervalMs?: number;
-  /** A job not finished within its lease is handed to another worker (its first one is presumed dead). */
+  /**
+   * How long a claimed job is held. The runner renews the leases of the jobs it is running every third of
+   * this, so a job whose process died (not one that is merely slow) is handed to another worker once its
+   * lease runs out.
+   */
   leaseMs?: number;
   backoffBaseMs?: number;
   backoffMaxMs?: number;
@@ -38,15 +42,23 @@ export class JobRunner {
   /** Workers idle because they found nothing to do (see park). */
   private parked = 0;
   private lastSweep = Number.NEGATIVE_INFINITY;
+  /**
+   * No sweep for expired leases before this. After the store was unavailable, every live worker (of every
+   * replica: they all lost it) first renews the leases that lapsed meanwhile; only a dead one's stay lapsed.
+   */
+  private sweepAfter = Number.NEGATIVE_INFINITY;
   /** Store calls that failed in a row (the database is down): idle workers wait longer and longer. */
   private storeFailures = 0;
+  /** The jobs this runner is executing now: their leases are renewed until they are recorded. */
+  private readonly inFlight = new Map<number, JobLease>();
+  private heartbeat: NodeJS.Timeout | undefined;
 
   constructor(options: JobRunnerOptions) {
     this.o = {
       now: Date.now,
       concurrency: 4,
       pollIntervalMs: 1000,
-      leaseMs: 10 * 60_000,
+      leaseMs: 30_000,
       backoffBaseMs: 2000,
       backoffMaxMs: 10 * 60_000,
       maxUnexpectedAttempts: 10,
@@ -59,15 +71,69 @@ export class JobRunner {
     if (this.running) return;
     this.running = true;
     this.loops = Array.from({ length: this.o.concurrency }, () => this.loop());
+    this.scheduleHeartbeat(this.o.leaseMs / 3);
   }
 
-  /** Stops taking jobs and waits for the ones in flight to finish. */
-  async stop(): Promise<void> {
+  /**
+   * Stops taking jobs and waits for the ones in flight to finish, at most `waitMs`. Returns the number
+   * still running then: their leases are no longer renewed (closing the store hands them to another
+   * replica at once; otherwise they run out).
+   */
+  async stop(options: { waitMs?: number } = {}): Promise<number> {
     this.running = false;
     this.wake();
-    await Promise.all(this.loops);
+    const finished = Promise.all(this.loops);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      finished,
+      new Promise((resolve) => {
+        if (options.waitMs !== undefined) timer = setTimeout(resolve, options.waitMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    clearTimeout(this.heartbeat);
+    this.heartbeat = undefined;
+    const unfinished = this.inFlight.size;
+    if (unfinished > 0) {
+      this.o.logger.warn(
+        { jobs: unfinished },
+        'stopping with jobs still running; another worker will run them',
+      );
+    }
     this.loops = [];
     this.resolveSettled();
+    return unfinished;
+  }
+
+  /**
+   * Every third of the lease, the leases of the jobs in flight are renewed (sooner again after a failed
+   * renewal, so an outage shorter than two thirds of the lease loses none). A lease found lost means the
+   * job was handed to another worker meanwhile: what this one does with it is no longer recorded.
+   */
+  private scheduleHeartbeat(ms: number): void {
+    clearTimeout(this.heartbeat);
+    this.heartbeat = setTimeout(() => void this.renewLeases(), ms);
+    this.heartbeat.unref();
+  }
+
+  private async renewLeases(): Promise<void> {
+    const held = [...this.inFlight.values()];
+    let nextMs = this.o.leaseMs / 3;
+    if (held.length > 0) {
+      try {
+        const renewed = await this.o.store.renewJobLeases(held, this.o.now() + this.o.leaseMs);
+        const kept = new Set(renewed.map((j) => j.id));
+        for (const job of held) {
+          if (!kept.has(job.id) && this.inFlight.get(job.id) === job) {
+            this.o.logger.warn({ jobId: job.id }, 'job lease lost while running; another worker has the job');
+          }
+        }
+      } catch (err) {
+        this.o.logger.warn({ err: errorMessage(err) }, 'could not renew job leases; trying again');
+        nextMs = Math.min(nextMs, this.o.pollIntervalMs);
+      }
+    }
+    if (this.heartbeat) this.scheduleHeartbeat(nextMs);
   }
 
   wake(): void {
@@ -107,7 +173,7 @@ export class JobRunner {
       try {
         const now = this.o.now();
         // Leases run for minutes: looking for expired ones now and then is enough.
-        if (now - this.lastSweep >= Math.min(5000, this.o.leaseMs / 2)) {
+        if (now - this.lastSweep >= Math.min(5000, this.o.leaseMs / 2) && now >= this.sweepAfter) {
           this.lastSweep = now;
           await this.o.store.releaseExpiredLeases(now);
         }
@@ -133,6 +199,7 @@ export class JobRunner {
   /** Logs the first failure of a streak and says how long to wait: the poll interval, doubling, capped. */
   private storeUnavailable(err: unknown): number {
     this.storeFailures++;
+    this.sweepAfter = Number.POSITIVE_INFINITY;
     if (this.storeFailures === 1) {
       this.o.logger.error({ err: errorMessage(err) }, 'job queue unavailable; backing off');
     }
@@ -144,6 +211,7 @@ export class JobRunner {
     if (this.storeFailures === 0) return;
     this.o.logger.info({ failures: this.storeFailures }, 'job queue available again');
     this.storeFailures = 0;
+    this.sweepAfter = this.o.now() + this.o.leaseMs / 3;
   }
 
   /**
@@ -215,6 +283,16 @@ export class JobRunner {
   }
 
   private async execute(job: Job): Promise<void> {
+    const lease = { id: job.id, attempts: job.attempts };
+    this.inFlight.set(job.id, lease);
+    try {
+      await this.run(job);
+    } finally {
+      if (this.inFlight.get(job.id) === lease) this.inFlight.delete(job.id);
+    }
+  }
+
+  private async run(job: Job): Promise<void> {
     const { store, logger } = this.o;
     const log = logger.child({ jobId: job.id, kind: job.kind, lane: job.lane, attempt: job.attempts });
     try {

@@ -1,6 +1,21 @@
 import { type ScheduledTask, schedule } from 'node-cron';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
+import type { Store } from '../store/store.js';
+
+export interface CronTickerOptions {
+  timezone?: string;
+  /**
+   * Replicas share this schedule: each tick runs on the one replica that takes the store's lease named
+   * after the schedule first; the others skip it. The lease lasts half the time to the next tick and is
+   * renewed while the tick runs, so neither a slow tick nor clocks that differ by less than that let two
+   * replicas run one tick.
+   */
+  lease?: { store: Pick<Store, 'tryLease' | 'releaseLease'>; owner: string; now: () => number };
+}
+
+/** Used when a tick is run by hand, outside the schedule, and so has no next tick to measure against. */
+const DEFAULT_LEASE_MS = 30_000;
 
 /**
  * Runs `tick` on a cron schedule, never two at once: a tick that is still running when the next one is
@@ -15,7 +30,7 @@ export class CronTicker {
     private readonly cron: string,
     private readonly tick: () => Promise<unknown>,
     private readonly logger: Logger,
-    private readonly timezone?: string,
+    private readonly options: CronTickerOptions = {},
   ) {}
 
   start(): void {
@@ -23,13 +38,13 @@ export class CronTicker {
     this.task = schedule(this.cron, () => this.runOnce(), {
       noOverlap: true,
       name: this.name,
-      ...(this.timezone ? { timezone: this.timezone } : {}),
+      ...(this.options.timezone ? { timezone: this.options.timezone } : {}),
     });
   }
 
-  /** One tick now, unless one is already running (then that one's end). */
+  /** One tick now, unless one is already running (then that one's end), or another replica has this one. */
   runOnce(): Promise<void> {
-    this.running ??= this.tick()
+    this.running ??= this.leasedTick()
       .then(
         () => undefined,
         (err) => this.logger.error({ err: errorMessage(err), schedule: this.name }, 'scheduled tick failed'),
@@ -40,9 +55,36 @@ export class CronTicker {
     return this.running;
   }
 
+  private async leasedTick(): Promise<void> {
+    const lease = this.options.lease;
+    if (!lease) {
+      await this.tick();
+      return;
+    }
+    const holdMs = (this.task?.msToNext() ?? DEFAULT_LEASE_MS * 2) / 2;
+    const take = () => {
+      const now = lease.now();
+      return lease.store.tryLease(this.name, lease.owner, now, now + holdMs);
+    };
+    if (!(await take())) {
+      this.logger.debug({ schedule: this.name }, 'another replica runs this tick');
+      return;
+    }
+    const renewal = setInterval(() => void take().catch(() => {}), Math.max(10, holdMs / 2));
+    renewal.unref();
+    try {
+      await this.tick();
+    } finally {
+      clearInterval(renewal);
+    }
+  }
+
+  /** Stops the schedule, waits for a running tick, and hands the lease on to another replica. */
   async stop(): Promise<void> {
     await this.task?.stop();
     this.task = undefined;
     await this.running;
+    const lease = this.options.lease;
+    await lease?.store.releaseLease(this.name, lease.owner).catch(() => {});
   }
 }

@@ -23,8 +23,10 @@ export interface SessionFollowerDeps {
 /**
  * One tick of following: every followed Devin session is fetched and its run moved along (Devin v3 has
  * no completion webhook; observe-session.ts decides what a poll means), and approvals waiting too long
- * are reminded once and then expired. Every change is a lifecycle step, a conditional write, so a tick
- * that overlaps another replica's, or one repeated after a restart, posts nothing twice.
+ * are reminded once and then expired. With several replicas, each scheduled tick runs on one of them (the
+ * schedule's lease, jobs/schedule.ts). Every change is also a lifecycle step, a conditional write, so a tick
+ * that overlaps another anyway (a lease that ran out under a slow store), or one repeated after a restart,
+ * posts nothing twice.
  */
 export class SessionFollower {
   constructor(private readonly deps: SessionFollowerDeps) {}

@@ -1,63 +1,33 @@
 import { DomainError } from '../postmortems/errors.js';
+import type { Store } from '../store/store.js';
 
 /**
- * Slack allows about one message per second per channel. In an incident storm every run's message goes to
- * the same few channels, so calls are paced per channel: a job that would go too early gets a reserved slot
- * and is rescheduled to it (without holding a worker), and keeps that slot when it comes back. A 429 from
- * Slack pushes the channel's next slot back by its Retry-After.
+ * Slack allows about one message per second per channel, per app: across every replica of the bot
+ * together. In an incident storm every run's message goes to the same few channels, so calls are paced per
+ * channel in the shared store (store/pacing.ts): a job that would go too early gets a reserved slot and is
+ * rescheduled to it (without holding a worker), keeps that slot when it comes back (on whichever replica),
+ * and a 429 from Slack holds the channel back by its Retry-After for everyone.
  */
 export class ChannelPacer {
-  private readonly nextFree = new Map<string, number>();
-  private readonly lastCall = new Map<string, number>();
-  private readonly reserved = new Map<number, { channel: string; slot: number }>();
-
   constructor(
+    private readonly store: Pick<Store, 'takeChannelSlot' | 'blockChannel'>,
     private readonly intervalMs: number,
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Returns if job `jobId` may call Slack in `channel` now; otherwise throws chat_paced with the wait until its slot. */
-  take(channel: string, jobId: number): void {
+  /** Resolves if call `callKey` may go to `channel` now; otherwise fails with chat_paced and the wait until its slot. */
+  async take(channel: string, callKey: number): Promise<void> {
     const now = this.now();
-    const held = this.reserved.get(jobId);
-    const last = this.lastCall.get(channel) ?? Number.NEGATIVE_INFINITY;
-    if (held?.channel === channel) {
-      // A job back for its slot keeps its place in line, and still never goes closer than the interval
-      // to the previous call (jobs that come back late, after a busy moment, must not go in a burst).
-      const ready = Math.max(held.slot, last + this.intervalMs);
-      if (now >= ready) {
-        this.reserved.delete(jobId);
-        this.lastCall.set(channel, now);
-        return;
-      }
-      throw paced(channel, ready - now);
+    const due = await this.store.takeChannelSlot(channel, String(callKey), now, this.intervalMs);
+    if (due > now) {
+      throw new DomainError('chat_paced', `waiting for a free slot in ${channel}`, {
+        retryAfterMs: due - now,
+      });
     }
-    this.reserved.delete(jobId);
-    const free = Math.max(this.nextFree.get(channel) ?? 0, last + this.intervalMs);
-    if (free <= now) {
-      this.nextFree.set(channel, Math.max(this.nextFree.get(channel) ?? 0, now + this.intervalMs));
-      this.lastCall.set(channel, now);
-      return;
-    }
-    this.nextFree.set(channel, free + this.intervalMs);
-    this.reserved.set(jobId, { channel, slot: free });
-    this.prune(now);
-    throw paced(channel, free - now);
   }
 
-  /** Slack said 429: nothing goes to that channel before Retry-After has passed. */
-  pushBack(channel: string, ms: number): void {
-    const until = this.now() + ms;
-    if ((this.nextFree.get(channel) ?? 0) < until) this.nextFree.set(channel, until);
+  /** Slack said 429: nothing goes to that channel, from any replica, before Retry-After has passed. */
+  async pushBack(channel: string, ms: number): Promise<void> {
+    await this.store.blockChannel(channel, this.now() + ms);
   }
-
-  /** Reservations whose job never came back (finished elsewhere, or lost to a restart) are dropped. */
-  private prune(now: number): void {
-    if (this.reserved.size < 10_000) return;
-    for (const [id, r] of this.reserved) if (r.slot < now - 60_000) this.reserved.delete(id);
-  }
-}
-
-function paced(channel: string, waitMs: number): DomainError<'chat_paced'> {
-  return new DomainError('chat_paced', `waiting for a free slot in ${channel}`, { retryAfterMs: waitMs });
 }

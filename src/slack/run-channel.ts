@@ -8,7 +8,7 @@ import type { ChannelPacer } from './pacer.js';
 
 /**
  * The domain's RunChannel in Slack: a run's message and thread replies rendered from the run (messages.ts),
- * paced per channel (pacer.ts), and Slack's failures told apart as ChatCode (errors.ts).
+ * paced per channel across replicas (pacer.ts), and Slack's failures told apart as ChatCode (errors.ts).
  */
 export class SlackRunChannel implements RunChannel {
   constructor(
@@ -35,13 +35,16 @@ export class SlackRunChannel implements RunChannel {
   }
 
   private async paced<T>(channel: string, callKey: number, call: () => Promise<T>): Promise<T> {
-    this.pacer.take(channel, callKey);
+    await this.pacer.take(channel, callKey);
     try {
       return await call();
     } catch (err) {
       const failure = classifySlackError(err, channel);
-      if (isDomainError(failure, 'chat_rate_limited'))
-        this.pacer.pushBack(channel, failure.retryAfterMs ?? 1000);
+      if (isDomainError(failure, 'chat_rate_limited')) {
+        // Holding the channel back for the other jobs is best effort: this job retries after Retry-After
+        // whether or not the store took it, and Slack's answer is what the job must report.
+        await this.pacer.pushBack(channel, failure.retryAfterMs ?? 1000).catch(() => {});
+      }
       throw failure;
     }
   }

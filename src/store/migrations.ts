@@ -225,6 +225,51 @@ export const MIGRATIONS: readonly Migration[] = [
     sqlite: 'ALTER TABLE runs ADD COLUMN prompt_secret TEXT;',
     postgres: 'ALTER TABLE runs ADD COLUMN prompt_secret TEXT;',
   },
+  {
+    version: 11,
+    name: 'shared Slack pacing per channel; named leases (one replica per follower tick)',
+    // channel_pacing: when each channel's next call may go, shared by every replica (pacing.ts);
+    // channel_reservations: the slot a waiting call holds, so it keeps its place when it comes back;
+    // leases: who runs a shared schedule's tick (the session follower), until when.
+    sqlite: `
+      CREATE TABLE channel_pacing (
+        channel TEXT PRIMARY KEY,
+        next_free INTEGER NOT NULL DEFAULT 0,
+        last_call INTEGER,
+        blocked_until INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE TABLE channel_reservations (
+        call_key TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        slot INTEGER NOT NULL
+      );
+      CREATE INDEX channel_reservations_slot ON channel_reservations (slot);
+      CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      );
+    `,
+    postgres: `
+      CREATE TABLE channel_pacing (
+        channel TEXT PRIMARY KEY,
+        next_free BIGINT NOT NULL DEFAULT 0,
+        last_call BIGINT,
+        blocked_until BIGINT NOT NULL DEFAULT 0
+      );
+      CREATE TABLE channel_reservations (
+        call_key TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        slot BIGINT NOT NULL
+      );
+      CREATE INDEX channel_reservations_slot ON channel_reservations (slot);
+      CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((v, m) => Math.max(v, m.version), 0);

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
 import { MIGRATIONS } from './migrations.js';
+import { paceCall, STALE_RESERVATION_MS, samePace } from './pacing.js';
 import {
   JOB_RECORD_COLUMNS,
   type JobRecordRow,
@@ -574,6 +575,88 @@ export class PostgresStore implements Store {
     const released = rows[0]?.released ?? 0;
     if (released > 0) this.notifyQueued();
     return released;
+  }
+
+  async renewJobLeases(jobs: readonly JobLease[], until: number): Promise<JobLease[]> {
+    if (jobs.length === 0) return [];
+    const { rows } = await this.query<{ id: number; attempts: number }>(
+      `UPDATE jobs SET locked_until = $1
+       FROM unnest($2::bigint[], $3::int[]) AS held (id, attempts)
+       WHERE jobs.id = held.id AND jobs.attempts = held.attempts AND jobs.state = 'running'
+       RETURNING jobs.id, jobs.attempts`,
+      [until, jobs.map((j) => j.id), jobs.map((j) => j.attempts)],
+    );
+    const renewed = new Set(rows.map((r) => `${r.id}:${r.attempts}`));
+    return jobs
+      .filter((j) => renewed.has(`${j.id}:${j.attempts}`))
+      .map((j) => ({ id: j.id, attempts: j.attempts }));
+  }
+
+  async takeChannelSlot(channel: string, callKey: string, now: number, intervalMs: number): Promise<number> {
+    return this.tx(async (c) => {
+      // Pacing is not worth a WAL flush per call: a crash of the database forgets at most its last
+      // moments, which lets a call or two go early.
+      await c.query('SET LOCAL synchronous_commit TO OFF');
+      // The upsert takes the channel's row lock until commit: every replica's calls into one channel are
+      // decided one after the other, each seeing the last one's outcome.
+      const { rows } = await c.query<{
+        next_free: number;
+        last_call: number | null;
+        blocked_until: number;
+        held: number | null;
+      }>(
+        `INSERT INTO channel_pacing AS p (channel) VALUES ($1)
+         ON CONFLICT (channel) DO UPDATE SET channel = p.channel
+         RETURNING next_free, last_call, blocked_until,
+           (SELECT slot FROM channel_reservations WHERE call_key = $2 AND channel = $1) AS held`,
+        [channel, callKey],
+      );
+      const row = rows[0];
+      if (!row) throw new Error(`channel_pacing row for ${channel} missing`);
+      const pace = { nextFree: row.next_free, lastCall: row.last_call, blockedUntil: row.blocked_until };
+      const decision = paceCall(pace, row.held, now, intervalMs);
+      if (samePace(pace, decision.pace) && decision.reservation === row.held) return decision.dueAt;
+      // A reservation is made, kept or dropped; reservations never used for an hour are pruned.
+      await c.query(
+        `WITH pace AS (UPDATE channel_pacing SET next_free = $3, last_call = $4 WHERE channel = $2),
+              stale AS (DELETE FROM channel_reservations WHERE $5::bigint IS NOT NULL AND slot < $6 AND call_key <> $1),
+              used AS (DELETE FROM channel_reservations WHERE $5::bigint IS NULL AND call_key = $1)
+         INSERT INTO channel_reservations (call_key, channel, slot) SELECT $1, $2, $5 WHERE $5::bigint IS NOT NULL
+         ON CONFLICT (call_key) DO UPDATE SET channel = excluded.channel, slot = excluded.slot`,
+        [
+          callKey,
+          channel,
+          decision.pace.nextFree,
+          decision.pace.lastCall,
+          decision.reservation,
+          now - STALE_RESERVATION_MS,
+        ],
+      );
+      return decision.dueAt;
+    });
+  }
+
+  async blockChannel(channel: string, until: number): Promise<void> {
+    await this.query(
+      `INSERT INTO channel_pacing AS p (channel, blocked_until) VALUES ($1, $2)
+       ON CONFLICT (channel) DO UPDATE SET blocked_until = GREATEST(p.blocked_until, excluded.blocked_until)`,
+      [channel, until],
+    );
+  }
+
+  async tryLease(name: string, owner: string, now: number, until: number): Promise<boolean> {
+    const { rows } = await this.query(
+      `INSERT INTO leases AS l (name, owner, expires_at) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+       WHERE l.owner = excluded.owner OR l.expires_at <= $4
+       RETURNING owner`,
+      [name, owner, until, now],
+    );
+    return rows.length === 1;
+  }
+
+  async releaseLease(name: string, owner: string): Promise<void> {
+    await this.query('DELETE FROM leases WHERE name = $1 AND owner = $2', [name, owner]);
   }
 
   async countJobs(): Promise<{ queued: number; running: number; dead: number }> {

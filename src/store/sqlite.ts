@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { AppError } from '../errors.js';
 import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
 import { MIGRATIONS } from './migrations.js';
+import { paceCall, STALE_RESERVATION_MS, samePace, UNPACED } from './pacing.js';
 import {
   JOB_RECORD_COLUMNS,
   type JobRecordRow,
@@ -150,9 +151,10 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Job-queue bookkeeping (claim, complete, retry) commits without its own fsync: losing it to a power cut
-   * only runs a job again, which every handler tolerates, and the next durable commit (every webhook, every
-   * intent recorded before calling Slack or Devin) syncs it anyway. Everything else commits with fsync.
+   * Job-queue bookkeeping (claim, complete, retry), Slack pacing and leases commit without their own fsync:
+   * losing it to a power cut only runs a job again (which every handler tolerates) or lets a Slack call go
+   * early, and the next durable commit (every webhook, every intent recorded before calling Slack or Devin)
+   * syncs it anyway. Everything else commits with fsync.
    */
   private relaxed<T>(fn: () => T): T {
     this.db.pragma('synchronous = NORMAL');
@@ -456,6 +458,83 @@ export class SqliteStore implements Store {
            WHERE state = 'running' AND locked_until < ?`,
         ).run(now).changes,
     );
+  }
+
+  async renewJobLeases(jobs: readonly JobLease[], until: number): Promise<JobLease[]> {
+    const renew = this.sql(
+      `UPDATE jobs SET locked_until = ? WHERE id = ? AND attempts = ? AND state = 'running'`,
+    );
+    return this.relaxed(() =>
+      this.db.transaction(() =>
+        jobs
+          .filter((j) => renew.run(until, j.id, j.attempts).changes === 1)
+          .map((j) => ({ id: j.id, attempts: j.attempts })),
+      )(),
+    );
+  }
+
+  /** Pacing and leases commit without their own fsync, like the queue's bookkeeping: see relaxed(). */
+  async takeChannelSlot(channel: string, callKey: string, now: number, intervalMs: number): Promise<number> {
+    return this.relaxed(() => this.paceCall(channel, callKey, now, intervalMs));
+  }
+
+  private paceCall(channel: string, callKey: string, now: number, intervalMs: number): number {
+    return this.db
+      .transaction(() => {
+        const row = this.sql(
+          'SELECT next_free, last_call, blocked_until FROM channel_pacing WHERE channel = ?',
+        ).get(channel) as { next_free: number; last_call: number | null; blocked_until: number } | undefined;
+        const held = this.sql('SELECT slot FROM channel_reservations WHERE call_key = ? AND channel = ?').get(
+          callKey,
+          channel,
+        ) as { slot: number } | undefined;
+        const pace = row
+          ? { nextFree: row.next_free, lastCall: row.last_call, blockedUntil: row.blocked_until }
+          : UNPACED;
+        const decision = paceCall(pace, held?.slot ?? null, now, intervalMs);
+        if (!row || !samePace(pace, decision.pace)) {
+          this.sql(
+            `INSERT INTO channel_pacing (channel, next_free, last_call, blocked_until) VALUES (?, ?, ?, ?)
+             ON CONFLICT (channel) DO UPDATE SET next_free = excluded.next_free, last_call = excluded.last_call`,
+          ).run(channel, decision.pace.nextFree, decision.pace.lastCall, decision.pace.blockedUntil);
+        }
+        if (decision.reservation === null) {
+          this.sql('DELETE FROM channel_reservations WHERE call_key = ?').run(callKey);
+        } else if (decision.reservation !== held?.slot) {
+          this.sql('DELETE FROM channel_reservations WHERE slot < ?').run(now - STALE_RESERVATION_MS);
+          this.sql(
+            `INSERT INTO channel_reservations (call_key, channel, slot) VALUES (?, ?, ?)
+             ON CONFLICT (call_key) DO UPDATE SET channel = excluded.channel, slot = excluded.slot`,
+          ).run(callKey, channel, decision.reservation);
+        }
+        return decision.dueAt;
+      })
+      .immediate();
+  }
+
+  async blockChannel(channel: string, until: number): Promise<void> {
+    this.relaxed(() =>
+      this.sql(
+        `INSERT INTO channel_pacing (channel, blocked_until) VALUES (?, ?)
+       ON CONFLICT (channel) DO UPDATE SET blocked_until = max(blocked_until, excluded.blocked_until)`,
+      ).run(channel, until),
+    );
+  }
+
+  async tryLease(name: string, owner: string, now: number, until: number): Promise<boolean> {
+    const row = this.relaxed(() =>
+      this.sql(
+        `INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+       WHERE leases.owner = excluded.owner OR leases.expires_at <= ?
+       RETURNING owner`,
+      ).get(name, owner, until, now),
+    );
+    return row !== undefined;
+  }
+
+  async releaseLease(name: string, owner: string): Promise<void> {
+    this.sql('DELETE FROM leases WHERE name = ? AND owner = ?').run(name, owner);
   }
 
   async countJobs(): Promise<{ queued: number; running: number; dead: number }> {

@@ -66,6 +66,11 @@ export interface Store {
   nextRunAt(now: number): Promise<number | undefined>;
   /** Returns jobs whose lease ran out (their worker died) to the queue. */
   releaseExpiredLeases(now: number): Promise<number>;
+  /**
+   * Extends the leases of jobs this worker is still running (its heartbeat) to `until`. Returns those it
+   * still held; a lease that ran out and went to another worker meanwhile is not renewed.
+   */
+  renewJobLeases(jobs: readonly JobLease[], until: number): Promise<JobLease[]>;
   countJobs(): Promise<{ queued: number; running: number; dead: number }>;
   /**
    * Jobs as the queue holds them, oldest first (at most `limit`, default 100), optionally only those in one
@@ -78,6 +83,21 @@ export interface Store {
    * Runs themselves (the postmortem history) stay. Reclaims the space where the engine needs telling.
    */
   purgeBefore(cutoff: number): Promise<{ events: number; jobs: number; incidents: number; evidence: number }>;
+  /**
+   * Paces calls into `channel` to one per `intervalMs` across every process sharing this store
+   * (pacing.ts). Reserves a slot for `callKey` if it must wait, and returns when it may go: `now` means
+   * now (the call counts as made), later means come back then with the same key.
+   */
+  takeChannelSlot(channel: string, callKey: string, now: number, intervalMs: number): Promise<number>;
+  /** Nothing goes to `channel` before `until` (Slack answered 429 with Retry-After), reserved or not. */
+  blockChannel(channel: string, until: number): Promise<void>;
+  /**
+   * Takes or renews the named lease for `owner` until `until`, unless another owner holds it past `now`.
+   * Returns whether `owner` holds it: how one replica of several runs a shared schedule's tick.
+   */
+  tryLease(name: string, owner: string, now: number, until: number): Promise<boolean>;
+  /** Gives the lease up, if `owner` holds it (shutting down: another replica takes the next tick). */
+  releaseLease(name: string, owner: string): Promise<void>;
   /** Called whenever jobs may have become runnable, so workers in this process can wake at once. */
   onJobsQueued(listener: () => void): void;
 

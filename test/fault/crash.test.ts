@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,10 +7,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { signPagerDutyBody } from '../../src/pagerduty/signature.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { BUILT_DIR } from '../global-setup.js';
+import { BotProcess, deliver } from '../helpers/bot-process.js';
 import { FakeDevin } from '../helpers/fake-devin.js';
 import { FakeSlack } from '../helpers/fake-slack.js';
-import { fixture, PD_SECRET, resolvedEvent, testEnv, waitFor } from '../helpers/harness.js';
-import { freePort } from '../helpers/http-server.js';
+import { fixture, resolvedEvent, testEnv, waitFor } from '../helpers/harness.js';
 
 /**
  * The bot as a real process, killed with SIGKILL at random moments while a stream of webhooks arrives and
@@ -23,71 +22,6 @@ const INCIDENTS = 60;
 const AUTO = 20;
 /** Incidents spread over six services with their own channels, as teams do (Slack paces each channel). */
 const CHANNELS = ['CTEAM00001', 'CTEAM00002', 'CTEAM00003', 'CTEAM00004', 'CTEAM00005', 'CTEAM00006'];
-
-class BotProcess {
-  child: ChildProcess | undefined;
-  url = '';
-  kills = 0;
-  constructor(private readonly env: Record<string, string>) {}
-
-  async start(): Promise<void> {
-    const port = await freePort();
-    this.url = `http://127.0.0.1:${port}`;
-    this.child = spawn(process.execPath, [join(BUILT_DIR, 'main.js')], {
-      cwd: mkdtempSync(join(tmpdir(), 'crash-cwd-')),
-      env: { PATH: process.env.PATH ?? '', ...this.env, PORT: String(port) },
-      stdio: 'ignore',
-    });
-    await waitFor(
-      () =>
-        fetch(`${this.url}/readyz`).then(
-          (r) => r.ok,
-          () => false,
-        ),
-      'the bot to be ready',
-      15_000,
-    );
-  }
-
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await exited;
-    this.kills++;
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  }
-}
-
-/** Delivers like PagerDuty: until a 2xx, retrying connection errors and 5xx. */
-async function deliver(bot: BotProcess, body: string): Promise<number> {
-  const signature = signPagerDutyBody(body, PD_SECRET);
-  for (let attempt = 0; attempt < 400; attempt++) {
-    try {
-      const res = await fetch(`${bot.url}/webhooks/pagerduty`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-pagerduty-signature': signature },
-        body,
-        signal: AbortSignal.timeout(5000),
-      });
-      await res.arrayBuffer();
-      if (res.status < 300) return res.status;
-      if (res.status < 500) throw new Error(`delivery refused with ${res.status}`);
-    } catch (err) {
-      if ((err as Error).message.startsWith('delivery refused')) throw err;
-    }
-    await sleep(100);
-  }
-  throw new Error('delivery never accepted');
-}
 
 function incidentStream(): string[] {
   const deliveries: string[] = [];

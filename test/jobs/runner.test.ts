@@ -139,6 +139,32 @@ describe('JobRunner', () => {
     r.start();
     await waitFor(() => ran, 'the job queued during the look');
   });
+  it('renews the lease of a job that runs longer than it, so no other worker takes it meanwhile', async () => {
+    let runs = 0;
+    const { s } = setup(
+      async () => {
+        runs++;
+        await sleep(800);
+      },
+      { leaseMs: 150, concurrency: 3 },
+    );
+    await s.enqueueJob({ kind: 'start_session', lane: 'a', payload: {} });
+    await waitFor(async () => (await s.countJobs()).queued + (await s.countJobs()).running === 0, 'done');
+    // Without the heartbeat the lease would have run out five times over, and idle workers taken the job.
+    expect(runs).toBe(1);
+  });
+
+  it('stop() waits at most waitMs, and says how many jobs were still running', async () => {
+    let release: () => void = () => {};
+    const { s } = setup(() => new Promise<void>((resolve) => (release = resolve)));
+    await s.enqueueJob({ kind: 'start_session', lane: 'a', payload: {} });
+    await waitFor(async () => (await s.countJobs()).running === 1, 'the job to run');
+    const since = Date.now();
+    expect(await runner?.stop({ waitMs: 100 })).toBe(1);
+    expect(Date.now() - since).toBeLessThan(1000);
+    release();
+  });
+
   it('backs off while the store is unavailable, and carries on by itself when it returns', async () => {
     const outage = { down: false, claims: 0 };
     const ran: number[] = [];
@@ -160,6 +186,58 @@ describe('JobRunner', () => {
     await s.enqueueJob({ kind: 'sync_message', lane: 'a', payload: { n: 1 } });
     await waitFor(() => ran.length === 1, 'the job after the outage', 10_000);
     await waitFor(async () => (await s.countJobs()).queued + (await s.countJobs()).running === 0, 'done');
+  });
+
+  it('a store outage longer than the lease does not hand a running job to another worker', async () => {
+    const outage = { claims: false, renewals: false };
+    let renewalsTried = 0;
+    const runs: number[] = [];
+    const blocked: (() => void)[] = [];
+    let clock = Date.now() + 60_000; // ahead of the store’s own clock, so the jobs it queues are due
+    const { s } = setup(
+      async (job) => {
+        runs.push(Number(job.payload.n));
+        if (job.payload.n === 1) await new Promise<void>((resolve) => blocked.push(resolve));
+      },
+      { leaseMs: 300, pollIntervalMs: 20, concurrency: 2, now: () => clock },
+    );
+    const fail = () => {
+      throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+    };
+    const real = {
+      claim: s.claimJob.bind(s),
+      renew: s.renewJobLeases.bind(s),
+      sweep: s.releaseExpiredLeases.bind(s),
+    };
+    s.claimJob = async (...args) => (outage.claims ? fail() : real.claim(...args));
+    s.releaseExpiredLeases = async (...args) => (outage.claims ? fail() : real.sweep(...args));
+    s.renewJobLeases = async (...args) => {
+      renewalsTried++;
+      return outage.renewals ? fail() : real.renew(...args);
+    };
+    await s.enqueueJob({ kind: 'start_session', lane: 'a', payload: { n: 1 } });
+    await waitFor(() => runs.length === 1, 'the job to run');
+    outage.claims = outage.renewals = true;
+    const tried = renewalsTried;
+    await waitFor(() => renewalsTried > tried, 'a renewal to fail');
+    clock += 1000; // job 1's lease has lapsed in the store meanwhile
+    // The store is back, and new work wakes the idle worker at once; job 1's heartbeat renews a moment later.
+    outage.claims = false;
+    await s.enqueueJob({ kind: 'sync_message', lane: 'b', payload: { n: 2 } });
+    try {
+      // The idle worker runs the new job, not job 1 a second time.
+      await waitFor(() => runs.length === 2, 'the idle worker to run a job');
+      const renewedFrom = renewalsTried;
+      outage.renewals = false;
+      await waitFor(() => renewalsTried > renewedFrom, 'the lease renewed');
+      clock += 150; // sweeps resume
+      await sleep(200);
+      expect(runs).toEqual([1, 2]);
+    } finally {
+      for (const release of blocked) release();
+    }
+    await waitFor(async () => (await s.countJobs()).running === 0, 'the completion');
+    expect(await s.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
   });
 
   it('a job that ran is not run again because its completion could not be written at once', async () => {

@@ -136,6 +136,20 @@ describe('SessionFollower: following a session', () => {
     expect(await queuedJobNames(store)).toEqual(['sync_message', 'thread_reply:finished', 'pagerduty_note']);
   });
 
+  it('two ticks at once past the limit give up once (one terminate, one reply)', async () => {
+    const { run } = await startedRun();
+    sessions.fail('get', 'session_api_unavailable', { times: Number.POSITIVE_INFINITY });
+    clock.advance(LIMITS.giveUpAfterMs + 1);
+    const [a, b] = await Promise.all([follower.tick(), follower.tick()]);
+    expect(a.changed + b.changed).toBe(1);
+    expect((await stored(run.id)).state).toBe('abandoned');
+    expect(await queuedJobNames(store)).toEqual([
+      'terminate_session',
+      'sync_message',
+      'thread_reply:abandoned',
+    ]);
+  });
+
   it('a session Devin no longer has fails the run, with the reason in its thread', async () => {
     const { run, sessionId } = await startedRun();
     sessions.delete(sessionId);
@@ -255,6 +269,15 @@ describe('SessionFollower: approvals waiting too long', () => {
     expect(a.changed + b.changed).toBe(1);
     expect((await stored(run.id)).remindedAt).toBe(clock.ms);
     expect(await queuedJobNames(store)).toEqual(['thread_reply:reminder']);
+  });
+
+  it('two ticks at once expire once', async () => {
+    const run = await waitingRun();
+    clock.advance(EXPIRE_AFTER_MS);
+    const [a, b] = await Promise.all([follower.tick(), follower.tick()]);
+    expect(a.changed + b.changed).toBe(1);
+    expect((await stored(run.id)).state).toBe('expired');
+    expect(await queuedJobNames(store)).toEqual(['sync_message']);
   });
 
   it('an approval first looked at after its expiry is expired without a reminder', async () => {

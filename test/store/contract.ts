@@ -360,6 +360,94 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       await expect(store.listJobs({ limit: 0 })).rejects.toThrow('limit must be a positive integer, not 0');
     });
 
+    it('renews the leases of jobs still held, not of one another worker took over', async () => {
+      const store = await fresh();
+      await store.enqueueJob({ kind: 'sync_message', lane: 'a', payload: {} });
+      await store.enqueueJob({ kind: 'sync_message', lane: 'b', payload: {} });
+      const now = Date.now();
+      const a = (await store.claimJob(now, now + 100)) as Job;
+      const b = (await store.claimJob(now, now + 100)) as Job;
+      expect(await store.renewJobLeases([a, b], now + 1000)).toEqual([
+        { id: a.id, attempts: a.attempts },
+        { id: b.id, attempts: b.attempts },
+      ]);
+      // Renewed: neither lease runs out at its first deadline.
+      expect(await store.releaseExpiredLeases(now + 500)).toBe(0);
+      // b's worker stops renewing; once b is released and claimed again, the old lease renews nothing.
+      expect(await store.releaseExpiredLeases(now + 1500)).toBe(2);
+      const b2 = (await store.claimJob(now + 1500, now + 5000)) as Job;
+      const a2 = (await store.claimJob(now + 1500, now + 5000)) as Job;
+      expect([a2.attempts, b2.attempts]).toEqual([2, 2]);
+      expect(await store.renewJobLeases([a, b], now + 9000)).toEqual([]);
+      expect(await store.renewJobLeases([], now + 9000)).toEqual([]);
+      await store.completeJob(a2);
+      expect(await store.renewJobLeases([a2, b2], now + 9000)).toEqual([{ id: b2.id, attempts: 2 }]);
+      expect(await store.releaseExpiredLeases(now + 8000)).toBe(0);
+    });
+
+    it('paces a channel to one call per interval: reserved slots in order, kept by whoever comes back', async () => {
+      const store = await fresh();
+      const take = (channel: string, key: string, now: number) =>
+        store.takeChannelSlot(channel, key, now, 1000);
+      const t = 1_700_000_000_000;
+      expect(await take('C1', 'j1', t)).toBe(t);
+      expect(await take('C1', 'j2', t)).toBe(t + 1000);
+      expect(await take('C1', 'j3', t + 10)).toBe(t + 2000);
+      expect(await take('C2', 'j4', t)).toBe(t);
+      // Early: j2 keeps its slot, j3 its own behind it.
+      expect(await take('C1', 'j2', t + 500)).toBe(t + 1000);
+      expect(await take('C1', 'j2', t + 1000)).toBe(t + 1000);
+      expect(await take('C1', 'j3', t + 2000)).toBe(t + 2000);
+      expect(await take('C1', 'j5', t + 2000)).toBe(t + 3000);
+      // A used slot is gone: the same key asking again lines up anew.
+      expect(await take('C1', 'j2', t + 2000)).toBe(t + 4000);
+    });
+
+    it('never lets late reservations go in a burst; a block holds everyone back, reserved or not', async () => {
+      const store = await fresh();
+      const take = (key: string, now: number) => store.takeChannelSlot('C1', key, now, 1000);
+      expect(await take('j1', 0)).toBe(0);
+      expect(await take('j2', 0)).toBe(1000);
+      expect(await take('j3', 0)).toBe(2000);
+      // A busy moment: both come back late, at once; the second waits an interval after the first.
+      expect(await take('j2', 5000)).toBe(5000);
+      expect(await take('j3', 5000)).toBe(6000);
+      expect(await take('j4', 5000)).toBe(6000);
+      expect(await take('j3', 6000)).toBe(6000);
+      expect(await take('j4', 6000)).toBe(7000);
+      // Slack said 429 with Retry-After 30 s: j4's reservation waits too, and so does a newcomer.
+      await store.blockChannel('C1', 36_000);
+      await store.blockChannel('C1', 20_000);
+      expect(await take('j4', 7000)).toBe(36_000);
+      expect(await take('j5', 7000)).toBe(36_000);
+      expect(await take('j4', 36_000)).toBe(36_000);
+      expect(await take('j5', 36_000)).toBe(37_000);
+      // A block on a channel never used before holds its first call.
+      await store.blockChannel('C9', 50_000);
+      expect(await store.takeChannelSlot('C9', 'k1', 40_000, 1000)).toBe(50_000);
+    });
+
+    it('holds a named lease for one owner at a time until it runs out or is released', async () => {
+      const store = await fresh();
+      const results = await Promise.all([
+        store.tryLease('follow', 'A', 1000, 2000),
+        store.tryLease('follow', 'B', 1000, 2000),
+      ]);
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const [holder, other] = results[0] ? ['A', 'B'] : ['B', 'A'];
+      // The holder renews; the other cannot take it before it runs out.
+      expect(await store.tryLease('follow', holder as string, 1500, 3000)).toBe(true);
+      expect(await store.tryLease('follow', other as string, 2500, 4000)).toBe(false);
+      expect(await store.tryLease('retention', other as string, 2500, 4000)).toBe(true);
+      expect(await store.tryLease('follow', other as string, 3000, 4000)).toBe(true);
+      expect(await store.tryLease('follow', holder as string, 3500, 5000)).toBe(false);
+      // Released: taken at once; a release by a non-holder changes nothing.
+      await store.releaseLease('follow', holder as string);
+      expect(await store.tryLease('follow', holder as string, 3500, 5000)).toBe(false);
+      await store.releaseLease('follow', other as string);
+      expect(await store.tryLease('follow', holder as string, 3500, 5000)).toBe(true);
+    });
+
     it('lists the newest runs of one channel, or of all', async () => {
       const store = await fresh();
       await store.openRun(newRun('r1', 1, { channel: 'CA' }), []);

@@ -108,6 +108,38 @@ describe('PostgresStore: several replicas on one database', () => {
     expect(retried).toBeGreaterThan(0);
   });
 
+  it('paces one channel across instances: calls from all of them at least an interval apart, each once', async () => {
+    const db = await database();
+    const replicas = [open(db.url), open(db.url), open(db.url)];
+    await Promise.all(replicas.map((r) => r.ping()));
+    const INTERVAL = 20;
+    const went: { key: string; at: number }[] = [];
+    // 45 calls, each retried from a different instance than the last, as a job handed to another replica.
+    await Promise.all(
+      Array.from({ length: 45 }, async (_, n) => {
+        const key = `job-${n}`;
+        for (let attempt = 0; ; attempt++) {
+          const now = Date.now();
+          const due = await (replicas[(n + attempt) % 3] as PostgresStore).takeChannelSlot(
+            'CSHARED',
+            key,
+            now,
+            INTERVAL,
+          );
+          if (due <= now) {
+            went.push({ key, at: now });
+            return;
+          }
+          await sleep(due - now);
+        }
+      }),
+    );
+    expect(new Set(went.map((w) => w.key)).size).toBe(45);
+    const times = went.map((w) => w.at).sort((a, b) => a - b);
+    const gaps = times.slice(1).map((t, i) => t - (times[i] as number));
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(INTERVAL);
+  });
+
   it('a lane job whose ID was taken but not yet committed cannot be overtaken by a later one', async () => {
     const db = await database();
     const a = open(db.url);

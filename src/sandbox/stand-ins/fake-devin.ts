@@ -42,6 +42,8 @@ export class FakeDevin {
   readonly createRequests: Record<string, unknown>[] = [];
   readonly listRequests: string[] = [];
   readonly getRequests: string[] = [];
+  /** Every GET of one session, with when it came (how often sessions are polled, and by how many). */
+  readonly polls: { sessionId: string; at: number }[] = [];
   readonly messages: { sessionId: string; message: string }[] = [];
   readonly terminated: string[] = [];
   readonly events = new EventEmitter<FakeDevinEvents>();
@@ -160,6 +162,7 @@ export class FakeDevin {
       if (one && !session) return problem(res, 404, 'Not Found', 'Session not found');
       if (session && req.method === 'GET' && !one?.[2]) {
         this.getRequests.push(session.session_id);
+        this.polls.push({ sessionId: session.session_id, at: Date.now() });
         return sendJson(res, 200, session);
       }
       if (session && req.method === 'POST' && one?.[2]) {
