@@ -7,10 +7,12 @@ import { DevinClient } from './devin/client.js';
 import { devinSessions } from './devin/sessions.js';
 import { EvidenceGatherer } from './evidence/gather.js';
 import { healthRouter } from './http/health.js';
+import { metricsRouter } from './http/metrics.js';
 import { pagerDutyWebhookRouter } from './http/pagerduty-webhook.js';
 import { rejectSlackClockSkew } from './http/slack-timestamp.js';
 import { JobRunner } from './jobs/runner.js';
 import { CronTicker } from './jobs/schedule.js';
+import { BotMetrics, observedSlackFetch } from './metrics.js';
 import { readStoredEvent } from './pagerduty/incident-events.js';
 import { pagerDutyIncidents, pagerDutyNotes } from './pagerduty/incidents.js';
 import { PagerDutyClient } from './pagerduty/rest-client.js';
@@ -39,6 +41,8 @@ export interface AppDeps {
   botIdentity: BotIdentity;
   /** The clock everything reads (tests move it forward). */
   now?: () => number;
+  /** Where /metrics reads from (a fresh registry when not given). */
+  metrics?: BotMetrics;
 }
 
 export interface PostmortemBot {
@@ -70,10 +74,12 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
   const { logger } = deps;
   const now = deps.now ?? Date.now;
   const store: Store = openStore(config.database, { now, logger });
+  const metrics = deps.metrics ?? new BotMetrics();
+  metrics.observeStore(store, now);
   let accepting = true;
 
-  const http = buildHttp(config, { ...deps, now, store, accepting: () => accepting });
-  const adapters = buildAdapters(config, http.bolt, deps.botIdentity, logger, now);
+  const http = buildHttp(config, { ...deps, now, store, metrics, accepting: () => accepting });
+  const adapters = buildAdapters(config, http.bolt, deps.botIdentity, { logger, now, metrics });
   const domain = buildDomain(config, adapters, { store, logger, now });
   registerListeners(http.bolt, { service: domain.service, now });
 
@@ -138,12 +144,13 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
 /** Express with our own routes first (each with its own body parser), then Bolt on /slack/events. */
 function buildHttp(
   config: Config,
-  deps: AppDeps & { now: () => number; store: Store; accepting: () => boolean },
+  deps: AppDeps & { now: () => number; store: Store; metrics: BotMetrics; accepting: () => boolean },
 ): { express: Express; bolt: App } {
-  const { logger, now, store, accepting } = deps;
+  const { logger, now, store, metrics, accepting } = deps;
   const expressApp = express();
   expressApp.disable('x-powered-by');
   expressApp.use(healthRouter({ store, accepting, logger }));
+  expressApp.use(metricsRouter({ metrics, token: config.metricsToken }));
   expressApp.use(
     pagerDutyWebhookRouter({
       store,
@@ -153,6 +160,7 @@ function buildHttp(
       now,
       retentionMs: config.retentionMs,
       accepting,
+      answered: (outcome) => metrics.webhook(outcome),
     }),
   );
   // Bolt needs the raw body of /slack/events: no body parser may run before it.
@@ -177,6 +185,8 @@ function buildHttp(
       retryConfig: { retries: 0 },
       rejectRateLimitedCalls: true,
       timeout: 15_000,
+      // Every Web API call (and response_url post) is counted and timed.
+      fetch: observedSlackFetch(metrics.apiCall),
     },
   });
   bolt.error(async (err) => {
@@ -188,11 +198,25 @@ function buildHttp(
 type Adapters = ReturnType<typeof buildAdapters>;
 
 /** Slack, Devin and PagerDuty behind the domain's ports (src/postmortems/ports.ts). */
-function buildAdapters(config: Config, bolt: App, identity: BotIdentity, logger: Logger, now: () => number) {
+function buildAdapters(
+  config: Config,
+  bolt: App,
+  identity: BotIdentity,
+  deps: { logger: Logger; now: () => number; metrics: BotMetrics },
+) {
+  const { logger, now, metrics } = deps;
   const pagerduty = config.pagerduty.apiToken
-    ? new PagerDutyClient({ apiUrl: config.pagerduty.apiUrl, token: config.pagerduty.apiToken })
+    ? new PagerDutyClient({
+        apiUrl: config.pagerduty.apiUrl,
+        token: config.pagerduty.apiToken,
+        observe: metrics.apiCall,
+      })
     : undefined;
-  const devin = new DevinClient({ ...config.devin, timeoutMs: config.tuning.devinTimeoutMs });
+  const devin = new DevinClient({
+    ...config.devin,
+    timeoutMs: config.tuning.devinTimeoutMs,
+    observe: metrics.apiCall,
+  });
   const channelFinder = config.evidence.incidentChannelPattern
     ? new IncidentChannelFinder(config.evidence.incidentChannelPattern, bolt.client, logger, now)
     : undefined;

@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
+import { type ApiCallObserver, type CallOutcome, observed } from '../metrics.js';
+import { describeNetworkFailure } from '../network-errors.js';
 import type { Incident } from '../postmortems/model.js';
 
 /** PagerDuty REST API v2 (developer.pagerduty.com/api-reference): the incident lookup /postmortem needs. */
@@ -71,7 +73,22 @@ export interface PagerDutyClientOptions {
   /** 429s are retried this many times, waiting as PagerDuty's rate-limit headers say (capped). */
   rateLimitRetries?: number;
   maxRateLimitWaitMs?: number;
+  /** Told about every call (metrics). */
+  observe?: ApiCallObserver;
 }
+
+const outcomeOf = (err: unknown): CallOutcome => {
+  if (!(err instanceof PagerDutyApiError)) return 'bad_response';
+  switch (err.code) {
+    case 'pagerduty_not_found':
+    case 'pagerduty_forbidden':
+      return 'rejected';
+    case 'pagerduty_rate_limited':
+      return 'rate_limited';
+    case 'pagerduty_unavailable':
+      return err.status === undefined ? 'unreachable' : 'unavailable';
+  }
+};
 
 export class PagerDutyClient {
   private readonly base: string;
@@ -82,7 +99,9 @@ export class PagerDutyClient {
 
   /** `ref` is an incident ID or number: the REST API accepts either in the path. */
   async getIncident(ref: string): Promise<Incident> {
-    const body = restIncidentSchema.parse(await this.request(`/incidents/${encodeURIComponent(ref)}`));
+    const body = await this.call('get_incident', async () =>
+      restIncidentSchema.parse(await this.request(`/incidents/${encodeURIComponent(ref)}`)),
+    );
     const i = body.incident;
     const resolved = i.status === 'resolved';
     return {
@@ -105,6 +124,7 @@ export class PagerDutyClient {
   /** The incident's log entries (the timeline responders lived), oldest first, all pages up to `max`. */
   async logEntries(incidentId: string, max = 1000): Promise<LogEntry[]> {
     return this.paginate(
+      'log_entries',
       `/incidents/${encodeURIComponent(incidentId)}/log_entries`,
       'log_entries',
       logEntrySchema,
@@ -117,14 +137,17 @@ export class PagerDutyClient {
   }
 
   async notes(incidentId: string): Promise<Note[]> {
-    const body = z
-      .looseObject({ notes: z.array(noteSchema) })
-      .parse(await this.request(`/incidents/${encodeURIComponent(incidentId)}/notes`));
+    const body = await this.call('notes', async () =>
+      z
+        .looseObject({ notes: z.array(noteSchema) })
+        .parse(await this.request(`/incidents/${encodeURIComponent(incidentId)}/notes`)),
+    );
     return body.notes;
   }
 
   async alerts(incidentId: string, max = 500): Promise<Alert[]> {
     return this.paginate(
+      'alerts',
       `/incidents/${encodeURIComponent(incidentId)}/alerts`,
       'alerts',
       alertSchema,
@@ -134,23 +157,28 @@ export class PagerDutyClient {
   }
 
   async relatedChangeEvents(incidentId: string): Promise<ChangeEvent[]> {
-    const body = z
-      .looseObject({ change_events: z.array(changeEventSchema) })
-      .parse(await this.request(`/incidents/${encodeURIComponent(incidentId)}/related_change_events`));
+    const body = await this.call('related_change_events', async () =>
+      z
+        .looseObject({ change_events: z.array(changeEventSchema) })
+        .parse(await this.request(`/incidents/${encodeURIComponent(incidentId)}/related_change_events`)),
+    );
     return body.change_events;
   }
 
   /** Adds a note to the incident; PagerDuty requires the From header with a user's email. */
   async addNote(incidentId: string, content: string, fromEmail: string): Promise<void> {
-    await this.request(`/incidents/${encodeURIComponent(incidentId)}/notes`, {
-      method: 'POST',
-      body: { note: { content } },
-      headers: { from: fromEmail },
-    });
+    await this.call('add_note', () =>
+      this.request(`/incidents/${encodeURIComponent(incidentId)}/notes`, {
+        method: 'POST',
+        body: { note: { content } },
+        headers: { from: fromEmail },
+      }),
+    );
   }
 
   /** Classic offset pagination: pages of 100 while `more` is true, stopping at `max` items. */
   private async paginate<T>(
+    method: string,
     path: string,
     key: string,
     item: z.ZodType<T>,
@@ -160,14 +188,20 @@ export class PagerDutyClient {
     const items: T[] = [];
     for (let offset = 0; items.length < max && offset < 10_000; offset += 100) {
       const query = new URLSearchParams({ ...params, limit: '100', offset: String(offset) });
-      const page = z
-        .looseObject({ [key]: z.array(item), more: z.boolean().nullish() })
-        .parse(await this.request(`${path}?${query}`)) as Record<string, unknown> & { more?: boolean | null };
+      const page = (await this.call(method, async () =>
+        z
+          .looseObject({ [key]: z.array(item), more: z.boolean().nullish() })
+          .parse(await this.request(`${path}?${query}`)),
+      )) as Record<string, unknown> & { more?: boolean | null };
       const batch = page[key] as T[];
       items.push(...batch);
       if (!page.more || batch.length === 0) break;
     }
     return items.slice(0, max);
+  }
+
+  private call<T>(method: string, fn: () => Promise<T>): Promise<T> {
+    return observed(this.options.observe, 'pagerduty', method, outcomeOf, fn);
   }
 
   private async request(
@@ -192,7 +226,7 @@ export class PagerDutyClient {
       } catch (err) {
         throw new PagerDutyApiError(
           'pagerduty_unavailable',
-          `PagerDuty API unreachable (${(err as Error).message})`,
+          `PagerDuty API unreachable: ${describeNetworkFailure(err, `${this.base}${path}`, this.options.timeoutMs ?? 10_000).text}`,
         );
       }
       if (res.ok) return res.json();

@@ -225,6 +225,12 @@ export const MIGRATIONS: readonly Migration[] = [
     sqlite: 'ALTER TABLE runs ADD COLUMN prompt_secret TEXT;',
     postgres: 'ALTER TABLE runs ADD COLUMN prompt_secret TEXT;',
   },
+  {
+    version: 11,
+    name: "ACUs a run's session consumed, as last polled",
+    sqlite: 'ALTER TABLE runs ADD COLUMN acus_consumed REAL;',
+    postgres: 'ALTER TABLE runs ADD COLUMN acus_consumed DOUBLE PRECISION;',
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((v, m) => Math.max(v, m.version), 0);

@@ -24,6 +24,7 @@ import type {
   ReceivedEvent,
   RunPatch,
   Store,
+  StoreStats,
 } from './store.js';
 
 export interface PostgresStoreOptions {
@@ -590,6 +591,26 @@ export class PostgresStore implements Store {
       [filter.state ?? null, jobListLimit(filter.limit)],
     );
     return rows.map(toJobRecord);
+  }
+
+  async stats(): Promise<StoreStats> {
+    const { rows } = await this.query<{ jobs: string; oldest: number | null; runs: string; acus: number }>(
+      `SELECT
+         (SELECT COALESCE(json_object_agg(state, n), '{}') FROM
+            (SELECT state, COUNT(*)::int AS n FROM jobs GROUP BY state) j)::text AS jobs,
+         (SELECT MIN(created_at) FROM jobs WHERE state = 'queued') AS oldest,
+         (SELECT COALESCE(json_object_agg(state, n), '{}') FROM
+            (SELECT state, COUNT(*)::int AS n FROM runs GROUP BY state) r)::text AS runs,
+         (SELECT COALESCE(SUM(acus_consumed), 0)::float8 FROM runs) AS acus`,
+    );
+    const row = rows[0];
+    const jobs = JSON.parse(row?.jobs ?? '{}') as Record<string, number>;
+    return {
+      jobs: { queued: jobs.queued ?? 0, running: jobs.running ?? 0, dead: jobs.dead ?? 0 },
+      oldestQueuedJobAt: row?.oldest ?? null,
+      runs: JSON.parse(row?.runs ?? '{}') as StoreStats['runs'],
+      acusConsumed: row?.acus ?? 0,
+    };
   }
 
   async purgeBefore(

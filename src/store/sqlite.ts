@@ -26,6 +26,7 @@ import type {
   ReceivedEvent,
   RunPatch,
   Store,
+  StoreStats,
 } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -478,6 +479,29 @@ export class SqliteStore implements Store {
         : this.sql(`SELECT ${JOB_RECORD_COLUMNS} FROM jobs ORDER BY id LIMIT ?`).all(limit)
     ) as JobRecordRow[];
     return rows.map(toJobRecord);
+  }
+
+  async stats(): Promise<StoreStats> {
+    const read = this.db.transaction(() => {
+      const oldest = this.sql(`SELECT MIN(created_at) AS at FROM jobs WHERE state = 'queued'`).get() as {
+        at: number | null;
+      };
+      const runs = this.sql('SELECT state, COUNT(*) AS n FROM runs GROUP BY state').all() as {
+        state: RunState;
+        n: number;
+      }[];
+      const acus = this.sql('SELECT COALESCE(SUM(acus_consumed), 0) AS total FROM runs').get() as {
+        total: number;
+      };
+      return { oldest: oldest.at, runs, acus: acus.total };
+    });
+    const { oldest, runs, acus } = read();
+    return {
+      jobs: await this.countJobs(),
+      oldestQueuedJobAt: oldest,
+      runs: Object.fromEntries(runs.map((r) => [r.state, r.n])),
+      acusConsumed: acus,
+    };
   }
 
   async purgeBefore(

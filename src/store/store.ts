@@ -67,6 +67,8 @@ export interface Store {
   /** Returns jobs whose lease ran out (their worker died) to the queue. */
   releaseExpiredLeases(now: number): Promise<number>;
   countJobs(): Promise<{ queued: number; running: number; dead: number }>;
+  /** What /metrics reports about the shared state (see StoreStats). */
+  stats(): Promise<StoreStats>;
   /**
    * Jobs as the queue holds them, oldest first (at most `limit`, default 100), optionally only those in one
    * state: for looking at the queue (dead jobs and why they died), not for running it.
@@ -82,6 +84,17 @@ export interface Store {
   onJobsQueued(listener: () => void): void;
 
   close(): Promise<void>;
+}
+
+/** The shared state in figures, for metrics: the same on every replica. */
+export interface StoreStats {
+  jobs: { queued: number; running: number; dead: number };
+  /** When the oldest job still waiting (queued, due or not) was queued; null when none waits. */
+  oldestQueuedJobAt: number | null;
+  /** Runs by state; states with no run are left out. */
+  runs: Partial<Record<RunState, number>>;
+  /** ACUs the sessions of all runs consumed, as last polled. */
+  acusConsumed: number;
 }
 
 export interface ReceivedEvent {
@@ -122,6 +135,7 @@ export type RunPatch = Partial<
     | 'error'
     | 'devinStatus'
     | 'devinStatusDetail'
+    | 'acusConsumed'
     | 'sessionStartedAt'
     | 'pullRequests'
     | 'result'
