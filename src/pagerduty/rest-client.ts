@@ -121,6 +121,29 @@ export class PagerDutyClient {
     };
   }
 
+  /** The newest incidents' IDs (at most `limit`): proves the token reads incidents. */
+  async listIncidents(limit: number): Promise<string[]> {
+    const body = await this.call('list_incidents', async () =>
+      z
+        .looseObject({ incidents: z.array(z.looseObject({ id: z.string() })) })
+        .parse(await this.request(`/incidents?${new URLSearchParams({ limit: String(limit) })}`)),
+    );
+    return body.incidents.map((i) => i.id);
+  }
+
+  /** The name of the PagerDuty user with exactly this email, if there is one. */
+  async findUserByEmail(email: string): Promise<string | undefined> {
+    const body = await this.call('find_user', async () =>
+      z
+        .looseObject({
+          users: z.array(z.looseObject({ email: z.string().nullish(), name: z.string().nullish() })),
+        })
+        .parse(await this.request(`/users?${new URLSearchParams({ query: email })}`)),
+    );
+    const user = body.users.find((u) => u.email?.toLowerCase() === email.toLowerCase());
+    return user ? (user.name ?? email) : undefined;
+  }
+
   /** The incident's log entries (the timeline responders lived), oldest first, all pages up to `max`. */
   async logEntries(incidentId: string, max = 1000): Promise<LogEntry[]> {
     return this.paginate(
