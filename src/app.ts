@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { App, type Logger as BoltLogger, ExpressReceiver, LogLevel } from '@slack/bolt';
+import { App, ExpressReceiver } from '@slack/bolt';
 import express, { type Express } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
@@ -12,6 +12,7 @@ import { pagerDutyWebhookRouter } from './http/pagerduty-webhook.js';
 import { rejectSlackClockSkew } from './http/slack-timestamp.js';
 import { JobRunner } from './jobs/runner.js';
 import { CronTicker } from './jobs/schedule.js';
+import { boltLogger } from './logging.js';
 import { BotMetrics, observedSlackFetch } from './metrics.js';
 import { readStoredEvent } from './pagerduty/incident-events.js';
 import { pagerDutyIncidents, pagerDutyNotes } from './pagerduty/incidents.js';
@@ -88,6 +89,12 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     store,
     logger,
     now,
+    // A run's job logs its incident too, read from the store only when there is a failure to log.
+    logContext: async (job) => {
+      const runId = job.payload.runId;
+      const run = typeof runId === 'string' ? await store.getRun(runId) : undefined;
+      return run ? { incidentId: run.incidentId } : {};
+    },
     handlers: jobHandlers({
       ...domain.workers,
       store,
@@ -309,17 +316,4 @@ function buildDomain(
     approvalExpireAfterMs: config.lifecycle.approvalExpireAfterMs,
   });
   return { service, follower, workers: { events, sessions, messages } };
-}
-
-function boltLogger(logger: Logger): BoltLogger {
-  const child = logger.child({ component: 'bolt' });
-  return {
-    debug: (...msg) => child.debug(msg.map(String).join(' ')),
-    info: (...msg) => child.info(msg.map(String).join(' ')),
-    warn: (...msg) => child.warn(msg.map(String).join(' ')),
-    error: (...msg) => child.error(msg.map(String).join(' ')),
-    setLevel: () => {},
-    getLevel: () => LogLevel.INFO,
-    setName: () => {},
-  };
 }

@@ -105,7 +105,7 @@ export class PostmortemService {
     if (denied) return denied;
     const run = await this.deps.lifecycle.fire(runId, 'stop', { patch: { stoppedBy: userId } });
     if (!run) return { kind: 'stale', run: await this.deps.store.getRun(runId) };
-    this.deps.logger.info({ runId, userId }, 'postmortem stopped');
+    this.deps.logger.info({ runId, incidentId: run.incidentId, userId }, 'postmortem stopped');
     return { kind: 'done', run };
   }
 
@@ -230,7 +230,10 @@ export class PostmortemService {
       patch: { decidedBy: userId, decidedAt: now(), ...(startsSession ? { error: null } : {}) },
     });
     if (!run) return { kind: 'stale', run: await store.getRun(runId) };
-    this.deps.logger.info({ runId, userId, event, to: run.state }, 'postmortem run changed by a person');
+    this.deps.logger.info(
+      { runId, incidentId: run.incidentId, userId, event, to: run.state },
+      'postmortem run changed by a person',
+    );
     return { kind: 'done', run };
   }
 
