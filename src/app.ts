@@ -28,6 +28,7 @@ import { SessionFollower } from './postmortems/session-follower.js';
 import { SessionWorker } from './postmortems/session-worker.js';
 import { SlackApprovers } from './slack/approvers.js';
 import { slackChat } from './slack/chat.js';
+import { configHealth } from './slack/home.js';
 import type { BotIdentity } from './slack/identity.js';
 import { IncidentChannelFinder } from './slack/incident-channels.js';
 import { registerListeners } from './slack/listeners/index.js';
@@ -82,7 +83,8 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
   const http = buildHttp(config, { ...deps, now, store, metrics, accepting: () => accepting });
   const adapters = buildAdapters(config, http.bolt, deps.botIdentity, { logger, now, metrics });
   const domain = buildDomain(config, adapters, { store, logger, now });
-  registerListeners(http.bolt, { service: domain.service, now });
+  const health = configHealth(config);
+  registerListeners(http.bolt, { service: domain.service, now, health: () => health });
 
   const jobs = new JobRunner({
     ...config.tuning.jobs,

@@ -27,8 +27,13 @@ describe('documentation matches the code', () => {
   it('the manifest points the command and interactivity at /slack/events and grants what the code uses', () => {
     const manifest = read('manifest.yml');
     expect(manifest).toContain('- command: /postmortem');
-    expect(manifest.match(/https:\/\/YOUR-HOST\/slack\/events/g)).toHaveLength(2);
+    expect(manifest.match(/https:\/\/YOUR-HOST\/slack\/events/g)).toHaveLength(3);
     expect(manifest).toMatch(/interactivity:\n\s+is_enabled: true/);
+    // The Home tab: enabled, and the event that publishes it subscribed to, at the same request URL.
+    expect(manifest).toMatch(/app_home:\n\s+home_tab_enabled: true/);
+    expect(manifest).toMatch(
+      /event_subscriptions:\n\s+request_url: https:\/\/YOUR-HOST\/slack\/events\n\s+bot_events:\n\s+- app_home_opened\n/,
+    );
     for (const scope of [
       'chat:write',
       'chat:write.public',
