@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ENV_VARIABLES } from '../src/config/config.js';
+import { requiredScopes } from '../src/checks/slack.js';
+import { ENV_VARIABLES, loadConfig } from '../src/config/config.js';
 import {
   APPROVE_ACTION_ID,
   RETRY_ACTION_ID,
@@ -44,6 +45,23 @@ describe('documentation matches the code', () => {
     ]) {
       expect(manifest).toContain(`- ${scope}\n`);
     }
+  });
+
+  it('every scope the doctor requires is one the manifest asks for', () => {
+    const manifest = read('manifest.yml');
+    const config = loadConfig({
+      SLACK_BOT_TOKEN: 'xoxb-1',
+      SLACK_SIGNING_SECRET: 's',
+      SLACK_DEFAULT_CHANNEL: 'C0123456789',
+      PAGERDUTY_WEBHOOK_SECRET: 'secret-secret',
+      DEVIN_API_KEY: 'cog_1',
+      DEVIN_ORG_ID: 'org-1',
+      SLACK_APPROVERS: 'S0123456789',
+      SLACK_INCLUDE_CHANNEL_HISTORY: 'true',
+    });
+    const scopes = requiredScopes(config);
+    expect(scopes).toContain('usergroups:read');
+    for (const scope of scopes) expect(manifest).toContain(`- ${scope}\n`);
   });
 
   it('the contract action IDs are the documented ones', () => {
