@@ -613,6 +613,32 @@ export class PostgresStore implements Store {
     };
   }
 
+  async getJob(id: number): Promise<JobRecord | undefined> {
+    const { rows } = await this.query<JobRecordRow>(`SELECT ${JOB_RECORD_COLUMNS} FROM jobs WHERE id = $1`, [
+      id,
+    ]);
+    return rows[0] ? toJobRecord(rows[0]) : undefined;
+  }
+
+  async reviveDeadJobs(which: readonly number[] | 'all'): Promise<number[]> {
+    // One statement: the jobs go back and every replica is woken (NOTIFY is delivered at commit).
+    const { rows } = await this.query<{ id: number }>(
+      `WITH revived AS (
+         UPDATE jobs SET state = 'queued', run_at = $1, failures = 0, locked_until = NULL, locked_by = NULL
+         WHERE state = 'dead' AND ($2::bigint[] IS NULL OR id = ANY($2::bigint[])) RETURNING id),
+       notified AS (SELECT pg_notify($3, $4) FROM revived LIMIT 1)
+       SELECT id FROM revived, (SELECT COUNT(*) FROM notified) n ORDER BY id`,
+      [this.now(), which === 'all' ? null : [...which], JOBS_CHANNEL, this.instanceId],
+    );
+    if (rows.length > 0) this.notifyQueued();
+    return rows.map((r) => r.id);
+  }
+
+  async discardDeadJob(id: number): Promise<boolean> {
+    const { rowCount } = await this.query(`DELETE FROM jobs WHERE id = $1 AND state = 'dead'`, [id]);
+    return rowCount === 1;
+  }
+
   async purgeBefore(
     cutoff: number,
   ): Promise<{ events: number; jobs: number; incidents: number; evidence: number }> {

@@ -74,6 +74,15 @@ export interface Store {
    * state: for looking at the queue (dead jobs and why they died), not for running it.
    */
   listJobs(filter?: { state?: JobState; limit?: number }): Promise<JobRecord[]>;
+  getJob(id: number): Promise<JobRecord | undefined>;
+  /**
+   * Dead jobs back to the queue, due at once, their failures forgotten (the backoff starts again), their
+   * last error kept until they run: the given IDs, or every dead job. Returns the IDs revived; a job that
+   * is not dead (or not there) is left alone.
+   */
+  reviveDeadJobs(which: readonly number[] | 'all'): Promise<number[]>;
+  /** Deletes a dead job for good. False when there is no dead job with that ID. */
+  discardDeadJob(id: number): Promise<boolean>;
   /**
    * Retention: deletes webhook events received before `cutoff`, dead jobs created before it, incidents
    * no run refers to that were last updated before it, and the evidence kept on runs opened before it.
