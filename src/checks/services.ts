@@ -58,7 +58,8 @@ export async function checkDevin(client: DevinClient, orgId: string): Promise<Ch
 
 /**
  * The PagerDuty REST token reads incidents; with PAGERDUTY_FROM_EMAIL, that email is a PagerDuty user
- * (notes are written as them). Reads only: whether the key may write is not visible without writing.
+ * (notes are written as them) and the token may write notes (asked with a note to an incident that cannot
+ * exist: nothing is written).
  */
 export async function checkPagerDuty(
   client: PagerDutyClient,
@@ -77,12 +78,20 @@ export async function checkPagerDuty(
     const who = 'PagerDuty note author (PAGERDUTY_FROM_EMAIL)';
     try {
       const found = await client.findUserByEmail(fromEmail);
+      if (found && !(await client.mayWriteNotes(fromEmail))) {
+        results.push(
+          failed(
+            who,
+            'PAGERDUTY_API_TOKEN',
+            'the token is read-only: PagerDuty refuses it notes (403), so the PR link cannot be written back',
+            'create an API key without "Read-only" and set PAGERDUTY_API_TOKEN to it, or unset PAGERDUTY_FROM_EMAIL',
+          ),
+        );
+        return results;
+      }
       results.push(
         found
-          ? ok(
-              who,
-              `${fromEmail} is the PagerDuty user ${found}; notes need a key with write access (not checked: that would write)`,
-            )
+          ? ok(who, `${fromEmail} is the PagerDuty user ${found}, and the token may write notes`)
           : failed(
               who,
               'PAGERDUTY_FROM_EMAIL',

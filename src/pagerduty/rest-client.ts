@@ -56,6 +56,9 @@ export type PagerDutyErrorCode =
   | 'pagerduty_rate_limited'
   | 'pagerduty_unavailable';
 
+/** An incident ID PagerDuty never issues (its IDs are upper-case letters and digits). */
+const NO_SUCH_INCIDENT = 'postmortem-bot-no-such-incident';
+
 export class PagerDutyApiError extends AppError {
   constructor(
     override readonly code: PagerDutyErrorCode,
@@ -142,6 +145,22 @@ export class PagerDutyClient {
     );
     const user = body.users.find((u) => u.email?.toLowerCase() === email.toLowerCase());
     return user ? (user.name ?? email) : undefined;
+  }
+
+  /**
+   * Whether the token may write notes, found without writing one: a note to an incident that cannot exist.
+   * PagerDuty answers a read-only key 403 for any method but GET, and a key that may write 404 (no such
+   * incident); nothing is created either way.
+   */
+  async mayWriteNotes(fromEmail: string): Promise<boolean> {
+    try {
+      await this.addNote(NO_SUCH_INCIDENT, 'postmortem-bot doctor: write access check', fromEmail);
+    } catch (err) {
+      if (err instanceof PagerDutyApiError && err.code === 'pagerduty_not_found') return true;
+      if (err instanceof PagerDutyApiError && err.status === 403) return false;
+      throw err;
+    }
+    throw new PagerDutyApiError('pagerduty_unavailable', `PagerDuty accepted a note for ${NO_SUCH_INCIDENT}`);
   }
 
   /** The incident's log entries (the timeline responders lived), oldest first, all pages up to `max`. */

@@ -66,7 +66,11 @@ function expectNothingWritten() {
   expect(slack.callsOf('chat.update')).toEqual([]);
   expect(devin.createRequests).toEqual([]);
   expect(devin.messages).toEqual([]);
-  expect(pagerduty.requests.filter((r) => r.startsWith('POST'))).toEqual([]);
+  // The one POST is the write-access probe, to an incident that cannot exist: no note was created.
+  expect(pagerduty.requests.filter((r) => r.startsWith('POST'))).toEqual([
+    'POST /incidents/postmortem-bot-no-such-incident/notes',
+  ]);
+  expect(pagerduty.postedNotes).toEqual([]);
 }
 
 describe('npm run doctor', () => {
@@ -83,7 +87,7 @@ describe('npm run doctor', () => {
       '✓ Approver SONCALL01: user group with 2 members',
       '✓ Devin API key and organization: the key lists sessions by tag in org-test',
       '✓ PagerDuty API token: the token reads incidents',
-      '✓ PagerDuty note author (PAGERDUTY_FROM_EMAIL): ada@example.com is the PagerDuty user Ada Lovelace',
+      '✓ PagerDuty note author (PAGERDUTY_FROM_EMAIL): ada@example.com is the PagerDuty user Ada Lovelace, and the token may write notes',
       `✓ Database: SQLite ${dbPath} is reachable, schema version`,
     ]) {
       expect(out).toContain(line);
@@ -113,6 +117,21 @@ describe('npm run doctor', () => {
       expect(out).toContain('reinstall the app');
     } finally {
       slack.scopes = all;
+    }
+  });
+
+  it('fails for a read-only PagerDuty key when notes are to be written back', async () => {
+    pagerduty.readOnly = true;
+    try {
+      const { code, out } = await doctor(env());
+      expect(code).toBe(1);
+      expect(out).toContain('✓ PagerDuty API token: the token reads incidents');
+      expect(out).toContain(
+        '✗ PagerDuty note author (PAGERDUTY_FROM_EMAIL): PAGERDUTY_API_TOKEN: the token is read-only',
+      );
+      expect(pagerduty.postedNotes).toEqual([]);
+    } finally {
+      pagerduty.readOnly = false;
     }
   });
 
