@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
-import { App, type Logger as BoltLogger, ExpressReceiver, LogLevel } from '@slack/bolt';
+import { App, ExpressReceiver } from '@slack/bolt';
 import express, { type Express } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
@@ -8,10 +8,13 @@ import { DevinClient } from './devin/client.js';
 import { devinSessions } from './devin/sessions.js';
 import { EvidenceGatherer } from './evidence/gather.js';
 import { healthRouter } from './http/health.js';
+import { metricsRouter } from './http/metrics.js';
 import { pagerDutyWebhookRouter } from './http/pagerduty-webhook.js';
 import { rejectSlackClockSkew } from './http/slack-timestamp.js';
 import { JobRunner } from './jobs/runner.js';
 import { CronTicker } from './jobs/schedule.js';
+import { boltLogger } from './logging.js';
+import { BotMetrics, observedSlackFetch } from './metrics.js';
 import { readStoredEvent } from './pagerduty/incident-events.js';
 import { pagerDutyIncidents, pagerDutyNotes } from './pagerduty/incidents.js';
 import { PagerDutyClient } from './pagerduty/rest-client.js';
@@ -26,6 +29,7 @@ import { SessionFollower } from './postmortems/session-follower.js';
 import { SessionWorker } from './postmortems/session-worker.js';
 import { SlackApprovers } from './slack/approvers.js';
 import { slackChat } from './slack/chat.js';
+import { configHealth } from './slack/home.js';
 import type { BotIdentity } from './slack/identity.js';
 import { IncidentChannelFinder } from './slack/incident-channels.js';
 import { registerListeners } from './slack/listeners/index.js';
@@ -40,6 +44,8 @@ export interface AppDeps {
   botIdentity: BotIdentity;
   /** The clock everything reads (tests move it forward). */
   now?: () => number;
+  /** Where /metrics reads from (a fresh registry when not given). */
+  metrics?: BotMetrics;
 }
 
 export interface PostmortemBot {
@@ -74,18 +80,27 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
   const { logger } = deps;
   const now = deps.now ?? Date.now;
   const store: Store = openStore(config.database, { now, logger });
+  const metrics = deps.metrics ?? new BotMetrics();
+  metrics.observeStore(store, now);
   let accepting = true;
 
-  const http = buildHttp(config, { ...deps, now, store, accepting: () => accepting });
-  const adapters = buildAdapters(config, http.bolt, deps.botIdentity, { store, logger, now });
+  const http = buildHttp(config, { ...deps, now, store, metrics, accepting: () => accepting });
+  const adapters = buildAdapters(config, http.bolt, deps.botIdentity, { store, logger, now, metrics });
   const domain = buildDomain(config, adapters, { store, logger, now });
-  registerListeners(http.bolt, { service: domain.service, now });
+  const health = configHealth(config);
+  registerListeners(http.bolt, { service: domain.service, now, health: () => health });
 
   const jobs = new JobRunner({
     ...config.tuning.jobs,
     store,
     logger,
     now,
+    // A run's job logs its incident too, read from the store only when there is a failure to log.
+    logContext: async (job) => {
+      const runId = job.payload.runId;
+      const run = typeof runId === 'string' ? await store.getRun(runId) : undefined;
+      return run ? { incidentId: run.incidentId } : {};
+    },
     handlers: jobHandlers({
       ...domain.workers,
       store,
@@ -181,12 +196,13 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
 /** Express with our own routes first (each with its own body parser), then Bolt on /slack/events. */
 function buildHttp(
   config: Config,
-  deps: AppDeps & { now: () => number; store: Store; accepting: () => boolean },
+  deps: AppDeps & { now: () => number; store: Store; metrics: BotMetrics; accepting: () => boolean },
 ): { express: Express; bolt: App } {
-  const { logger, now, store, accepting } = deps;
+  const { logger, now, store, metrics, accepting } = deps;
   const expressApp = express();
   expressApp.disable('x-powered-by');
   expressApp.use(healthRouter({ store, accepting, logger }));
+  expressApp.use(metricsRouter({ metrics, token: config.metricsToken }));
   expressApp.use(
     pagerDutyWebhookRouter({
       store,
@@ -196,6 +212,7 @@ function buildHttp(
       now,
       retentionMs: config.retentionMs,
       accepting,
+      answered: (outcome) => metrics.webhook(outcome),
     }),
   );
   // Bolt needs the raw body of /slack/events: no body parser may run before it.
@@ -220,6 +237,8 @@ function buildHttp(
       retryConfig: { retries: 0 },
       rejectRateLimitedCalls: true,
       timeout: 15_000,
+      // Every Web API call (and response_url post) is counted and timed.
+      fetch: observedSlackFetch(metrics.apiCall),
     },
   });
   bolt.error(async (err) => {
@@ -235,13 +254,21 @@ function buildAdapters(
   config: Config,
   bolt: App,
   identity: BotIdentity,
-  deps: { store: Store; logger: Logger; now: () => number },
+  deps: { store: Store; logger: Logger; now: () => number; metrics: BotMetrics },
 ) {
-  const { store, logger, now } = deps;
+  const { store, logger, now, metrics } = deps;
   const pagerduty = config.pagerduty.apiToken
-    ? new PagerDutyClient({ apiUrl: config.pagerduty.apiUrl, token: config.pagerduty.apiToken })
+    ? new PagerDutyClient({
+        apiUrl: config.pagerduty.apiUrl,
+        token: config.pagerduty.apiToken,
+        observe: metrics.apiCall,
+      })
     : undefined;
-  const devin = new DevinClient({ ...config.devin, timeoutMs: config.tuning.devinTimeoutMs });
+  const devin = new DevinClient({
+    ...config.devin,
+    timeoutMs: config.tuning.devinTimeoutMs,
+    observe: metrics.apiCall,
+  });
   const channelFinder = config.evidence.incidentChannelPattern
     ? new IncidentChannelFinder(config.evidence.incidentChannelPattern, bolt.client, logger, now)
     : undefined;
@@ -334,17 +361,4 @@ function buildDomain(
     approvalExpireAfterMs: config.lifecycle.approvalExpireAfterMs,
   });
   return { service, follower, workers: { events, sessions, messages } };
-}
-
-function boltLogger(logger: Logger): BoltLogger {
-  const child = logger.child({ component: 'bolt' });
-  return {
-    debug: (...msg) => child.debug(msg.map(String).join(' ')),
-    info: (...msg) => child.info(msg.map(String).join(' ')),
-    warn: (...msg) => child.warn(msg.map(String).join(' ')),
-    error: (...msg) => child.error(msg.map(String).join(' ')),
-    setLevel: () => {},
-    getLevel: () => LogLevel.INFO,
-    setName: () => {},
-  };
 }

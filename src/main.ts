@@ -2,7 +2,9 @@ import { createPostmortemBot } from './app.js';
 import { ConfigError, configWarnings, loadConfigFromProcess } from './config/config.js';
 import { AppError } from './errors.js';
 import { createLogger } from './logging.js';
+import { describeProxy, routeThroughProxy } from './proxy.js';
 import { resolveBotIdentity } from './slack/identity.js';
+import { checkServicesAtStartup, describeStartupFailure } from './startup.js';
 
 /** Entry point: configuration, Slack identity, then the server. Every start-up failure says what to fix. */
 async function main(): Promise<void> {
@@ -20,17 +22,35 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   for (const warning of configWarnings(config)) logger.warn(warning);
+  // Before the first outgoing call: Slack, Devin and PagerDuty all go through the proxy when one is set.
+  if (routeThroughProxy(config.proxy)) logger.info(describeProxy(config.proxy), 'outbound calls use a proxy');
+  const stop = (err: unknown): never => {
+    logger.fatal(
+      { code: (err as AppError).code },
+      describeStartupFailure(err, config) ?? (err as Error).message,
+    );
+    process.exit(1);
+  };
   let botIdentity: Awaited<ReturnType<typeof resolveBotIdentity>>;
   try {
     botIdentity = await resolveBotIdentity(config.slack.botToken, config.slack.apiUrl);
+    await checkServicesAtStartup(config, logger);
   } catch (err) {
-    logger.fatal({ code: (err as AppError).code }, (err as Error).message);
-    process.exit(1);
+    return stop(err);
   }
-  const bot = createPostmortemBot(config, { logger, botIdentity });
+  let bot: ReturnType<typeof createPostmortemBot>;
+  try {
+    bot = createPostmortemBot(config, { logger, botIdentity });
+  } catch (err) {
+    if (err instanceof AppError || describeStartupFailure(err, config)) return stop(err);
+    throw err;
+  }
   // A user group the bot cannot read is logged now (and explained to people on first use), not fatal.
   await bot.approvers.check().catch(() => {});
-  const server = await bot.start(config.port);
+  const server = await bot.start(config.port).catch((err) => {
+    if (describeStartupFailure(err, config)) return stop(err);
+    throw err;
+  });
   bot.startSchedules();
   const address = server.address();
   logger.info(

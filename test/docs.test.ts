@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ENV_VARIABLES } from '../src/config/config.js';
+import { requiredScopes } from '../src/checks/slack.js';
+import { ENV_VARIABLES, loadConfig } from '../src/config/config.js';
 import {
   APPROVE_ACTION_ID,
   RETRY_ACTION_ID,
@@ -27,8 +28,13 @@ describe('documentation matches the code', () => {
   it('the manifest points the command and interactivity at /slack/events and grants what the code uses', () => {
     const manifest = read('manifest.yml');
     expect(manifest).toContain('- command: /postmortem');
-    expect(manifest.match(/https:\/\/YOUR-HOST\/slack\/events/g)).toHaveLength(2);
+    expect(manifest.match(/https:\/\/YOUR-HOST\/slack\/events/g)).toHaveLength(3);
     expect(manifest).toMatch(/interactivity:\n\s+is_enabled: true/);
+    // The Home tab: enabled, and the event that publishes it subscribed to, at the same request URL.
+    expect(manifest).toMatch(/app_home:\n\s+home_tab_enabled: true/);
+    expect(manifest).toMatch(
+      /event_subscriptions:\n\s+request_url: https:\/\/YOUR-HOST\/slack\/events\n\s+bot_events:\n\s+- app_home_opened\n/,
+    );
     for (const scope of [
       'chat:write',
       'chat:write.public',
@@ -63,6 +69,23 @@ describe('documentation matches the code', () => {
     const readme = read('README.md');
     expect(readme).toContain('deploy/kubernetes.yaml');
     expect(readme).toContain('deploy/compose.yaml');
+  });
+
+  it('every scope the doctor requires is one the manifest asks for', () => {
+    const manifest = read('manifest.yml');
+    const config = loadConfig({
+      SLACK_BOT_TOKEN: 'xoxb-1',
+      SLACK_SIGNING_SECRET: 's',
+      SLACK_DEFAULT_CHANNEL: 'C0123456789',
+      PAGERDUTY_WEBHOOK_SECRET: 'secret-secret',
+      DEVIN_API_KEY: 'cog_1',
+      DEVIN_ORG_ID: 'org-1',
+      SLACK_APPROVERS: 'S0123456789',
+      SLACK_INCLUDE_CHANNEL_HISTORY: 'true',
+    });
+    const scopes = requiredScopes(config);
+    expect(scopes).toContain('usergroups:read');
+    for (const scope of scopes) expect(manifest).toContain(`- ${scope}\n`);
   });
 
   it('the contract action IDs are the documented ones', () => {

@@ -39,6 +39,10 @@ const httpsOrLocalUrl = (what: string) =>
     .url({ protocol: /^https?$/, error: `expected ${what} (an http(s) URL)` })
     .transform((u) => u.replace(/\/+$/, ''));
 
+/** An outbound proxy: http(s)://[user:password@]host:port. */
+const proxyUrl = () =>
+  z.url({ protocol: /^https?$/, error: 'expected a proxy URL such as http://proxy.internal:3128' });
+
 const duration = (fallback: string) =>
   optional(
     z.string().transform((s, ctx) => {
@@ -159,6 +163,10 @@ const envSchema = z.object({
     z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'expected true or false' }),
   ).transform((v) => v === 'true' || v === '1' || v === 'yes'),
   PAGERDUTY_FROM_EMAIL: optional(z.email({ error: 'expected the email address of a PagerDuty user' })),
+  METRICS_TOKEN: optional(z.string().trim().min(16, 'expected at least 16 characters')),
+  HTTPS_PROXY: optional(proxyUrl()),
+  HTTP_PROXY: optional(proxyUrl()),
+  NO_PROXY: optional(z.string().trim()),
 });
 
 /** Every variable the bot reads: the contract README and .env.example document. */
@@ -255,9 +263,20 @@ export interface Config {
   /** The prompt's wording and where the postmortem goes (a routing entry may replace each). */
   prompt: { template: PromptTemplate | undefined; destination: string };
   database: DatabaseConfig;
+  /** When set, GET /metrics needs `Authorization: Bearer <token>`. */
+  metricsToken: string | undefined;
+  /** Outbound proxies for every call to Slack, Devin and PagerDuty (empty: none). */
+  proxy: ProxyConfig;
   /** How long webhook events, dead jobs and runs' evidence are kept (runs themselves are kept). */
   retentionMs: number;
   tuning: Tuning;
+}
+
+export interface ProxyConfig {
+  httpsProxy: string | undefined;
+  httpProxy: string | undefined;
+  /** Hosts reached directly: comma-separated names, `.domain` suffixes, `host:port`, or `*`. */
+  noProxy: string | undefined;
 }
 
 /** Start-up configuration problems, one line per bad variable. */
@@ -273,7 +292,7 @@ type ReadFile = (path: string) => string;
 
 /** The environment, validated: every problem with every variable at once, or the typed Config. */
 export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p, 'utf8')): Config {
-  const parsed = envSchema.safeParse(env);
+  const parsed = envSchema.safeParse(withProxyAliases(env));
   const problems = parsed.success
     ? []
     : parsed.error.issues.map((i) => `${String(i.path[0] ?? '(environment)')}: ${i.message}`);
@@ -283,6 +302,19 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   if (e && files) problems.push(...historyChecks(e, files.routing));
   if (problems.length > 0 || !e || !files) throw new ConfigError(problems);
   return buildConfig(e, files);
+}
+
+/**
+ * Proxy variables are spelled both ways in the wild (curl reads lower case, most tools either): the upper
+ * case one wins when both are set.
+ */
+function withProxyAliases(env: Env): Env {
+  return {
+    ...env,
+    HTTPS_PROXY: env.HTTPS_PROXY ?? env.https_proxy,
+    HTTP_PROXY: env.HTTP_PROXY ?? env.http_proxy,
+    NO_PROXY: env.NO_PROXY ?? env.no_proxy,
+  };
 }
 
 /** Rules between variables, which the schema of each alone cannot say. */
@@ -407,6 +439,8 @@ function buildConfig(
     database: e.DATABASE_URL.startsWith('sqlite:')
       ? { kind: 'sqlite', path: e.DATABASE_URL.slice('sqlite:'.length) }
       : { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE },
+    metricsToken: e.METRICS_TOKEN,
+    proxy: { httpsProxy: e.HTTPS_PROXY, httpProxy: e.HTTP_PROXY, noProxy: e.NO_PROXY },
     retentionMs: e.DATA_RETENTION,
     tuning: structuredClone(PRODUCTION_TUNING),
   };

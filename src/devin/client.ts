@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { AppError } from '../errors.js';
+import { type ApiCallObserver, type CallOutcome, observed } from '../metrics.js';
+import { describeNetworkFailure } from '../network-errors.js';
 import type { SessionRequest } from '../postmortems/ports.js';
 
 /** Devin API v3 (docs.devin.ai/api-reference/v3): the calls the bot makes, and their failures told apart. */
@@ -11,6 +13,7 @@ const sessionSchema = z.looseObject({
   status_detail: z.string().nullish(),
   tags: z.array(z.string()).nullish(),
   updated_at: z.number().nullish(),
+  acus_consumed: z.number().nullish(),
   pull_requests: z
     .array(z.looseObject({ pr_url: z.string().nullish(), pr_state: z.string().nullish() }))
     .nullish(),
@@ -69,7 +72,22 @@ export interface DevinClientOptions {
   orgId: string;
   /** Generous on purpose: a create that times out is only reconciled by its tag later. */
   timeoutMs?: number;
+  /** Told about every call (metrics). */
+  observe?: ApiCallObserver;
 }
+
+const OUTCOME: Record<DevinErrorCode, CallOutcome> = {
+  devin_timeout: 'timeout',
+  devin_unreachable: 'unreachable',
+  devin_turned_away: 'unavailable',
+  devin_unavailable: 'unavailable',
+  devin_rate_limited: 'rate_limited',
+  devin_rejected: 'rejected',
+  devin_bad_response: 'bad_response',
+};
+
+const outcomeOf = (err: unknown): CallOutcome =>
+  err instanceof DevinApiError ? OUTCOME[err.code] : 'unreachable';
 
 export class DevinClient {
   private readonly base: string;
@@ -81,7 +99,9 @@ export class DevinClient {
   }
 
   async createSession(body: CreateSessionRequest): Promise<DevinSession> {
-    return parseAnswer(sessionSchema, await this.request('POST', '/sessions', body));
+    return this.call('create_session', async () =>
+      parseAnswer(sessionSchema, await this.request('POST', '/sessions', body)),
+    );
   }
 
   /** The session carrying this exact tag, if Devin has one (tags are re-checked here, not trusted). */
@@ -90,7 +110,9 @@ export class DevinClient {
     for (let page = 0; page < 20; page++) {
       const query = new URLSearchParams({ tags: tag });
       if (cursor) query.set('after', cursor);
-      const list = parseAnswer(sessionListSchema, await this.request('GET', `/sessions?${query}`));
+      const list = await this.call('list_sessions', async () =>
+        parseAnswer(sessionListSchema, await this.request('GET', `/sessions?${query}`)),
+      );
       const found = list.items.find((s) => s.tags?.includes(tag));
       if (found) return found;
       if (!list.has_next_page || !list.end_cursor) return undefined;
@@ -100,31 +122,39 @@ export class DevinClient {
   }
 
   async getSession(sessionId: string): Promise<DevinSession> {
-    return parseAnswer(
-      sessionSchema,
-      await this.request('GET', `/sessions/${encodeURIComponent(sessionId)}`),
+    return this.call('get_session', async () =>
+      parseAnswer(sessionSchema, await this.request('GET', `/sessions/${encodeURIComponent(sessionId)}`)),
     );
   }
 
   /** Sends the session a message (this also wakes a suspended session). */
   async sendMessage(sessionId: string, message: string): Promise<void> {
-    await this.request('POST', `/sessions/${encodeURIComponent(sessionId)}/messages`, { message });
+    await this.call('send_message', () =>
+      this.request('POST', `/sessions/${encodeURIComponent(sessionId)}/messages`, { message }),
+    );
   }
 
   /** Terminates the session. One that no longer exists counts as terminated. */
   async terminateSession(sessionId: string): Promise<void> {
     try {
-      await this.request('DELETE', `/sessions/${encodeURIComponent(sessionId)}`);
+      await this.call('terminate_session', () =>
+        this.request('DELETE', `/sessions/${encodeURIComponent(sessionId)}`),
+      );
     } catch (err) {
       if (err instanceof DevinApiError && err.status === 404) return;
       throw err;
     }
   }
 
+  private call<T>(method: string, fn: () => Promise<T>): Promise<T> {
+    return observed(this.options.observe, 'devin', method, outcomeOf, fn);
+  }
+
   private async request(method: string, path: string, body?: unknown): Promise<unknown> {
     let res: Response;
+    const url = `${this.base}${path}`;
     try {
-      res = await fetch(`${this.base}${path}`, {
+      res = await fetch(url, {
         method,
         headers: {
           authorization: `Bearer ${this.options.apiKey}`,
@@ -146,10 +176,9 @@ export class DevinClient {
           },
         );
       }
-      const cause = (err as { cause?: { code?: string } }).cause?.code;
       throw new DevinApiError(
         'devin_unreachable',
-        `Devin API unreachable${cause ? ` (${cause})` : ''}`,
+        `Devin API unreachable: ${describeNetworkFailure(err, url, this.timeoutMs).text}`,
         undefined,
         undefined,
         {

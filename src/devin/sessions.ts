@@ -32,6 +32,7 @@ export function toSession(s: DevinSession): Session {
     statusDetail: s.status_detail ?? null,
     tags: s.tags ?? [],
     updatedAtMs: typeof s.updated_at === 'number' ? s.updated_at * 1000 : null,
+    acusConsumed: typeof s.acus_consumed === 'number' ? s.acus_consumed : null,
     pullRequestUrls: (s.pull_requests ?? []).flatMap((p) => (p.pr_url ? [p.pr_url] : [])),
     structuredOutput: s.structured_output,
   };

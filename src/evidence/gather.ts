@@ -70,7 +70,8 @@ export class EvidenceGatherer implements EvidenceSource {
     const notes = parts.flatMap((p) => p.missing);
     const cut = timeline.find((l) => l.startsWith('['));
     if (cut) notes.push(`The timeline was shortened: ${cut.slice(1, -1)}`);
-    if (notes.length > 0) logger.warn({ runId: run.id, notes }, 'evidence incomplete');
+    if (notes.length > 0)
+      logger.warn({ runId: run.id, incidentId: run.incidentId, notes }, 'evidence incomplete');
     return { timeline, notes };
   }
 

@@ -6,6 +6,7 @@ import express, {
   Router,
 } from 'express';
 import type { Logger } from 'pino';
+import type { WebhookOutcome } from '../metrics.js';
 import {
   signatureCandidates,
   verifyPagerDutySignature,
@@ -20,6 +21,9 @@ export const MAX_WEBHOOK_BYTES = 1024 * 1024;
 
 const WEBHOOK_STATUS = { recorded: 'accepted', duplicate: 'duplicate', expired: 'ignored' } as const;
 
+/** How each answer counts in /metrics. */
+const WEBHOOK_OUTCOME = { recorded: 'accepted', duplicate: 'duplicate', expired: 'ignored' } as const;
+
 export interface PagerDutyWebhookDeps {
   store: Store;
   logger: Logger;
@@ -30,6 +34,8 @@ export interface PagerDutyWebhookDeps {
   retentionMs: number;
   /** False while shutting down: answer 503 so PagerDuty redelivers to a live instance. */
   accepting: () => boolean;
+  /** Told how each request was answered (metrics). */
+  answered?: (outcome: WebhookOutcome) => void;
 }
 
 /** Header values are chosen by whoever sends the request: only this much of one reaches a log line. */
@@ -48,8 +54,10 @@ export function headerForLog(value: string | undefined): string | undefined {
 export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
   const router = Router();
   const auth = webhookAuth(deps.webhookSecrets, deps.sharedSecret);
+  const count = deps.answered ?? (() => {});
   const refuse = (res: Response, log: Logger, why: string) => {
     log.warn({ scheme: auth.scheme }, `webhook rejected: ${why}`);
+    count('bad_signature');
     res.status(401).json({ error: 'invalid or missing signature' });
   };
 
@@ -62,6 +70,7 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
     const log = deps.logger.child({ webhookId: headerForLog(req.get('x-webhook-id')) });
     res.locals.log = log;
     if (!deps.accepting()) {
+      count('shutting_down');
       res.status(503).set('retry-after', '5').set('connection', 'close').json({ error: 'shutting down' });
       return;
     }
@@ -93,6 +102,7 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
       }
       const read = readWebhookBody(raw, deps.now());
       if ('error' in read) {
+        count('invalid');
         res.status(400).json({ error: read.error });
         return;
       }
@@ -103,15 +113,18 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
           retentionMs: deps.retentionMs,
         });
         log.info({ eventId: event.id, eventType: event.type, outcome }, 'webhook received');
+        count(WEBHOOK_OUTCOME[outcome]);
         res.status(outcome === 'recorded' ? 202 : 200).json({ status: WEBHOOK_STATUS[outcome] });
       } catch (err) {
         log.error({ err: (err as Error).message, eventId: event.id }, 'could not store webhook event');
+        count('store_unavailable');
         res.status(503).set('retry-after', '5').json({ error: 'temporarily unable to store the event' });
       }
     },
   );
   const bodyErrors: ErrorRequestHandler = (err, _req, res, next) => {
     const status = (err as { status?: number }).status;
+    if (status && status >= 400 && status < 500) count('invalid');
     if (status === 413) res.status(413).json({ error: `body larger than ${MAX_WEBHOOK_BYTES} bytes` });
     else if (status && status >= 400 && status < 500)
       res.status(400).json({ error: 'unreadable request body' });

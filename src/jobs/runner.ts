@@ -25,6 +25,11 @@ export interface JobRunnerOptions {
   backoffMaxMs?: number;
   /** Unexpected errors (bugs, not "try later") are retried this many times, then the job is buried. */
   maxUnexpectedAttempts?: number;
+  /**
+   * Fields for the log lines about a job that did not complete, beyond its own (e.g. the incident of the
+   * run it is for). Asked only when there is something to log; a failure to answer leaves them out.
+   */
+  logContext?: (job: Job) => Promise<Record<string, unknown>>;
 }
 
 /**
@@ -32,7 +37,8 @@ export interface JobRunnerOptions {
  * restart or an outage only delays it. Jobs in one lane run one at a time, in order.
  */
 export class JobRunner {
-  private readonly o: Required<Omit<JobRunnerOptions, 'now'>> & { now: () => number };
+  private readonly o: Required<Omit<JobRunnerOptions, 'now' | 'logContext'>> &
+    Pick<JobRunnerOptions, 'logContext'> & { now: () => number };
   private running = false;
   private loops: Promise<void>[] = [];
   private wakers: (() => void)[] = [];
@@ -294,10 +300,19 @@ export class JobRunner {
 
   private async run(job: Job): Promise<void> {
     const { store, logger } = this.o;
-    const log = logger.child({ jobId: job.id, kind: job.kind, lane: job.lane, attempt: job.attempts });
+    const fields = {
+      jobId: job.id,
+      kind: job.kind,
+      lane: job.lane,
+      attempt: job.attempts,
+      ...payloadIds(job),
+    };
+    let log = logger.child(fields);
     try {
       await this.o.handlers[job.kind](job);
     } catch (err) {
+      const context = await this.o.logContext?.(job).catch(() => undefined);
+      if (context) log = logger.child({ ...fields, ...context });
       if (err instanceof RetryableError) {
         // A planned return (a reserved slot, a look to come) is no failure: it must not grow the backoff.
         const delay = err.exact
@@ -331,4 +346,16 @@ export class JobRunner {
     const exp = Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** Math.max(0, failures - 1));
     return Math.round(exp / 2 + (Math.random() * exp) / 2);
   }
+}
+
+/** The run or event a job is for, as its payload names them: in every log line about the job. */
+function payloadIds(job: Job): Record<string, string> {
+  const ids: Record<string, string> = {};
+  for (const key of ['runId', 'eventId'] as const) {
+    const value = job.payload[key];
+    if (typeof value === 'string') ids[key] = value;
+  }
+  const lane = /^incident:(.+)$/.exec(job.lane);
+  if (lane?.[1]) ids.incidentId = lane[1];
+  return ids;
 }

@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
+import { type ApiCallObserver, type CallOutcome, observed } from '../metrics.js';
+import { describeNetworkFailure } from '../network-errors.js';
 import type { Incident } from '../postmortems/model.js';
 
 /** PagerDuty REST API v2 (developer.pagerduty.com/api-reference): the incident lookup /postmortem needs. */
@@ -54,6 +56,9 @@ export type PagerDutyErrorCode =
   | 'pagerduty_rate_limited'
   | 'pagerduty_unavailable';
 
+/** An incident ID PagerDuty never issues (its IDs are upper-case letters and digits). */
+const NO_SUCH_INCIDENT = 'postmortem-bot-no-such-incident';
+
 export class PagerDutyApiError extends AppError {
   constructor(
     override readonly code: PagerDutyErrorCode,
@@ -71,7 +76,22 @@ export interface PagerDutyClientOptions {
   /** 429s are retried this many times, waiting as PagerDuty's rate-limit headers say (capped). */
   rateLimitRetries?: number;
   maxRateLimitWaitMs?: number;
+  /** Told about every call (metrics). */
+  observe?: ApiCallObserver;
 }
+
+const outcomeOf = (err: unknown): CallOutcome => {
+  if (!(err instanceof PagerDutyApiError)) return 'bad_response';
+  switch (err.code) {
+    case 'pagerduty_not_found':
+    case 'pagerduty_forbidden':
+      return 'rejected';
+    case 'pagerduty_rate_limited':
+      return 'rate_limited';
+    case 'pagerduty_unavailable':
+      return err.status === undefined ? 'unreachable' : 'unavailable';
+  }
+};
 
 export class PagerDutyClient {
   private readonly base: string;
@@ -82,7 +102,9 @@ export class PagerDutyClient {
 
   /** `ref` is an incident ID or number: the REST API accepts either in the path. */
   async getIncident(ref: string): Promise<Incident> {
-    const body = restIncidentSchema.parse(await this.request(`/incidents/${encodeURIComponent(ref)}`));
+    const body = await this.call('get_incident', async () =>
+      restIncidentSchema.parse(await this.request(`/incidents/${encodeURIComponent(ref)}`)),
+    );
     const i = body.incident;
     const resolved = i.status === 'resolved';
     return {
@@ -102,9 +124,49 @@ export class PagerDutyClient {
     };
   }
 
+  /** The newest incidents' IDs (at most `limit`): proves the token reads incidents. */
+  async listIncidents(limit: number): Promise<string[]> {
+    const body = await this.call('list_incidents', async () =>
+      z
+        .looseObject({ incidents: z.array(z.looseObject({ id: z.string() })) })
+        .parse(await this.request(`/incidents?${new URLSearchParams({ limit: String(limit) })}`)),
+    );
+    return body.incidents.map((i) => i.id);
+  }
+
+  /** The name of the PagerDuty user with exactly this email, if there is one. */
+  async findUserByEmail(email: string): Promise<string | undefined> {
+    const body = await this.call('find_user', async () =>
+      z
+        .looseObject({
+          users: z.array(z.looseObject({ email: z.string().nullish(), name: z.string().nullish() })),
+        })
+        .parse(await this.request(`/users?${new URLSearchParams({ query: email })}`)),
+    );
+    const user = body.users.find((u) => u.email?.toLowerCase() === email.toLowerCase());
+    return user ? (user.name ?? email) : undefined;
+  }
+
+  /**
+   * Whether the token may write notes, found without writing one: a note to an incident that cannot exist.
+   * PagerDuty answers a read-only key 403 for any method but GET, and a key that may write 404 (no such
+   * incident); nothing is created either way.
+   */
+  async mayWriteNotes(fromEmail: string): Promise<boolean> {
+    try {
+      await this.addNote(NO_SUCH_INCIDENT, 'postmortem-bot doctor: write access check', fromEmail);
+    } catch (err) {
+      if (err instanceof PagerDutyApiError && err.code === 'pagerduty_not_found') return true;
+      if (err instanceof PagerDutyApiError && err.status === 403) return false;
+      throw err;
+    }
+    throw new PagerDutyApiError('pagerduty_unavailable', `PagerDuty accepted a note for ${NO_SUCH_INCIDENT}`);
+  }
+
   /** The incident's log entries (the timeline responders lived), oldest first, all pages up to `max`. */
   async logEntries(incidentId: string, max = 1000): Promise<LogEntry[]> {
     return this.paginate(
+      'log_entries',
       `/incidents/${encodeURIComponent(incidentId)}/log_entries`,
       'log_entries',
       logEntrySchema,
@@ -117,14 +179,17 @@ export class PagerDutyClient {
   }
 
   async notes(incidentId: string): Promise<Note[]> {
-    const body = z
-      .looseObject({ notes: z.array(noteSchema) })
-      .parse(await this.request(`/incidents/${encodeURIComponent(incidentId)}/notes`));
+    const body = await this.call('notes', async () =>
+      z
+        .looseObject({ notes: z.array(noteSchema) })
+        .parse(await this.request(`/incidents/${encodeURIComponent(incidentId)}/notes`)),
+    );
     return body.notes;
   }
 
   async alerts(incidentId: string, max = 500): Promise<Alert[]> {
     return this.paginate(
+      'alerts',
       `/incidents/${encodeURIComponent(incidentId)}/alerts`,
       'alerts',
       alertSchema,
@@ -134,23 +199,28 @@ export class PagerDutyClient {
   }
 
   async relatedChangeEvents(incidentId: string): Promise<ChangeEvent[]> {
-    const body = z
-      .looseObject({ change_events: z.array(changeEventSchema) })
-      .parse(await this.request(`/incidents/${encodeURIComponent(incidentId)}/related_change_events`));
+    const body = await this.call('related_change_events', async () =>
+      z
+        .looseObject({ change_events: z.array(changeEventSchema) })
+        .parse(await this.request(`/incidents/${encodeURIComponent(incidentId)}/related_change_events`)),
+    );
     return body.change_events;
   }
 
   /** Adds a note to the incident; PagerDuty requires the From header with a user's email. */
   async addNote(incidentId: string, content: string, fromEmail: string): Promise<void> {
-    await this.request(`/incidents/${encodeURIComponent(incidentId)}/notes`, {
-      method: 'POST',
-      body: { note: { content } },
-      headers: { from: fromEmail },
-    });
+    await this.call('add_note', () =>
+      this.request(`/incidents/${encodeURIComponent(incidentId)}/notes`, {
+        method: 'POST',
+        body: { note: { content } },
+        headers: { from: fromEmail },
+      }),
+    );
   }
 
   /** Classic offset pagination: pages of 100 while `more` is true, stopping at `max` items. */
   private async paginate<T>(
+    method: string,
     path: string,
     key: string,
     item: z.ZodType<T>,
@@ -160,14 +230,20 @@ export class PagerDutyClient {
     const items: T[] = [];
     for (let offset = 0; items.length < max && offset < 10_000; offset += 100) {
       const query = new URLSearchParams({ ...params, limit: '100', offset: String(offset) });
-      const page = z
-        .looseObject({ [key]: z.array(item), more: z.boolean().nullish() })
-        .parse(await this.request(`${path}?${query}`)) as Record<string, unknown> & { more?: boolean | null };
+      const page = (await this.call(method, async () =>
+        z
+          .looseObject({ [key]: z.array(item), more: z.boolean().nullish() })
+          .parse(await this.request(`${path}?${query}`)),
+      )) as Record<string, unknown> & { more?: boolean | null };
       const batch = page[key] as T[];
       items.push(...batch);
       if (!page.more || batch.length === 0) break;
     }
     return items.slice(0, max);
+  }
+
+  private call<T>(method: string, fn: () => Promise<T>): Promise<T> {
+    return observed(this.options.observe, 'pagerduty', method, outcomeOf, fn);
   }
 
   private async request(
@@ -192,7 +268,7 @@ export class PagerDutyClient {
       } catch (err) {
         throw new PagerDutyApiError(
           'pagerduty_unavailable',
-          `PagerDuty API unreachable (${(err as Error).message})`,
+          `PagerDuty API unreachable: ${describeNetworkFailure(err, `${this.base}${path}`, this.options.timeoutMs ?? 10_000).text}`,
         );
       }
       if (res.ok) return res.json();

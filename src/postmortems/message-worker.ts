@@ -34,7 +34,10 @@ export class MessageWorker {
     } catch (err) {
       if (isDomainError(err, 'chat_channel_unusable') && !run.slackTs && run.channel !== defaultChannel) {
         // The routed channel is gone or private without the bot: report in the default channel instead.
-        logger.warn({ runId, channel: run.channel, err: err.message }, 'falling back to the default channel');
+        logger.warn(
+          { runId, incidentId: run.incidentId, channel: run.channel, err: err.message },
+          'falling back to the default channel',
+        );
         await store.updateRun(runId, { channel: defaultChannel });
         throw new DomainError('message_rerouted', err.message, { retryAfterMs: 0 });
       }

@@ -95,6 +95,8 @@ export interface PostmortemRun {
   /** Devin's last reported status and status_detail, as polled. */
   devinStatus: string | null;
   devinStatusDetail: string | null;
+  /** ACUs the session had consumed when last polled (Devin's acus_consumed). */
+  acusConsumed: number | null;
   /** When the Devin session was created: the clock for giving up on it. */
   sessionStartedAt: number | null;
   pullRequests: string[];

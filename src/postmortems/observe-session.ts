@@ -105,6 +105,7 @@ export function observeSession(
   const patch: RunPatch = {
     devinStatus: status,
     devinStatusDetail: detail,
+    ...(session.acusConsumed === null ? {} : { acusConsumed: session.acusConsumed }),
     pullRequests: pullRequestUrls(session, result),
   };
   const change = (to: RunState, extra: RunPatch = {}): Observation => {
@@ -151,6 +152,7 @@ export function changesRun(run: PostmortemRun, o: Observation): boolean {
     o.to !== run.state ||
     o.patch.devinStatus !== run.devinStatus ||
     o.patch.devinStatusDetail !== run.devinStatusDetail ||
+    (o.patch.acusConsumed !== undefined && o.patch.acusConsumed !== run.acusConsumed) ||
     JSON.stringify(o.patch.pullRequests) !== JSON.stringify(run.pullRequests)
   );
 }

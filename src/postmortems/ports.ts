@@ -44,6 +44,8 @@ export interface Session {
   tags: string[];
   /** Unix milliseconds of Devin's last update to the session, when it says. */
   updatedAtMs: number | null;
+  /** ACUs consumed so far, when Devin says. */
+  acusConsumed: number | null;
   pullRequestUrls: string[];
   structuredOutput: unknown;
 }

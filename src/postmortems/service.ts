@@ -51,8 +51,17 @@ export type StatusView =
       runs: PostmortemRun[];
       /** Runs of that incident reported in other channels, which only approvers see. */
       hiddenElsewhere: number;
+      /** Jobs given up for good, waiting for an operator (npm run jobs): a warning line when any. */
+      deadJobs: number;
     }
   | Extract<Outcome, { kind: 'not_allowed' | 'failed' }>;
+
+/** What the Home tab shows a person: recent runs (for those who may decide them) and the queue's health. */
+export interface HomeView {
+  /** The newest runs of every channel; undefined when the person may not see other channels' runs. */
+  runs: PostmortemRun[] | undefined;
+  deadJobs: number;
+}
 
 export interface AdHocIncident {
   /** Slack's view ID of the submitted modal: a resubmission of the same modal opens no second run. */
@@ -105,7 +114,7 @@ export class PostmortemService {
     if (denied) return denied;
     const run = await this.deps.lifecycle.fire(runId, 'stop', { patch: { stoppedBy: userId } });
     if (!run) return { kind: 'stale', run: await this.deps.store.getRun(runId) };
-    this.deps.logger.info({ runId, userId }, 'postmortem stopped');
+    this.deps.logger.info({ runId, incidentId: run.incidentId, userId }, 'postmortem stopped');
     return { kind: 'done', run };
   }
 
@@ -178,23 +187,36 @@ export class PostmortemService {
    */
   async status(userId: string, channel: string, scope: StatusScope, limit = 10): Promise<StatusView> {
     const { store } = this.deps;
+    const deadJobs = (await store.countJobs()).dead;
     if (scope.kind === 'channel') {
-      return { kind: 'runs', scope, runs: await store.recentRuns(limit, { channel }), hiddenElsewhere: 0 };
+      const runs = await store.recentRuns(limit, { channel });
+      return { kind: 'runs', scope, runs, hiddenElsewhere: 0, deadJobs };
     }
     if (scope.kind === 'all') {
       const denied = await this.mayStart(userId);
       if (denied) return denied;
-      return { kind: 'runs', scope, runs: await store.recentRuns(limit), hiddenElsewhere: 0 };
+      return { kind: 'runs', scope, runs: await store.recentRuns(limit), hiddenElsewhere: 0, deadJobs };
     }
     const runs = /^\d+$/.test(scope.ref)
       ? await store.runsForIncidentNumber(Number(scope.ref))
       : await store.runsForIncident(scope.ref);
     const here = runs.filter((r) => r.channel === channel);
-    if (here.length === runs.length) return { kind: 'runs', scope, runs, hiddenElsewhere: 0 };
+    if (here.length === runs.length) return { kind: 'runs', scope, runs, hiddenElsewhere: 0, deadJobs };
     const denied = await this.mayStart(userId);
     return denied === undefined
-      ? { kind: 'runs', scope, runs, hiddenElsewhere: 0 }
-      : { kind: 'runs', scope, runs: here, hiddenElsewhere: runs.length - here.length };
+      ? { kind: 'runs', scope, runs, hiddenElsewhere: 0, deadJobs }
+      : { kind: 'runs', scope, runs: here, hiddenElsewhere: runs.length - here.length, deadJobs };
+  }
+
+  /**
+   * The Home tab: every channel's newest runs for those who may decide postmortems (as `status all`),
+   * none for others; the dead-job count for everyone.
+   */
+  async home(userId: string, limit = 15): Promise<HomeView> {
+    const { store } = this.deps;
+    const deadJobs = (await store.countJobs()).dead;
+    const denied = await this.mayStart(userId);
+    return { runs: denied ? undefined : await store.recentRuns(limit), deadJobs };
   }
 
   private async openManualRun(
@@ -230,7 +252,10 @@ export class PostmortemService {
       patch: { decidedBy: userId, decidedAt: now(), ...(startsSession ? { error: null } : {}) },
     });
     if (!run) return { kind: 'stale', run: await store.getRun(runId) };
-    this.deps.logger.info({ runId, userId, event, to: run.state }, 'postmortem run changed by a person');
+    this.deps.logger.info(
+      { runId, incidentId: run.incidentId, userId, event, to: run.state },
+      'postmortem run changed by a person',
+    );
     return { kind: 'done', run };
   }
 

@@ -54,7 +54,10 @@ export class SessionFollower {
         });
       }
       // The next tick tries again; giving up is decided by time, not by one failed poll.
-      logger.warn({ runId: run.id, err: errorMessage(err) }, 'could not poll the Devin session');
+      logger.warn(
+        { runId: run.id, incidentId: run.incidentId, err: errorMessage(err) },
+        'could not poll the Devin session',
+      );
       if (now() - (run.sessionStartedAt ?? run.createdAt) > limits.giveUpAfterMs) {
         return this.step(run, 'give_up', {
           error: `Devin could not be asked about this session for too long (${errorMessage(err)}), so the bot stopped following it and asked Devin to terminate it`,
@@ -74,7 +77,10 @@ export class SessionFollower {
   private async step(run: PostmortemRun, event: RunEvent, patch: RunPatch): Promise<boolean> {
     const moved = await this.deps.lifecycle.fire(run.id, event, { expect: run.state, patch });
     if (moved)
-      this.deps.logger.info({ runId: run.id, from: run.state, to: moved.state }, 'Devin session moved on');
+      this.deps.logger.info(
+        { runId: run.id, incidentId: run.incidentId, from: run.state, to: moved.state },
+        'Devin session moved on',
+      );
     return moved !== undefined;
   }
 
@@ -87,7 +93,7 @@ export class SessionFollower {
       if (waited >= approvalExpireAfterMs) {
         if (await lifecycle.fire(run.id, 'expire')) {
           changed++;
-          logger.info({ runId: run.id }, 'approval expired');
+          logger.info({ runId: run.id, incidentId: run.incidentId }, 'approval expired');
         }
       } else if (waited >= approvalRemindAfterMs && run.remindedAt === null) {
         const reminded = await lifecycle.fire(run.id, 'remind', {

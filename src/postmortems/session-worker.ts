@@ -144,7 +144,10 @@ export class SessionWorker {
       );
       await store.updateRun(runId, { finalizeSentAt: this.deps.now() });
       await store.enqueueJob(syncMessageJob(runId));
-      logger.info({ runId }, 'asked the early-start session to finish the postmortem');
+      logger.info(
+        { runId, incidentId: run.incidentId },
+        'asked the early-start session to finish the postmortem',
+      );
     } catch (err) {
       if (isDomainError(err) && isRetryable(err)) throw err;
       await lifecycle.fire(runId, 'session_failed', {
@@ -165,7 +168,7 @@ export class SessionWorker {
       (run.createAttemptedAt !== null ? (await sessions.findByTag(run.devinTag))?.id : undefined);
     if (!sessionId) return;
     await sessions.terminate(sessionId);
-    logger.info({ runId, sessionId }, 'Devin session terminated');
+    logger.info({ runId, incidentId: run.incidentId, sessionId }, 'Devin session terminated');
   }
 
   /** The run's prompt inputs; evidence is gathered once and kept, so retries send the same prompt. */

@@ -1,5 +1,6 @@
 import { webApi } from '@slack/bolt';
 import { AppError } from '../errors.js';
+import { describeNetworkFailure } from '../network-errors.js';
 
 /** Who the bot is in Slack (from auth.test at start-up), so Bolt never calls auth.test itself. */
 export interface BotIdentity {
@@ -51,9 +52,13 @@ export async function resolveBotIdentity(
         `SLACK_BOT_TOKEN was rejected by Slack (${code}): reinstall the app and copy its Bot User OAuth Token`,
       );
     }
+    if (code) {
+      throw new AppError('slack_refused', `Slack refused auth.test for SLACK_BOT_TOKEN (${code})`);
+    }
+    const url = `${slackApiUrl ?? 'https://slack.com/api/'}auth.test`;
     throw new AppError(
       'slack_unreachable',
-      `Could not reach Slack to check SLACK_BOT_TOKEN: ${(err as Error).message}`,
+      `Could not reach Slack to check SLACK_BOT_TOKEN: ${describeNetworkFailure(err, url, 10_000).text}`,
     );
   }
 }

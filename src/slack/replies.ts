@@ -45,7 +45,7 @@ export function incidentLabel(run: PostmortemRun): string {
   return `${link(i.htmlUrl, name)} ${untrusted(i.title, 200)}`;
 }
 
-function runSummary(run: PostmortemRun): string {
+export function runSummary(run: PostmortemRun): string {
   const parts = [`${incidentLabel(run)} — ${STATE_WORDS[run.state]}`];
   if (run.attempt > 1) parts.push(`run ${run.attempt}`);
   if (run.decidedBy)
@@ -168,7 +168,19 @@ function deniedText(reason: DenialReason, approvers: string): string {
   }
 }
 
+/** The warning `/postmortem status` and the Home tab show while jobs have failed for good. */
+export function deadJobsWarning(deadJobs: number): string | undefined {
+  if (deadJobs === 0) return undefined;
+  return `:warning: ${deadJobs} background job${deadJobs === 1 ? ' has' : 's have'} failed for good and wait${deadJobs === 1 ? 's' : ''} for an operator: \`npm run jobs -- list\`, then \`retry\` or \`discard\` (README, Operating it).`;
+}
+
 export function statusReply(view: Extract<StatusView, { kind: 'runs' }>): Reply {
+  const reply = runsReply(view);
+  const warning = deadJobsWarning(view.deadJobs);
+  return warning ? { text: `${reply.text}\n${warning}` } : reply;
+}
+
+function runsReply(view: Extract<StatusView, { kind: 'runs' }>): Reply {
   const { runs, scope } = view;
   const lines = runs.map((r) => `• ${runSummary(r)}`);
   const elsewhere =

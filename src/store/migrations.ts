@@ -270,6 +270,12 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 12,
+    name: "ACUs a run's session consumed, as last polled",
+    sqlite: 'ALTER TABLE runs ADD COLUMN acus_consumed REAL;',
+    postgres: 'ALTER TABLE runs ADD COLUMN acus_consumed DOUBLE PRECISION;',
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((v, m) => Math.max(v, m.version), 0);

@@ -5,10 +5,14 @@ import { SqliteStore } from './sqlite.js';
 import type { Store } from './store.js';
 
 /** The store DATABASE_URL selects: SQLite for one process, Postgres for any number of replicas. */
-export function openStore(database: DatabaseConfig, deps: { now: () => number; logger: Logger }): Store {
+export function openStore(
+  database: DatabaseConfig,
+  deps: { now: () => number; logger: Logger; tool?: boolean },
+): Store {
   switch (database.kind) {
     case 'sqlite':
-      return new SqliteStore({ path: database.path, now: deps.now });
+      // A tool (npm run jobs) works next to the bot that owns the file; see SqliteStoreOptions.tool.
+      return new SqliteStore({ path: database.path, now: deps.now, tool: deps.tool });
     case 'postgres':
       return new PostgresStore({
         url: database.url,

@@ -25,6 +25,7 @@ import type {
   ReceivedEvent,
   RunPatch,
   Store,
+  StoreStats,
 } from './store.js';
 
 export interface PostgresStoreOptions {
@@ -673,6 +674,52 @@ export class PostgresStore implements Store {
       [filter.state ?? null, jobListLimit(filter.limit)],
     );
     return rows.map(toJobRecord);
+  }
+
+  async stats(): Promise<StoreStats> {
+    const { rows } = await this.query<{ jobs: string; oldest: number | null; runs: string; acus: number }>(
+      `SELECT
+         (SELECT COALESCE(json_object_agg(state, n), '{}') FROM
+            (SELECT state, COUNT(*)::int AS n FROM jobs GROUP BY state) j)::text AS jobs,
+         (SELECT MIN(created_at) FROM jobs WHERE state = 'queued') AS oldest,
+         (SELECT COALESCE(json_object_agg(state, n), '{}') FROM
+            (SELECT state, COUNT(*)::int AS n FROM runs GROUP BY state) r)::text AS runs,
+         (SELECT COALESCE(SUM(acus_consumed), 0)::float8 FROM runs) AS acus`,
+    );
+    const row = rows[0];
+    const jobs = JSON.parse(row?.jobs ?? '{}') as Record<string, number>;
+    return {
+      jobs: { queued: jobs.queued ?? 0, running: jobs.running ?? 0, dead: jobs.dead ?? 0 },
+      oldestQueuedJobAt: row?.oldest ?? null,
+      runs: JSON.parse(row?.runs ?? '{}') as StoreStats['runs'],
+      acusConsumed: row?.acus ?? 0,
+    };
+  }
+
+  async getJob(id: number): Promise<JobRecord | undefined> {
+    const { rows } = await this.query<JobRecordRow>(`SELECT ${JOB_RECORD_COLUMNS} FROM jobs WHERE id = $1`, [
+      id,
+    ]);
+    return rows[0] ? toJobRecord(rows[0]) : undefined;
+  }
+
+  async reviveDeadJobs(which: readonly number[] | 'all'): Promise<number[]> {
+    // One statement: the jobs go back and every replica is woken (NOTIFY is delivered at commit).
+    const { rows } = await this.query<{ id: number }>(
+      `WITH revived AS (
+         UPDATE jobs SET state = 'queued', run_at = $1, failures = 0, locked_until = NULL, locked_by = NULL
+         WHERE state = 'dead' AND ($2::bigint[] IS NULL OR id = ANY($2::bigint[])) RETURNING id),
+       notified AS (SELECT pg_notify($3, $4) FROM revived LIMIT 1)
+       SELECT id FROM revived, (SELECT COUNT(*) FROM notified) n ORDER BY id`,
+      [this.now(), which === 'all' ? null : [...which], JOBS_CHANNEL, this.instanceId],
+    );
+    if (rows.length > 0) this.notifyQueued();
+    return rows.map((r) => r.id);
+  }
+
+  async discardDeadJob(id: number): Promise<boolean> {
+    const { rowCount } = await this.query(`DELETE FROM jobs WHERE id = $1 AND state = 'dead'`, [id]);
+    return rowCount === 1;
   }
 
   async purgeBefore(

@@ -20,6 +20,7 @@ export interface RunRow {
   error: string | null;
   devin_status: string | null;
   devin_status_detail: string | null;
+  acus_consumed: number | null;
   session_started_at: number | null;
   pull_requests: string;
   result: string | null;
@@ -44,6 +45,7 @@ export const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
   error: 'error',
   devinStatus: 'devin_status',
   devinStatusDetail: 'devin_status_detail',
+  acusConsumed: 'acus_consumed',
   sessionStartedAt: 'session_started_at',
   pullRequests: 'pull_requests',
   result: 'result',
@@ -93,6 +95,7 @@ export function toRun(row: RunRow): PostmortemRun {
     error: row.error,
     devinStatus: row.devin_status,
     devinStatusDetail: row.devin_status_detail,
+    acusConsumed: row.acus_consumed,
     sessionStartedAt: row.session_started_at,
     pullRequests: JSON.parse(row.pull_requests) as string[],
     result: row.result ? (JSON.parse(row.result) as PostmortemResult) : null,

@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.js';
 import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
-import { MIGRATIONS } from './migrations.js';
+import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace, UNPACED } from './pacing.js';
 import {
   JOB_RECORD_COLUMNS,
@@ -27,11 +27,18 @@ import type {
   ReceivedEvent,
   RunPatch,
   Store,
+  StoreStats,
 } from './store.js';
 
 export interface SqliteStoreOptions {
   path: string;
   now?: () => number;
+  /**
+   * Opened by an operator's tool (npm run jobs) next to the bot that owns the file, which may be running:
+   * no ownership taken, no jobs requeued, no migrations (the file must exist, migrated). Only for reading
+   * and for changing dead jobs; never for running the queue.
+   */
+  tool?: boolean;
 }
 
 /**
@@ -51,10 +58,32 @@ export class SqliteStore implements Store {
   private flushScheduled = false;
   private readonly ownerId = randomUUID();
   private readonly statements = new Map<string, Database.Statement>();
-  private readonly renewal: NodeJS.Timeout;
+  private readonly renewal: NodeJS.Timeout | undefined;
+  private readonly tool: boolean;
   private readonly queuedListeners: (() => void)[] = [];
 
   constructor(options: SqliteStoreOptions) {
+    this.now = options.now ?? Date.now;
+    this.tool = options.tool ?? false;
+    if (this.tool) {
+      this.db = new Database(options.path, { timeout: 2000, fileMustExist: true });
+      this.db.pragma('foreign_keys = ON');
+      const version =
+        (this.db
+          .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+          .get()
+          ? (this.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null })
+              .v
+          : null) ?? 0;
+      if (version !== SCHEMA_VERSION) {
+        this.db.close();
+        throw new AppError(
+          'store_schema_mismatch',
+          `${options.path} has schema version ${version}, this tool expects ${SCHEMA_VERSION}: run the tool of the same version as the bot (a bot start applies pending migrations)`,
+        );
+      }
+      return;
+    }
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     // A lock held by someone else (a backup tool) makes a write wait at most 250 ms, then fail: the wait
     // blocks the event loop (better-sqlite3 is synchronous), and a webhook answered 503 is simply
@@ -69,7 +98,6 @@ export class SqliteStore implements Store {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
-    this.now = options.now ?? Date.now;
     this.migrate();
     this.takeOwnership(options.path);
     this.renewal = setInterval(() => this.renewOwnership(), OWNERSHIP_TTL_MS / 3);
@@ -559,6 +587,59 @@ export class SqliteStore implements Store {
     return rows.map(toJobRecord);
   }
 
+  async stats(): Promise<StoreStats> {
+    const read = this.db.transaction(() => {
+      const oldest = this.sql(`SELECT MIN(created_at) AS at FROM jobs WHERE state = 'queued'`).get() as {
+        at: number | null;
+      };
+      const runs = this.sql('SELECT state, COUNT(*) AS n FROM runs GROUP BY state').all() as {
+        state: RunState;
+        n: number;
+      }[];
+      const acus = this.sql('SELECT COALESCE(SUM(acus_consumed), 0) AS total FROM runs').get() as {
+        total: number;
+      };
+      return { oldest: oldest.at, runs, acus: acus.total };
+    });
+    const { oldest, runs, acus } = read();
+    return {
+      jobs: await this.countJobs(),
+      oldestQueuedJobAt: oldest,
+      runs: Object.fromEntries(runs.map((r) => [r.state, r.n])),
+      acusConsumed: acus,
+    };
+  }
+
+  async getJob(id: number): Promise<JobRecord | undefined> {
+    const row = this.sql(`SELECT ${JOB_RECORD_COLUMNS} FROM jobs WHERE id = ?`).get(id) as
+      | JobRecordRow
+      | undefined;
+    return row ? toJobRecord(row) : undefined;
+  }
+
+  async reviveDeadJobs(which: readonly number[] | 'all'): Promise<number[]> {
+    const now = this.now();
+    const revive = this.sql(
+      `UPDATE jobs SET state = 'queued', run_at = ?, failures = 0, locked_until = NULL, locked_by = NULL
+       WHERE state = 'dead' AND id = ? RETURNING id`,
+    );
+    const ids = this.db.transaction(() => {
+      const candidates =
+        which === 'all'
+          ? (this.sql(`SELECT id FROM jobs WHERE state = 'dead' ORDER BY id`).all() as { id: number }[]).map(
+              (r) => r.id,
+            )
+          : [...which];
+      return candidates.filter((id) => revive.get(now, id) !== undefined);
+    })();
+    if (ids.length > 0) this.notifyQueued();
+    return ids;
+  }
+
+  async discardDeadJob(id: number): Promise<boolean> {
+    return this.sql(`DELETE FROM jobs WHERE id = ? AND state = 'dead'`).run(id).changes === 1;
+  }
+
   async purgeBefore(
     cutoff: number,
   ): Promise<{ events: number; jobs: number; incidents: number; evidence: number }> {
@@ -581,7 +662,7 @@ export class SqliteStore implements Store {
     if (!this.db.open) return;
     clearInterval(this.renewal);
     if (this.pendingEvents.length > 0) this.flushEvents();
-    this.sql('DELETE FROM store_owner WHERE owner = ?').run(this.ownerId);
+    if (!this.tool) this.sql('DELETE FROM store_owner WHERE owner = ?').run(this.ownerId);
     this.db.close();
   }
 }

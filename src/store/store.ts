@@ -72,11 +72,22 @@ export interface Store {
    */
   renewJobLeases(jobs: readonly JobLease[], until: number): Promise<JobLease[]>;
   countJobs(): Promise<{ queued: number; running: number; dead: number }>;
+  /** What /metrics reports about the shared state (see StoreStats). */
+  stats(): Promise<StoreStats>;
   /**
    * Jobs as the queue holds them, oldest first (at most `limit`, default 100), optionally only those in one
    * state: for looking at the queue (dead jobs and why they died), not for running it.
    */
   listJobs(filter?: { state?: JobState; limit?: number }): Promise<JobRecord[]>;
+  getJob(id: number): Promise<JobRecord | undefined>;
+  /**
+   * Dead jobs back to the queue, due at once, their failures forgotten (the backoff starts again), their
+   * last error kept until they run: the given IDs, or every dead job. Returns the IDs revived; a job that
+   * is not dead (or not there) is left alone.
+   */
+  reviveDeadJobs(which: readonly number[] | 'all'): Promise<number[]>;
+  /** Deletes a dead job for good. False when there is no dead job with that ID. */
+  discardDeadJob(id: number): Promise<boolean>;
   /**
    * Retention: deletes webhook events received before `cutoff`, dead jobs created before it, incidents
    * no run refers to that were last updated before it, and the evidence kept on runs opened before it.
@@ -102,6 +113,17 @@ export interface Store {
   onJobsQueued(listener: () => void): void;
 
   close(): Promise<void>;
+}
+
+/** The shared state in figures, for metrics: the same on every replica. */
+export interface StoreStats {
+  jobs: { queued: number; running: number; dead: number };
+  /** When the oldest job still waiting (queued, due or not) was queued; null when none waits. */
+  oldestQueuedJobAt: number | null;
+  /** Runs by state; states with no run are left out. */
+  runs: Partial<Record<RunState, number>>;
+  /** ACUs the sessions of all runs consumed, as last polled. */
+  acusConsumed: number;
 }
 
 export interface ReceivedEvent {
@@ -142,6 +164,7 @@ export type RunPatch = Partial<
     | 'error'
     | 'devinStatus'
     | 'devinStatusDetail'
+    | 'acusConsumed'
     | 'sessionStartedAt'
     | 'pullRequests'
     | 'result'

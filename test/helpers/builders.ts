@@ -40,6 +40,7 @@ export function aRun(overrides: Partial<PostmortemRun> = {}): PostmortemRun {
     error: null,
     devinStatus: null,
     devinStatusDetail: null,
+    acusConsumed: null,
     sessionStartedAt: null,
     pullRequests: [],
     result: null,

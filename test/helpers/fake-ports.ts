@@ -155,6 +155,7 @@ export class FakeSessionApi implements SessionApi {
       statusDetail: null,
       tags: [...request.tags],
       updatedAtMs: this.now(),
+      acusConsumed: null,
       pullRequestUrls: [],
       structuredOutput: null,
     };

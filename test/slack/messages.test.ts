@@ -118,6 +118,7 @@ describe('many pull requests', () => {
         scope: { kind: 'channel' },
         runs: Array.from({ length: 10 }, () => finished([...urls])),
         hiddenElsewhere: 0,
+        deadJobs: 0,
       }).text;
       expect(summary).toMatch(/…and \d+ more PRs/);
       expect(summary.length).toBeLessThan(12_000);

@@ -478,5 +478,88 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       expect(await store.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
       expect(await store.purgeBefore(cutoff)).toEqual({ events: 0, jobs: 0, incidents: 0, evidence: 0 });
     });
+
+    it('revives dead jobs (one, or all) as due with their failures forgotten, and discards one', async () => {
+      const store = await fresh();
+      const dead: Job[] = [];
+      for (const lane of ['a', 'b', 'c']) {
+        await store.enqueueJob({ kind: 'sync_message', lane, payload: { runId: lane } });
+        const now = Date.now();
+        const job = (await store.claimJob(now, now + 60_000)) as Job;
+        await store.retryJob(job, now - 1, 'first try failed', { failed: true });
+        const again = (await store.claimJob(now, now + 60_000)) as Job;
+        await store.buryJob(again, `gave up on ${again.lane}`);
+        dead.push(again);
+      }
+      const [a, b, c] = dead as [Job, Job, Job];
+      expect(await store.getJob(a.id)).toMatchObject({
+        id: a.id,
+        kind: 'sync_message',
+        state: 'dead',
+        attempts: 2,
+        failures: 1,
+        lastError: 'gave up on a',
+        payload: { runId: 'a' },
+      });
+      expect(await store.getJob(999_999)).toBeUndefined();
+
+      const woken: string[] = [];
+      store.onJobsQueued(() => woken.push('woken'));
+      const before = Date.now();
+      expect(await store.reviveDeadJobs([a.id, 999_999])).toEqual([a.id]);
+      expect(woken.length).toBeGreaterThan(0);
+      const revived = await store.getJob(a.id);
+      expect(revived).toMatchObject({ state: 'queued', failures: 0, lastError: 'gave up on a' });
+      expect(revived?.runAt).toBeGreaterThanOrEqual(before - 5);
+      // A job that is not dead is left alone.
+      expect(await store.reviveDeadJobs([a.id])).toEqual([]);
+      // It runs again, and completes.
+      const claimed = (await store.claimJob(Date.now(), Date.now() + 60_000)) as Job;
+      expect(claimed).toMatchObject({ id: a.id, failures: 0, attempts: 3 });
+      await store.completeJob(claimed);
+      expect(await store.getJob(a.id)).toBeUndefined();
+
+      expect(await store.discardDeadJob(b.id)).toBe(true);
+      expect(await store.discardDeadJob(b.id)).toBe(false);
+      expect(await store.getJob(b.id)).toBeUndefined();
+      expect(await store.reviveDeadJobs('all')).toEqual([c.id]);
+      expect(await store.countJobs()).toEqual({ queued: 1, running: 0, dead: 0 });
+      expect(await store.discardDeadJob(c.id)).toBe(false);
+    });
+
+    it('sums up the shared state for metrics: jobs, the oldest waiting one, runs by state, ACUs', async () => {
+      const store = await fresh();
+      expect(await store.stats()).toEqual({
+        jobs: { queued: 0, running: 0, dead: 0 },
+        oldestQueuedJobAt: null,
+        runs: {},
+        acusConsumed: 0,
+      });
+      const before = Date.now();
+      await store.enqueueJob({ kind: 'sync_message', lane: 'a', payload: {} });
+      const queuedAt = Date.now();
+      await store.enqueueJob({ kind: 'sync_message', lane: 'b', payload: {}, runAt: Date.now() + 60_000 });
+      await store.enqueueJob({ kind: 'sync_message', lane: 'c', payload: {} });
+      await store.openRun(newRun('r1', 1, { state: 'starting' }), []);
+      await store.openRun(newRun('r2', 2, { state: 'starting' }), []);
+      await store.openRun(newRun('r3', 3), []);
+      await store.updateRun('r1', { acusConsumed: 1.5 });
+      await store.updateRun('r2', { acusConsumed: 2.25 });
+      const now = Date.now();
+      // The first claim takes lane a's job (due first); bury it, then take lane c's and keep it running.
+      await store.buryJob((await store.claimJob(now, now + 60_000)) as Job, 'gave up');
+      await store.claimJob(now, now + 60_000);
+
+      const stats = await store.stats();
+      expect(stats.jobs).toEqual({ queued: 1, running: 1, dead: 1 });
+      // Lane b's job waits (not due for a minute): it is the oldest still queued.
+      expect(stats.oldestQueuedJobAt).toBeGreaterThanOrEqual(before);
+      expect(stats.oldestQueuedJobAt).toBeLessThanOrEqual(Date.now());
+      expect(stats.oldestQueuedJobAt).toBeGreaterThanOrEqual(queuedAt - 5);
+      expect(stats.runs).toEqual({ starting: 2, [newRun('r3').state]: 1 });
+      expect(stats.acusConsumed).toBeCloseTo(3.75);
+      expect((await store.getRun('r1'))?.acusConsumed).toBe(1.5);
+      expect((await store.getRun('r3'))?.acusConsumed).toBeNull();
+    });
   });
 }

@@ -96,3 +96,48 @@ describe('SqliteStore: one process per file', () => {
     await open(path).store.close();
   });
 });
+
+describe('SqliteStore opened by a tool (npm run jobs)', () => {
+  it('works next to the owning bot without taking the file over, requeueing or releasing anything', async () => {
+    const { store: owner, path } = open();
+    await owner.enqueueJob({ kind: 'sync_message', lane: 'l', payload: { runId: 'r' } });
+    const now = Date.now();
+    const running = await owner.claimJob(now, now + 60_000);
+    await owner.enqueueJob({ kind: 'sync_message', lane: 'm', payload: { runId: 's' } });
+    const other = (await owner.claimJob(now + 1, now + 60_000)) as NonNullable<typeof running>;
+    await owner.buryJob(other, 'gave up');
+
+    const ownerRow = () => {
+      const db = new Database(path, { readonly: true });
+      try {
+        return db.prepare('SELECT owner, pid FROM store_owner').all();
+      } finally {
+        db.close();
+      }
+    };
+    const claimed = ownerRow();
+    expect(claimed).toHaveLength(1);
+    const tool = new SqliteStore({ path, tool: true });
+    try {
+      expect((await tool.listJobs({ state: 'dead' })).map((j) => j.id)).toEqual([other.id]);
+      // The owner's running job stays running (a bot opening the file would requeue it).
+      expect((await tool.getJob(running?.id ?? 0))?.state).toBe('running');
+      expect(await tool.reviveDeadJobs('all')).toEqual([other.id]);
+    } finally {
+      await tool.close();
+    }
+    // The owner still owns the file: the tool neither took it nor released it on close.
+    expect(ownerRow()).toEqual(claimed);
+    expect((await owner.getJob(other.id))?.state).toBe('queued');
+  });
+
+  it('refuses a file that does not exist or is not migrated to its version', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tool-'));
+    expect(() => new SqliteStore({ path: join(dir, 'missing.db'), tool: true })).toThrow();
+    const empty = join(dir, 'empty.db');
+    new Database(empty).close();
+    expect(() => new SqliteStore({ path: empty, tool: true })).toThrow(
+      /has schema version 0, this tool expects \d+/,
+    );
+  });
+});

@@ -44,6 +44,12 @@ export class FakePagerDuty {
    * PagerDuty or something in front of it may do.
    */
   readonly garbled = new Map<string, { contentType: string; body: string }>();
+  /** PagerDuty users, for GET /users?query= (the From email of notes must be one). */
+  readonly users: { id: string; name: string; email: string }[] = [
+    { id: 'PXPGF42', name: 'Ada Lovelace', email: 'ada@example.com' },
+  ];
+  /** A read-only key: every request that is not a GET answers 403, as PagerDuty answers such a key. */
+  readOnly = false;
   private readonly rateLimited: number[] = [];
   url = '';
   private closeServer: () => Promise<void> = async () => {};
@@ -73,6 +79,9 @@ export class FakePagerDuty {
             'ratelimit-reset': '0',
           },
         );
+      }
+      if (this.readOnly && req.method !== 'GET') {
+        return sendJson(res, 403, { error: { message: 'Access Denied', code: 2010 } });
       }
       const garbled = this.garbled.get(path);
       if (garbled) {
@@ -115,6 +124,29 @@ export class FakePagerDuty {
           limit,
           offset,
           more: offset + limit < all.length,
+          total: null,
+        });
+      }
+      if (req.method === 'GET' && path === '/incidents') {
+        const limit = Math.min(100, Number(parsedUrl.searchParams.get('limit') ?? 25));
+        return sendJson(res, 200, {
+          incidents: this.incidents.slice(0, limit),
+          limit,
+          offset: 0,
+          more: this.incidents.length > limit,
+          total: null,
+        });
+      }
+      if (req.method === 'GET' && path === '/users') {
+        const query = (parsedUrl.searchParams.get('query') ?? '').toLowerCase();
+        const users = this.users.filter(
+          (u) => u.email.toLowerCase().includes(query) || u.name.toLowerCase().includes(query),
+        );
+        return sendJson(res, 200, {
+          users: users.map((u) => ({ ...u, type: 'user', summary: u.name })),
+          limit: 25,
+          offset: 0,
+          more: false,
           total: null,
         });
       }

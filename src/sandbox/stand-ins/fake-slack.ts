@@ -40,6 +40,8 @@ export interface FakeSlackEvents {
   response: [response: { path: string; body: Record<string, unknown> }];
   /** views.open: a modal opened for the person whose trigger_id it was. */
   view: [view: { id: string; triggerId: string; view: Record<string, unknown> }];
+  /** views.publish: a person's Home tab was (re)drawn. */
+  home: [home: { userId: string; view: Record<string, unknown> }];
 }
 
 export type SlackFault =
@@ -63,6 +65,28 @@ export class FakeSlack {
   /** User groups and their members; a string instead of members makes usergroups.users.list fail with it. */
   readonly userGroups = new Map<string, string[] | string>();
   readonly views: { id: string; triggerId: string; view: Record<string, unknown> }[] = [];
+  /** Home tabs published (views.publish), by user, the latest each. */
+  readonly homeViews = new Map<string, Record<string, unknown>>();
+  /**
+   * The bot token's scopes, sent in every answer's X-OAuth-Scopes header as Slack does. By default those
+   * manifest.yml asks for.
+   */
+  scopes: string[] = [
+    'chat:write',
+    'chat:write.public',
+    'commands',
+    'channels:read',
+    'groups:read',
+    'users:read',
+    'usergroups:read',
+    'channels:history',
+    'groups:history',
+  ];
+  /** What conversations.info says beyond "public, not archived, the bot not a member", per channel. */
+  readonly channelDetails = new Map<
+    string,
+    { is_private?: boolean; is_archived?: boolean; is_member?: boolean }
+  >();
   /** Channel names for conversations.list (name → ID). */
   readonly channelNames = new Map<string, string>();
   /** Channel history for conversations.history; a string makes the call fail with that error. */
@@ -146,7 +170,7 @@ export class FakeSlack {
         this.channelCalls.set(String(args.channel), recent);
       }
       this.calls.push({ method, args, at: Date.now() });
-      sendJson(res, 200, this.answer(method, args));
+      sendJson(res, 200, this.answer(method, args), { 'x-oauth-scopes': this.scopes.join(',') });
     });
     this.url = url;
     this.closeServer = close;
@@ -231,6 +255,37 @@ export class FakeSlack {
         this.views.push(opened);
         this.events.emit('view', opened);
         return { ok: true, view: { ...view, id } };
+      }
+      case 'views.publish': {
+        const view = (typeof args.view === 'string' ? JSON.parse(args.view) : args.view) as
+          | Record<string, unknown>
+          | undefined;
+        const userId = String(args.user_id ?? '');
+        if (!/^[UW][A-Z0-9]+$/.test(userId)) return { ok: false, error: 'invalid_user' };
+        if (view?.type !== 'home') return { ok: false, error: 'invalid_arguments' };
+        if (!Array.isArray(view.blocks) || view.blocks.length > 100)
+          return { ok: false, error: 'invalid_arguments' };
+        this.homeViews.set(userId, view);
+        this.events.emit('home', { userId, view });
+        return { ok: true, view: { ...view, id: `V${String(++this.seq).padStart(8, '0')}` } };
+      }
+      case 'conversations.info': {
+        const channel = String(args.channel ?? '');
+        if (!this.channels.has(channel)) return { ok: false, error: 'channel_not_found' };
+        const d = this.channelDetails.get(channel) ?? {};
+        const name =
+          [...this.channelNames.entries()].find(([, id]) => id === channel)?.[0] ?? channel.toLowerCase();
+        return {
+          ok: true,
+          channel: {
+            id: channel,
+            name,
+            is_channel: !d.is_private,
+            is_private: d.is_private ?? false,
+            is_archived: d.is_archived ?? false,
+            is_member: d.is_member ?? false,
+          },
+        };
       }
       case 'conversations.list': {
         const all = [...this.channelNames.entries()].map(([name, id]) => ({ id, name, is_archived: false }));

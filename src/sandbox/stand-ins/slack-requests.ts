@@ -30,6 +30,33 @@ export function postSignedSlackForm(
   });
 }
 
+/** A signed Events API request (JSON), as Slack delivers an event the app subscribed to. */
+export function postSignedSlackEvent(
+  appUrl: string,
+  signingSecret: string,
+  event: Record<string, unknown>,
+  timestamp = Math.floor(Date.now() / 1000),
+): Promise<Response> {
+  const body = JSON.stringify({
+    token: 'deprecated-verification-token',
+    team_id: TEAM.id,
+    api_app_id: 'A0BOT0001',
+    event: { ...event, event_ts: `${timestamp}.000100` },
+    type: 'event_callback',
+    event_id: `Ev${timestamp}${Math.floor(Math.random() * 1e6)}`,
+    event_time: timestamp,
+  });
+  return fetch(`${appUrl}/slack/events`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'x-slack-request-timestamp': String(timestamp),
+      'x-slack-signature': slackSignature(signingSecret, timestamp, body),
+    },
+    body,
+  });
+}
+
 /** The form body of an interactivity request: one `payload` field holding JSON. */
 export function interactionForm(payload: unknown): string {
   return new URLSearchParams({ payload: JSON.stringify(payload) }).toString();

@@ -147,7 +147,7 @@ describe('/postmortem help and status', () => {
     '%s acks first, then asks the service for that scope, as the person, in this channel',
     async (text, scope) => {
       const { service, calls } = fakeService(fakes, {
-        status: async () => ({ kind: 'runs', scope, runs: [], hiddenElsewhere: 0 }),
+        status: async () => ({ kind: 'runs', scope, runs: [], hiddenElsewhere: 0, deadJobs: 0 }),
       });
       await postmortemCommand(service)(
         commandArgs(fakes, { text, userId: 'UBOB0001', channelId: 'CPAYMENTS1' }),
@@ -160,7 +160,13 @@ describe('/postmortem help and status', () => {
 
   it('status answers with the runs it was given', async () => {
     const { service } = fakeService(fakes, {
-      status: async () => ({ kind: 'runs', scope: { kind: 'channel' }, runs: [run], hiddenElsewhere: 0 }),
+      status: async () => ({
+        kind: 'runs',
+        scope: { kind: 'channel' },
+        runs: [run],
+        hiddenElsewhere: 0,
+        deadJobs: 0,
+      }),
     });
     await postmortemCommand(service)(commandArgs(fakes, { text: 'status' }));
     expect(fakes.respond).toHaveBeenCalledWith({
