@@ -58,6 +58,20 @@ export const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
   promptSecret: 'prompt_secret',
 };
 
+/**
+ * Run fields whose every write is durable by the time the store call returns, even in the background
+ * (see SqliteStore's `durable()`): the intent recorded before a Devin session is created
+ * (`createAttemptedAt`: exactly-once creation rests on it surviving whatever follows the create call),
+ * and a person's decision (`decidedBy`: approve, skip, start anyway, retry; `stoppedBy`: stop), which
+ * people were told was taken and which must not silently come undone.
+ */
+const DURABLE_FIELDS: readonly (keyof RunPatch)[] = ['createAttemptedAt', 'decidedBy', 'stoppedBy'];
+
+/** Whether writing this patch must be a durable commit (see DURABLE_FIELDS). */
+export function isDurablePatch(patch: RunPatch): boolean {
+  return DURABLE_FIELDS.some((f) => patch[f] !== undefined);
+}
+
 /** Fields kept as JSON text. */
 export const JSON_FIELDS = new Set<keyof RunPatch>(['pullRequests', 'result', 'incident', 'evidence']);
 

@@ -8,6 +8,7 @@ import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js'
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace, UNPACED } from './pacing.js';
 import {
+  isDurablePatch,
   JOB_RECORD_COLUMNS,
   type JobRecordRow,
   jobListLimit,
@@ -42,9 +43,32 @@ export interface SqliteStoreOptions {
 }
 
 /**
- * SQLite store (WAL, synchronous=FULL). Webhook events are written with group commit: every event that
- * arrives while a transaction is being prepared joins it, and each request is answered after that commit.
- * One fsync then serves a burst of deliveries instead of one each.
+ * SQLite store (WAL). Webhook events are written with group commit: every event that arrives while a
+ * transaction is being prepared joins it, and each request is answered after that commit, which is
+ * fsynced (synchronous=FULL). One fsync then serves a burst of deliveries instead of one each.
+ *
+ * Everything else the bot writes in the background commits without waiting for an fsync
+ * (synchronous=NORMAL), except the few writes listed at `durable()`. better-sqlite3 is synchronous: an
+ * fsync per commit is time the event loop cannot spend answering webhooks, and processing one event
+ * commits several times (the incident, the run, the job's completion). Why that loses nothing that
+ * matters:
+ * - A process crash (SIGKILL, OOM, a panic) loses nothing either way: a commit returns once its WAL
+ *   frames are written to the file, and the kernel keeps them whatever becomes of the process.
+ * - A power cut or kernel crash loses a suffix of the commits, never one from the middle: WAL frames are
+ *   appended in commit order, and a durable commit fsyncs the WAL up to its own frames, so every commit
+ *   before it is durable with it. Any webhook answered 2xx was in a durable commit: neither it nor
+ *   anything before it can be lost. What can is background work done since the last durable commit.
+ * - That work is at-least-once anyway: a job whose completion is lost runs again, and every handler is
+ *   idempotent (the queue's contract); an incident lost with it is folded again from its stored events by
+ *   that same job; a run opened or moved by a lost commit is opened or moved again by the job that did it.
+ * - What reaches the outside world before a later durable commit is where a lost suffix could show. A
+ *   Devin session is created only after its create intent is durable (so the retry looks the session up
+ *   instead of creating a second one). A Slack message whose `ts` was lost is posted again: the same
+ *   one-request window as a crash between Slack's answer and our write, now also open to a power cut
+ *   until the next durable commit, which comes within OWNERSHIP_TTL_MS / 3 (the ownership renewal is
+ *   durable) or sooner with the next webhook.
+ * - Checkpoints still fsync (SQLite syncs the WAL before copying it into the database), so the database
+ *   file is never ahead of a WAL that could be lost.
  */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
@@ -61,6 +85,10 @@ export class SqliteStore implements Store {
   private readonly renewal: NodeJS.Timeout | undefined;
   private readonly tool: boolean;
   private readonly queuedListeners: (() => void)[] = [];
+  private readonly syncFull: Database.Statement;
+  private readonly syncNormal: Database.Statement;
+  /** How many durable (fsynced) commits this store asked for: see `durable()`. */
+  durableCommits = 0;
 
   constructor(options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
@@ -68,6 +96,7 @@ export class SqliteStore implements Store {
     if (this.tool) {
       this.db = new Database(options.path, { timeout: 2000, fileMustExist: true });
       this.db.pragma('foreign_keys = ON');
+      [this.syncFull, this.syncNormal] = this.syncStatements();
       const version =
         (this.db
           .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
@@ -96,10 +125,10 @@ export class SqliteStore implements Store {
       this.db.exec('VACUUM');
     }
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
-    this.migrate();
-    this.takeOwnership(options.path);
+    [this.syncFull, this.syncNormal] = this.syncStatements();
+    this.durable(() => this.migrate());
+    this.durable(() => this.takeOwnership(options.path));
     this.renewal = setInterval(() => this.renewOwnership(), OWNERSHIP_TTL_MS / 3);
     this.renewal.unref();
     // A SQLite file has one owning process: jobs still marked running belonged to one that died.
@@ -157,11 +186,14 @@ export class SqliteStore implements Store {
       .immediate();
   }
 
+  /** Durable, and so also the bound on how long a background write can wait for its fsync: see the class. */
   private renewOwnership(): void {
     try {
-      this.sql('UPDATE store_owner SET expires_at = ? WHERE id = 1 AND owner = ?').run(
-        this.now() + OWNERSHIP_TTL_MS,
-        this.ownerId,
+      this.durable(() =>
+        this.sql('UPDATE store_owner SET expires_at = ? WHERE id = 1 AND owner = ?').run(
+          this.now() + OWNERSHIP_TTL_MS,
+          this.ownerId,
+        ),
       );
     } catch {
       // Closed or briefly busy: the next renewal tries again, well within the TTL.
@@ -178,18 +210,27 @@ export class SqliteStore implements Store {
     return stmt;
   }
 
+  /** The connection commits with synchronous=NORMAL; these switch it for one durable commit. */
+  private syncStatements(): [Database.Statement, Database.Statement] {
+    const normal = this.db.prepare('PRAGMA synchronous = NORMAL');
+    normal.run();
+    return [this.db.prepare('PRAGMA synchronous = FULL'), normal];
+  }
+
   /**
-   * Job-queue bookkeeping (claim, complete, retry), Slack pacing and leases commit without their own fsync:
-   * losing it to a power cut only runs a job again (which every handler tolerates) or lets a Slack call go
-   * early, and the next durable commit (every webhook, every intent recorded before calling Slack or Devin)
-   * syncs it anyway. Everything else commits with fsync.
+   * Runs `fn`'s commit with synchronous=FULL: it returns once the WAL is fsynced, with every earlier commit
+   * (see the class comment for why everything else need not wait). Durable are: webhook events (a 2xx
+   * promises PagerDuty the event is kept), the intents and decisions `isDurablePatch` names (a Devin
+   * session's create intent, a person's decision), a manual run (a person asked for it), the ownership
+   * claim and its renewal, migrations, and the operator's changes to dead jobs.
    */
-  private relaxed<T>(fn: () => T): T {
-    this.db.pragma('synchronous = NORMAL');
+  private durable<T>(fn: () => T): T {
+    this.syncFull.run();
     try {
+      this.durableCommits++;
       return fn();
     } finally {
-      this.db.pragma('synchronous = FULL');
+      this.syncNormal.run();
     }
   }
 
@@ -228,17 +269,19 @@ export class SqliteStore implements Store {
         `INSERT INTO events (id, type, incident_id, occurred_at, received_at, payload)
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
       );
-      results = this.db
-        .transaction(() =>
-          batch.map(({ event: e, jobs }) => {
-            const inserted =
-              insertEvent.run(e.id, e.type, e.incidentId, e.occurredAt, e.receivedAt, e.payload).changes ===
-              1;
-            if (inserted) for (const job of jobs) this.insertJob(job);
-            return inserted ? 'recorded' : 'duplicate';
-          }),
-        )
-        .immediate();
+      results = this.durable(() =>
+        this.db
+          .transaction(() =>
+            batch.map(({ event: e, jobs }) => {
+              const inserted =
+                insertEvent.run(e.id, e.type, e.incidentId, e.occurredAt, e.receivedAt, e.payload).changes ===
+                1;
+              if (inserted) for (const job of jobs) this.insertJob(job);
+              return inserted ? 'recorded' : 'duplicate';
+            }),
+          )
+          .immediate(),
+      );
     } catch (err) {
       for (const b of batch) b.reject(err);
       return;
@@ -288,8 +331,8 @@ export class SqliteStore implements Store {
 
   async openRun(run: NewRun, jobs: NewJob[]): Promise<PostmortemRun | undefined> {
     const now = this.now();
-    const opened = this.db
-      .transaction(() => {
+    const write = () =>
+      this.db.transaction(() => {
         const row = this.sql(
           `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
                prompt_secret, incident, incident_number, created_at, updated_at)
@@ -314,8 +357,9 @@ export class SqliteStore implements Store {
         ) as RunRow | undefined;
         if (row) for (const job of jobs) this.insertJob(job);
         return row;
-      })
-      .immediate();
+      });
+    // A run a person asked for is their decision: durable, like the others (see isDurablePatch).
+    const opened = run.decidedBy !== null ? this.durable(() => write().immediate()) : write().immediate();
     if (opened && jobs.length > 0) this.notifyQueued();
     return opened ? toRun(opened) : undefined;
   }
@@ -364,8 +408,8 @@ export class SqliteStore implements Store {
   ): Promise<PostmortemRun | undefined> {
     const { sets, values } = patchAssignments(patch, () => '?');
     const unset = onlyIfUnset.map((f) => ` AND ${PATCH_COLUMNS[f]} IS NULL`).join('');
-    const updated = this.db
-      .transaction(() => {
+    const write = () =>
+      this.db.transaction(() => {
         const row = this.sql(
           `UPDATE runs SET state = ?, updated_at = ?${sets}
              WHERE id = ? AND state IN (${from.map(() => '?').join(', ')})${unset}
@@ -373,15 +417,18 @@ export class SqliteStore implements Store {
         ).get(to, this.now(), ...values, id, ...from) as RunRow | undefined;
         if (row) for (const job of jobs) this.insertJob(job);
         return row;
-      })
-      .immediate();
+      });
+    const updated = isDurablePatch(patch) ? this.durable(() => write().immediate()) : write().immediate();
     if (updated && jobs.length > 0) this.notifyQueued();
     return updated ? toRun(updated) : undefined;
   }
 
   async updateRun(id: string, patch: RunPatch): Promise<void> {
     const { sets, values } = patchAssignments(patch, () => '?');
-    this.sql(`UPDATE runs SET updated_at = ?${sets} WHERE id = ?`).run(this.now(), ...values, id);
+    const write = () =>
+      this.sql(`UPDATE runs SET updated_at = ?${sets} WHERE id = ?`).run(this.now(), ...values, id);
+    if (isDurablePatch(patch)) this.durable(write);
+    else write();
   }
 
   async enqueueJob(job: NewJob): Promise<void> {
@@ -408,9 +455,8 @@ export class SqliteStore implements Store {
   }
 
   async claimJob(now: number, leaseUntil: number): Promise<Job | undefined> {
-    const row = this.relaxed(() =>
-      this.sql(
-        `UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = ?, locked_by = ?
+    const row = this.sql(
+      `UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = ?, locked_by = ?
          WHERE state = 'queued' AND id = (
            SELECT j.id FROM jobs j
            WHERE j.state = 'queued' AND j.run_at <= ?
@@ -418,8 +464,7 @@ export class SqliteStore implements Store {
            ORDER BY j.run_at, j.id
            LIMIT 1)
          RETURNING id, kind, lane, payload, attempts, failures, created_at`,
-      ).get(leaseUntil, this.ownerId, now),
-    ) as
+    ).get(leaseUntil, this.ownerId, now) as
       | {
           id: number;
           kind: Job['kind'];
@@ -452,13 +497,11 @@ export class SqliteStore implements Store {
   }
 
   async retryJob(job: JobLease, runAt: number, error: string, options: { failed: boolean }): Promise<void> {
-    this.relaxed(() =>
-      this.sql(
-        `UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, locked_by = NULL, last_error = ?,
-           failures = failures + ?
-         WHERE id = ? AND attempts = ? AND state = 'running'`,
-      ).run(runAt, error, options.failed ? 1 : 0, job.id, job.attempts),
-    );
+    this.sql(
+      `UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, locked_by = NULL, last_error = ?,
+         failures = failures + ?
+       WHERE id = ? AND attempts = ? AND state = 'running'`,
+    ).run(runAt, error, options.failed ? 1 : 0, job.id, job.attempts);
   }
 
   async buryJob(job: JobLease, error: string): Promise<void> {
@@ -479,34 +522,24 @@ export class SqliteStore implements Store {
   }
 
   async releaseExpiredLeases(now: number): Promise<number> {
-    return this.relaxed(
-      () =>
-        this.sql(
-          `UPDATE jobs SET state = 'queued', locked_until = NULL, locked_by = NULL
-           WHERE state = 'running' AND locked_until < ?`,
-        ).run(now).changes,
-    );
+    return this.sql(
+      `UPDATE jobs SET state = 'queued', locked_until = NULL, locked_by = NULL
+       WHERE state = 'running' AND locked_until < ?`,
+    ).run(now).changes;
   }
 
   async renewJobLeases(jobs: readonly JobLease[], until: number): Promise<JobLease[]> {
     const renew = this.sql(
       `UPDATE jobs SET locked_until = ? WHERE id = ? AND attempts = ? AND state = 'running'`,
     );
-    return this.relaxed(() =>
-      this.db.transaction(() =>
-        jobs
-          .filter((j) => renew.run(until, j.id, j.attempts).changes === 1)
-          .map((j) => ({ id: j.id, attempts: j.attempts })),
-      )(),
-    );
+    return this.db.transaction(() =>
+      jobs
+        .filter((j) => renew.run(until, j.id, j.attempts).changes === 1)
+        .map((j) => ({ id: j.id, attempts: j.attempts })),
+    )();
   }
 
-  /** Pacing and leases commit without their own fsync, like the queue's bookkeeping: see relaxed(). */
   async takeChannelSlot(channel: string, callKey: string, now: number, intervalMs: number): Promise<number> {
-    return this.relaxed(() => this.paceCall(channel, callKey, now, intervalMs));
-  }
-
-  private paceCall(channel: string, callKey: string, now: number, intervalMs: number): number {
     return this.db
       .transaction(() => {
         const row = this.sql(
@@ -541,23 +574,19 @@ export class SqliteStore implements Store {
   }
 
   async blockChannel(channel: string, until: number): Promise<void> {
-    this.relaxed(() =>
-      this.sql(
-        `INSERT INTO channel_pacing (channel, blocked_until) VALUES (?, ?)
+    this.sql(
+      `INSERT INTO channel_pacing (channel, blocked_until) VALUES (?, ?)
        ON CONFLICT (channel) DO UPDATE SET blocked_until = max(blocked_until, excluded.blocked_until)`,
-      ).run(channel, until),
-    );
+    ).run(channel, until);
   }
 
   async tryLease(name: string, owner: string, now: number, until: number): Promise<boolean> {
-    const row = this.relaxed(() =>
-      this.sql(
-        `INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)
+    const row = this.sql(
+      `INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)
        ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
        WHERE leases.owner = excluded.owner OR leases.expires_at <= ?
        RETURNING owner`,
-      ).get(name, owner, until, now),
-    );
+    ).get(name, owner, until, now);
     return row !== undefined;
   }
 
@@ -623,21 +652,25 @@ export class SqliteStore implements Store {
       `UPDATE jobs SET state = 'queued', run_at = ?, failures = 0, locked_until = NULL, locked_by = NULL
        WHERE state = 'dead' AND id = ? RETURNING id`,
     );
-    const ids = this.db.transaction(() => {
-      const candidates =
-        which === 'all'
-          ? (this.sql(`SELECT id FROM jobs WHERE state = 'dead' ORDER BY id`).all() as { id: number }[]).map(
-              (r) => r.id,
-            )
-          : [...which];
-      return candidates.filter((id) => revive.get(now, id) !== undefined);
-    })();
+    const ids = this.durable(() =>
+      this.db.transaction(() => {
+        const candidates =
+          which === 'all'
+            ? (
+                this.sql(`SELECT id FROM jobs WHERE state = 'dead' ORDER BY id`).all() as { id: number }[]
+              ).map((r) => r.id)
+            : [...which];
+        return candidates.filter((id) => revive.get(now, id) !== undefined);
+      })(),
+    );
     if (ids.length > 0) this.notifyQueued();
     return ids;
   }
 
   async discardDeadJob(id: number): Promise<boolean> {
-    return this.sql(`DELETE FROM jobs WHERE id = ? AND state = 'dead'`).run(id).changes === 1;
+    return this.durable(
+      () => this.sql(`DELETE FROM jobs WHERE id = ? AND state = 'dead'`).run(id).changes === 1,
+    );
   }
 
   async purgeBefore(
@@ -662,7 +695,7 @@ export class SqliteStore implements Store {
     if (!this.db.open) return;
     clearInterval(this.renewal);
     if (this.pendingEvents.length > 0) this.flushEvents();
-    if (!this.tool) this.sql('DELETE FROM store_owner WHERE owner = ?').run(this.ownerId);
+    if (!this.tool) this.durable(() => this.sql('DELETE FROM store_owner WHERE owner = ?').run(this.ownerId));
     this.db.close();
   }
 }

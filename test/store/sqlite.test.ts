@@ -97,6 +97,76 @@ describe('SqliteStore: one process per file', () => {
   });
 });
 
+describe('SqliteStore: which commits wait for fsync', () => {
+  it('webhook events, create intents and people’s decisions do; background bookkeeping does not', async () => {
+    const { store } = open();
+    const durable = async (write: () => Promise<unknown>) => {
+      const before = store.durableCommits;
+      await write();
+      return store.durableCommits - before;
+    };
+    const received = {
+      id: 'e1',
+      type: 'incident.resolved',
+      incidentId: 'Q1',
+      occurredAt: '2024-01-01T00:00:00Z',
+      receivedAt: 1,
+      payload: '{}',
+    };
+    // Deliveries arriving together share one durable group commit.
+    expect(
+      await durable(() =>
+        Promise.all([
+          store.recordEvent(received, [{ kind: 'process_event', lane: 'Q1', payload: { eventId: 'e1' } }]),
+          store.recordEvent({ ...received, id: 'e2' }, []),
+        ]),
+      ),
+    ).toBe(1);
+    // Processing the event: the job's claim, the incident, the run, the job's completion.
+    const job = (await store.claimJob(Date.now(), Date.now() + 60_000)) as NonNullable<
+      Awaited<ReturnType<SqliteStore['claimJob']>>
+    >;
+    const { createdAt: _c, updatedAt: _u, ...run } = aRun({ id: 'r1' });
+    expect(await durable(() => store.saveIncident(run.incident))).toBe(0);
+    expect(await durable(() => store.openRun(run, [{ kind: 'sync_message', lane: 'r1', payload: {} }]))).toBe(
+      0,
+    );
+    expect(await durable(() => store.completeJob(job))).toBe(0);
+    expect(await durable(() => store.updateRun('r1', { slackTs: '1.2', channel: 'C1' }))).toBe(0);
+    expect(await durable(() => store.takeChannelSlot('C1', 'k', Date.now(), 1000))).toBe(0);
+    // A person's decision, and the intent written before a Devin session is created.
+    expect(
+      await durable(() =>
+        store.transitionRun('r1', ['awaiting_approval'], 'starting', { decidedBy: 'U1', decidedAt: 1 }, []),
+      ),
+    ).toBe(1);
+    expect(await durable(() => store.updateRun('r1', { createAttemptedAt: 2 }))).toBe(1);
+    expect(
+      await durable(() => store.transitionRun('r1', ['starting'], 'started', { devinStatus: 'running' }, [])),
+    ).toBe(0);
+    expect(
+      await durable(() => store.transitionRun('r1', ['started'], 'stopped', { stoppedBy: 'U1' }, [])),
+    ).toBe(1);
+    // A run a person asked for is durable; one a policy opened is not.
+    const {
+      createdAt: _c2,
+      updatedAt: _u2,
+      ...manual
+    } = aRun({
+      id: 'r2',
+      attempt: 2,
+      trigger: 'manual',
+      state: 'starting',
+      decidedBy: 'U1',
+      decidedAt: 3,
+    });
+    expect(await durable(() => store.openRun(manual, []))).toBe(1);
+    // Everything above is there, read back through the store.
+    expect((await store.getRun('r1'))?.state).toBe('stopped');
+    expect(await store.countEvents()).toBe(2);
+  });
+});
+
 describe('SqliteStore opened by a tool (npm run jobs)', () => {
   it('works next to the owning bot without taking the file over, requeueing or releasing anything', async () => {
     const { store: owner, path } = open();
