@@ -6,7 +6,7 @@
  * 10,000 distinct resolved incidents plus duplicates, checked for loss, duplicates and Slack pacing.
  * Prints a table and writes a JSON file.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +28,8 @@ const SKIP_STORM = process.env.BENCH_SKIP_STORM === '1';
 /** The Postgres server for the Postgres rows (a maintenance URL); BENCH_SKIP_POSTGRES=1 leaves them out. */
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? TEST_POSTGRES_URL;
 const SKIP_POSTGRES = process.env.BENCH_SKIP_POSTGRES === '1';
+/** The built bot to measure: dist/main.js, or BENCH_DIST's main.js (to compare two builds on one machine). */
+const BOT_SCRIPT = join(process.env.BENCH_DIST ?? join(ROOT, 'dist'), 'main.js');
 const STORM_DUPLICATES = Math.round(STORM_INCIDENTS / 5);
 const STORM_AUTO = Math.round(STORM_INCIDENTS / 50);
 const template = JSON.parse(
@@ -55,6 +57,37 @@ function resolvedWebhook(n: number, priority: string, tag: string): Signed {
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+/** Clock ticks per second, the unit of utime and stime in /proc/<pid>/stat. */
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/**
+ * The CPU time a process has used so far (user + system, all its threads: the main thread, libuv's pool,
+ * V8's GC helpers), in microseconds, read from the kernel's accounting, so it does not depend on what
+ * else the machine is doing.
+ */
+function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The fields after the command name, which is in parentheses and may contain spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  return ((utime + stime) * 1_000_000) / CLOCK_TICKS;
+}
+
+/**
+ * `run`'s load, with the CPU time the given processes used meanwhile divided by the webhooks answered 2xx:
+ * the cost of accepting one, background work included.
+ */
+async function measured<T extends { total: number; non2xx: number }>(
+  pids: number[],
+  run: () => Promise<T>,
+): Promise<T & { cpuMicrosPerWebhook: number }> {
+  const before = pids.map(cpuMicros);
+  const result = await run();
+  const used = pids.reduce((sum, pid, i) => sum + cpuMicros(pid) - (before[i] as number), 0);
+  return { ...result, cpuMicrosPerWebhook: used / Math.max(1, result.total - result.non2xx) };
 }
 
 async function startChild(
@@ -191,18 +224,20 @@ async function measurePostgres(replicas: number, slack: FakeSlack, devin: FakeDe
   const db = await createTestDatabase(POSTGRES_URL);
   try {
     const bots = [];
-    for (let r = 0; r < replicas; r++)
-      bots.push(await startChild(join(ROOT, 'dist', 'main.js'), botEnv(slack, devin, db.url)));
+    for (let r = 0; r < replicas; r++) bots.push(await startChild(BOT_SCRIPT, botEnv(slack, devin, db.url)));
     const ports = bots.map((b) => b.port);
     const rssBefore = bots.map((b) => rssMb(b.child.pid as number));
     await loadSpread(ports, bodies.slice(150_000)); // warm-up, distinct events of its own
-    const measured = await loadSpread(ports, bodies);
+    const result = await measured(
+      bots.map((b) => b.child.pid as number),
+      () => loadSpread(ports, bodies),
+    );
     const rssAfter = bots.map((b) => rssMb(b.child.pid as number));
     await Promise.all(bots.map((b) => stopChild(b.child)));
     const [stored] = await sql<{ n: number }>(db.url, 'SELECT COUNT(*)::int AS n FROM events');
     return {
       replicas,
-      ...measured,
+      ...result,
       rssMb: { before: rssBefore, afterLoad: rssAfter },
       eventsStored: stored?.n ?? 0,
     };
@@ -268,15 +303,15 @@ async function main(): Promise<void> {
 
   const baseline = await startChild(join(ROOT, 'build', 'bench', 'bench', 'baseline.js'), {});
   await load(baseline.port, bodies.slice(0, 2000)); // warm-up
-  const base = await load(baseline.port, bodies);
+  const base = await measured([baseline.child.pid as number], () => load(baseline.port, bodies));
   await stopChild(baseline.child);
 
   const loadDb = join(work, 'load.db');
-  const bot = await startChild(join(ROOT, 'dist', 'main.js'), botEnv(slack, devin, loadDb));
+  const bot = await startChild(BOT_SCRIPT, botEnv(slack, devin, loadDb));
   const pid = bot.child.pid as number;
   const rssBefore = rssMb(pid);
   await load(bot.port, bodies.slice(150_000)); // warm-up, distinct events of its own
-  const measured = await load(bot.port, bodies);
+  const botLoad = await measured([pid], () => load(bot.port, bodies));
   const rssAfter = rssMb(pid);
   await stopChild(bot.child);
   const stored = query<{ n: number }>(loadDb, 'SELECT COUNT(*) AS n FROM events').n;
@@ -289,8 +324,9 @@ async function main(): Promise<void> {
       };
   report.throughput = {
     baseline: base,
-    bot: measured,
-    ratio: measured.requestsPerSecond / base.requestsPerSecond,
+    bot: botLoad,
+    ratio: botLoad.requestsPerSecond / base.requestsPerSecond,
+    cpuRatio: botLoad.cpuMicrosPerWebhook / base.cpuMicrosPerWebhook,
     botRssMb: { before: rssBefore, afterLoad: rssAfter },
     eventsStored: stored,
     devinLatencyMs: devin.latencyMs,
@@ -310,20 +346,25 @@ async function main(): Promise<void> {
     [
       'signed webhooks/s',
       base.requestsPerSecond.toFixed(0),
-      `${measured.requestsPerSecond.toFixed(0)} (${((measured.requestsPerSecond / base.requestsPerSecond) * 100).toFixed(0)}% of baseline; target ≥ 70%)`,
+      `${botLoad.requestsPerSecond.toFixed(0)} (${((botLoad.requestsPerSecond / base.requestsPerSecond) * 100).toFixed(0)}% of baseline; target ≥ 70%)`,
     ],
     [
       'ack latency p50 / p99',
       `${base.p50Ms} / ${base.p99Ms} ms`,
-      `${measured.p50Ms} / ${measured.p99Ms} ms (target p99 ≤ 25 ms)`,
+      `${botLoad.p50Ms} / ${botLoad.p99Ms} ms (target p99 ≤ 25 ms)`,
     ],
-    ['non-2xx / errors', `${base.non2xx} / ${base.errors}`, `${measured.non2xx} / ${measured.errors}`],
+    [
+      'CPU per 2xx webhook',
+      `${base.cpuMicrosPerWebhook.toFixed(0)} µs`,
+      `${botLoad.cpuMicrosPerWebhook.toFixed(0)} µs (${(botLoad.cpuMicrosPerWebhook / base.cpuMicrosPerWebhook).toFixed(2)} × baseline; the process's utime + stime)`,
+    ],
+    ['non-2xx / errors', `${base.non2xx} / ${base.errors}`, `${botLoad.non2xx} / ${botLoad.errors}`],
     ['bot RSS before / after', '', `${rssBefore.toFixed(0)} / ${rssAfter.toFixed(0)} MB (target ≤ 150 MB)`],
     ...(postgres
       ? [postgres.one, postgres.two].map((pg) => [
           `postgres, ${pg.replicas} replica${pg.replicas > 1 ? 's' : ''}`,
           `${pg.requestsPerSecond.toFixed(0)}/s (${((pg.requestsPerSecond / base.requestsPerSecond) * 100).toFixed(0)}%; target ≥ 35%)`,
-          `p50 / p99 ${pg.p50Ms} / ${pg.p99Ms} ms (target p99 ≤ 50 ms); non-2xx ${pg.non2xx}; RSS ${pg.rssMb.afterLoad.map((m) => m.toFixed(0)).join(' + ')} MB`,
+          `p50 / p99 ${pg.p50Ms} / ${pg.p99Ms} ms (target p99 ≤ 50 ms); non-2xx ${pg.non2xx}; CPU ${pg.cpuMicrosPerWebhook.toFixed(0)} µs per webhook; RSS ${pg.rssMb.afterLoad.map((m) => m.toFixed(0)).join(' + ')} MB`,
         ])
       : []),
   ];
@@ -332,7 +373,10 @@ async function main(): Promise<void> {
   );
   for (const r of rows) console.log(`${(r[0] ?? '').padEnd(24)} ${(r[1] ?? '').padEnd(28)} ${r[2] ?? ''}`);
 
-  if (SKIP_STORM) return;
+  if (SKIP_STORM) {
+    writeReport(report);
+    return;
+  }
   // ---- Storm: 10,000 distinct resolved incidents plus duplicates ----
   const stormSlack = await new FakeSlack('xoxb-bench').start();
   stormSlack.channelLimit = { burst: 2 };
@@ -351,7 +395,7 @@ async function main(): Promise<void> {
       ((a.body.length * 31 + a.signature.charCodeAt(5)) % 7) -
       ((b.body.length * 31 + b.signature.charCodeAt(5)) % 7),
   );
-  const stormBot = await startChild(join(ROOT, 'dist', 'main.js'), botEnv(stormSlack, stormDevin, stormDb));
+  const stormBot = await startChild(BOT_SCRIPT, botEnv(stormSlack, stormDevin, stormDb));
   const t0 = Date.now();
   const statuses = await send(stormBot.port, deliveries, CONNECTIONS);
   const intakeSeconds = (Date.now() - t0) / 1000;
@@ -451,6 +495,10 @@ async function main(): Promise<void> {
     `  Slack: ${s.slack.callsObserved} calls in ${s.slack.observedSeconds?.toFixed(0)} s, max ${s.slack.maxCallsPerChannelPerSecond}/s in one channel, ${s.slack.rateLimitedAnswers} 429s, ${s.slack.messagesStillQueued} messages still queued (delivered at ~1/s)`,
   );
   console.log(`\nTargets met: ${JSON.stringify(targets)}`);
+  writeReport(report);
+}
+
+function writeReport(report: Record<string, unknown>): void {
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'latest.json');

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { closeSync, fsync, mkdirSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
@@ -40,6 +40,8 @@ export interface SqliteStoreOptions {
    * and for changing dead jobs; never for running the queue.
    */
   tool?: boolean;
+  /** fs.fsync unless a test holds or fails the WAL's fsync (see `synced()`). */
+  fsync?: (fd: number, done: (err: NodeJS.ErrnoException | null) => void) => void;
 }
 
 /**
@@ -80,6 +82,8 @@ export class SqliteStore implements Store {
     reject: (e: unknown) => void;
   }[] = [];
   private flushScheduled = false;
+  /** A batch of events is committed and waiting for its fsync. */
+  private intakeSyncing = false;
   private readonly ownerId = randomUUID();
   private readonly statements = new Map<string, Database.Statement>();
   private readonly renewal: NodeJS.Timeout | undefined;
@@ -87,16 +91,24 @@ export class SqliteStore implements Store {
   private readonly queuedListeners: (() => void)[] = [];
   private readonly syncFull: Database.Statement;
   private readonly syncNormal: Database.Statement;
-  /** How many durable (fsynced) commits this store asked for: see `durable()`. */
-  durableCommits = 0;
+  /** The WAL file, opened read-only to fsync it off the main thread (see `synced()`); none for a tool. */
+  private walFd: number | undefined;
+  private readonly fsync: NonNullable<SqliteStoreOptions['fsync']>;
+  /** Callers waiting for the next fsync of the WAL, and whether one is under way. */
+  private syncWaiters: ((err: Error | null) => void)[] = [];
+  private syncing = false;
+  private closing = false;
+  /** How many times this store waited for the disk (an fsync of the WAL, or a FULL commit). */
+  diskSyncs = 0;
 
   constructor(options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
     this.tool = options.tool ?? false;
+    this.fsync = options.fsync ?? fsync;
     if (this.tool) {
       this.db = new Database(options.path, { timeout: 2000, fileMustExist: true });
       this.db.pragma('foreign_keys = ON');
-      [this.syncFull, this.syncNormal] = this.syncStatements();
+      [this.syncFull, this.syncNormal] = this.syncStatements(true);
       const version =
         (this.db
           .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
@@ -124,11 +136,16 @@ export class SqliteStore implements Store {
       this.db.pragma('auto_vacuum = INCREMENTAL');
       this.db.exec('VACUUM');
     }
-    this.db.pragma('journal_mode = WAL');
+    const wal = this.db.pragma('journal_mode = WAL', { simple: true }) === 'wal';
     this.db.pragma('foreign_keys = ON');
-    [this.syncFull, this.syncNormal] = this.syncStatements();
+    [this.syncFull, this.syncNormal] = this.syncStatements(wal);
     this.durable(() => this.migrate());
     this.durable(() => this.takeOwnership(options.path));
+    // The WAL exists from the first write on, and stays the same file while this connection is open
+    // (SQLite deletes it when the last connection closes, and restarts it in place after a checkpoint).
+    // An fsync through any descriptor of a file makes all of its written data durable. Without WAL (a
+    // file system that cannot map its index, ':memory:'), every commit waits for the disk instead.
+    if (wal) this.walFd = openSync(`${options.path}-wal`, 'r');
     this.renewal = setInterval(() => this.renewOwnership(), OWNERSHIP_TTL_MS / 3);
     this.renewal.unref();
     // A SQLite file has one owning process: jobs still marked running belonged to one that died.
@@ -188,16 +205,14 @@ export class SqliteStore implements Store {
 
   /** Durable, and so also the bound on how long a background write can wait for its fsync: see the class. */
   private renewOwnership(): void {
-    try {
-      this.durable(() =>
-        this.sql('UPDATE store_owner SET expires_at = ? WHERE id = 1 AND owner = ?').run(
-          this.now() + OWNERSHIP_TTL_MS,
-          this.ownerId,
-        ),
-      );
-    } catch {
+    this.durably(() =>
+      this.sql('UPDATE store_owner SET expires_at = ? WHERE id = 1 AND owner = ?').run(
+        this.now() + OWNERSHIP_TTL_MS,
+        this.ownerId,
+      ),
+    ).catch(() => {
       // Closed or briefly busy: the next renewal tries again, well within the TTL.
-    }
+    });
   }
 
   /** Prepared statements, compiled once per SQL text. */
@@ -210,28 +225,74 @@ export class SqliteStore implements Store {
     return stmt;
   }
 
-  /** The connection commits with synchronous=NORMAL; these switch it for one durable commit. */
-  private syncStatements(): [Database.Statement, Database.Statement] {
-    const normal = this.db.prepare('PRAGMA synchronous = NORMAL');
+  /**
+   * The connection commits with synchronous=NORMAL (in WAL mode; FULL otherwise, where NORMAL is not
+   * crash-safe); these switch it for one durable commit and back.
+   */
+  private syncStatements(wal: boolean): [Database.Statement, Database.Statement] {
+    const normal = this.db.prepare(`PRAGMA synchronous = ${wal ? 'NORMAL' : 'FULL'}`);
     normal.run();
     return [this.db.prepare('PRAGMA synchronous = FULL'), normal];
   }
 
   /**
-   * Runs `fn`'s commit with synchronous=FULL: it returns once the WAL is fsynced, with every earlier commit
-   * (see the class comment for why everything else need not wait). Durable are: webhook events (a 2xx
-   * promises PagerDuty the event is kept), the intents and decisions `isDurablePatch` names (a Devin
-   * session's create intent, a person's decision), a manual run (a person asked for it), the ownership
-   * claim and its renewal, migrations, and the operator's changes to dead jobs.
+   * Runs `fn`'s commit with synchronous=FULL: it returns once the WAL is fsynced, with every earlier commit,
+   * the main thread waiting meanwhile. For start-up, close and the operator's tool; the bot's own durable
+   * writes use `durably()`.
    */
   private durable<T>(fn: () => T): T {
     this.syncFull.run();
     try {
-      this.durableCommits++;
+      this.diskSyncs++;
       return fn();
     } finally {
       this.syncNormal.run();
     }
+  }
+
+  /**
+   * Runs `fn` (its commit does not wait for the disk) and resolves once the WAL is fsynced, on libuv's
+   * thread pool, not the main thread: the same guarantee as a FULL commit (in WAL mode SQLite's FULL is
+   * exactly an fsync of the WAL once the commit's frames are written), without stopping the event loop for
+   * it. Durable are: webhook events (a 2xx promises PagerDuty the event is kept: see flushEvents), the
+   * intents and decisions `isDurablePatch` names (a Devin session's create intent, a person's decision), a
+   * manual run (a person asked for it), the ownership renewal, and the operator's changes to dead jobs.
+   * See the class comment for why everything else need not wait.
+   */
+  private async durably<T>(fn: () => T): Promise<T> {
+    if (this.walFd === undefined) return this.durable(fn);
+    const result = fn();
+    await this.synced();
+    return result;
+  }
+
+  /**
+   * Resolves once everything committed so far is on disk. Callers that arrive while an fsync is under way
+   * wait for the next one (the one under way may have started before their commit), and share it: one
+   * fsync for every commit made meanwhile, group commit for durability itself.
+   */
+  private synced(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.syncWaiters.push((err) => (err ? reject(err) : resolve()));
+      if (!this.syncing) this.startSync();
+    });
+  }
+
+  private startSync(): void {
+    const fd = this.walFd;
+    const waiters = this.syncWaiters;
+    this.syncWaiters = [];
+    if (fd === undefined) {
+      for (const w of waiters) w(new AppError('store_closed', 'the store is closed'));
+      return;
+    }
+    this.syncing = true;
+    this.diskSyncs++;
+    this.fsync(fd, (err) => {
+      this.syncing = false;
+      for (const w of waiters) w(err);
+      if (this.syncWaiters.length > 0) this.startSync();
+    });
   }
 
   /** Called whenever jobs were queued, so workers in this process can wake at once. */
@@ -252,42 +313,58 @@ export class SqliteStore implements Store {
   recordEvent(event: ReceivedEvent, jobs: readonly NewJob[]): Promise<'recorded' | 'duplicate'> {
     return new Promise((resolve, reject) => {
       this.pendingEvents.push({ event, jobs, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flushEvents());
-      }
+      this.scheduleFlush();
     });
+  }
+
+  /**
+   * The next batch is written once the event loop has read what arrived, and not while the previous batch
+   * waits for its fsync: events that arrive meanwhile make one larger batch, written when it is done. (A
+   * commit per turn of the loop would write the same B-tree pages again and again, and grow the WAL.)
+   */
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.intakeSyncing || this.pendingEvents.length === 0) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flushEvents());
   }
 
   private flushEvents(): void {
     const batch = this.pendingEvents;
     this.pendingEvents = [];
     this.flushScheduled = false;
-    let results: ('recorded' | 'duplicate')[];
-    try {
+    this.intakeSyncing = true;
+    // Each request is answered once its event is on disk: after the commit and the fsync that follows it.
+    this.durably(() => {
       const insertEvent = this.sql(
         `INSERT INTO events (id, type, incident_id, occurred_at, received_at, payload)
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
       );
-      results = this.durable(() =>
-        this.db
-          .transaction(() =>
-            batch.map(({ event: e, jobs }) => {
-              const inserted =
-                insertEvent.run(e.id, e.type, e.incidentId, e.occurredAt, e.receivedAt, e.payload).changes ===
-                1;
-              if (inserted) for (const job of jobs) this.insertJob(job);
-              return inserted ? 'recorded' : 'duplicate';
-            }),
-          )
-          .immediate(),
-      );
-    } catch (err) {
-      for (const b of batch) b.reject(err);
-      return;
-    }
-    for (const [i, b] of batch.entries()) b.resolve(results[i] ?? 'duplicate');
-    if (results.includes('recorded')) this.notifyQueued();
+      return this.db
+        .transaction(() =>
+          batch.map(({ event: e, jobs }) => {
+            const inserted =
+              insertEvent.run(e.id, e.type, e.incidentId, e.occurredAt, e.receivedAt, e.payload).changes ===
+              1;
+            if (inserted) for (const job of jobs) this.insertJob(job);
+            return inserted ? ('recorded' as const) : ('duplicate' as const);
+          }),
+        )
+        .immediate();
+    })
+      .then(
+        (results) => {
+          for (const [i, b] of batch.entries()) b.resolve(results[i] ?? 'duplicate');
+          // The workers wake once the events are durable: nothing acts on an event PagerDuty may send again.
+          if (results.includes('recorded')) this.notifyQueued();
+        },
+        (err: unknown) => {
+          for (const b of batch) b.reject(err);
+        },
+      )
+      .finally(() => {
+        this.intakeSyncing = false;
+        this.scheduleFlush();
+      });
   }
 
   async getEvent(id: string): Promise<ReceivedEvent | undefined> {
@@ -359,7 +436,8 @@ export class SqliteStore implements Store {
         return row;
       });
     // A run a person asked for is their decision: durable, like the others (see isDurablePatch).
-    const opened = run.decidedBy !== null ? this.durable(() => write().immediate()) : write().immediate();
+    const opened =
+      run.decidedBy !== null ? await this.durably(() => write().immediate()) : write().immediate();
     if (opened && jobs.length > 0) this.notifyQueued();
     return opened ? toRun(opened) : undefined;
   }
@@ -418,7 +496,9 @@ export class SqliteStore implements Store {
         if (row) for (const job of jobs) this.insertJob(job);
         return row;
       });
-    const updated = isDurablePatch(patch) ? this.durable(() => write().immediate()) : write().immediate();
+    const updated = isDurablePatch(patch)
+      ? await this.durably(() => write().immediate())
+      : write().immediate();
     if (updated && jobs.length > 0) this.notifyQueued();
     return updated ? toRun(updated) : undefined;
   }
@@ -427,7 +507,7 @@ export class SqliteStore implements Store {
     const { sets, values } = patchAssignments(patch, () => '?');
     const write = () =>
       this.sql(`UPDATE runs SET updated_at = ?${sets} WHERE id = ?`).run(this.now(), ...values, id);
-    if (isDurablePatch(patch)) this.durable(write);
+    if (isDurablePatch(patch)) await this.durably(write);
     else write();
   }
 
@@ -652,7 +732,7 @@ export class SqliteStore implements Store {
       `UPDATE jobs SET state = 'queued', run_at = ?, failures = 0, locked_until = NULL, locked_by = NULL
        WHERE state = 'dead' AND id = ? RETURNING id`,
     );
-    const ids = this.durable(() =>
+    const ids = await this.durably(() =>
       this.db.transaction(() => {
         const candidates =
           which === 'all'
@@ -668,7 +748,7 @@ export class SqliteStore implements Store {
   }
 
   async discardDeadJob(id: number): Promise<boolean> {
-    return this.durable(
+    return this.durably(
       () => this.sql(`DELETE FROM jobs WHERE id = ? AND state = 'dead'`).run(id).changes === 1,
     );
   }
@@ -692,10 +772,15 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (!this.db.open) return;
+    if (!this.db.open || this.closing) return;
+    this.closing = true;
     clearInterval(this.renewal);
     if (this.pendingEvents.length > 0) this.flushEvents();
+    // Every caller waiting for an fsync gets its answer before the file is closed.
+    if (this.walFd !== undefined) await this.synced().catch(() => {});
     if (!this.tool) this.durable(() => this.sql('DELETE FROM store_owner WHERE owner = ?').run(this.ownerId));
+    if (this.walFd !== undefined) closeSync(this.walFd);
+    this.walFd = undefined;
     this.db.close();
   }
 }

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { fsync, mkdtempSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -10,6 +10,14 @@ import { SqliteStore } from '../../src/store/sqlite.js';
 import { BUILT_DIR } from '../global-setup.js';
 import { aRun } from '../helpers/builders.js';
 import { storeContract } from './contract.js';
+
+const setImmediateP = () => new Promise((r) => setImmediate(r));
+async function waitUntil(condition: () => boolean): Promise<void> {
+  for (let i = 0; !condition(); i++) {
+    if (i > 2000) throw new Error('condition never held');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
 
 const stores: SqliteStore[] = [];
 function open(path = join(mkdtempSync(join(tmpdir(), 'store-')), 'x', 'bot.db')) {
@@ -101,9 +109,9 @@ describe('SqliteStore: which commits wait for fsync', () => {
   it('webhook events, create intents and people’s decisions do; background bookkeeping does not', async () => {
     const { store } = open();
     const durable = async (write: () => Promise<unknown>) => {
-      const before = store.durableCommits;
+      const before = store.diskSyncs;
       await write();
-      return store.durableCommits - before;
+      return store.diskSyncs - before;
     };
     const received = {
       id: 'e1',
@@ -164,6 +172,71 @@ describe('SqliteStore: which commits wait for fsync', () => {
     // Everything above is there, read back through the store.
     expect((await store.getRun('r1'))?.state).toBe('stopped');
     expect(await store.countEvents()).toBe(2);
+  });
+});
+
+describe('SqliteStore: the intake answers after the fsync, which runs off the main thread', () => {
+  const received = (id: string) => ({
+    id,
+    type: 'incident.resolved',
+    incidentId: 'Q1',
+    occurredAt: '2024-01-01T00:00:00Z',
+    receivedAt: 1,
+    payload: '{}',
+  });
+
+  it('an event is not acknowledged until the WAL is fsynced; events meanwhile share the next fsync', async () => {
+    // The stand-in for fs.fsync holds each call until the test lets it finish (with a real fsync).
+    const held: (() => void)[] = [];
+    let holding = true;
+    const path = join(mkdtempSync(join(tmpdir(), 'store-')), 'bot.db');
+    const store = new SqliteStore({
+      path,
+      fsync: (fd, done) => (holding ? held.push(() => fsync(fd, done)) : fsync(fd, done)),
+    });
+    stores.push(store);
+    const answered: string[] = [];
+    const first = store.recordEvent(received('e1'), []).then((r) => answered.push(`e1 ${r}`));
+    await waitUntil(() => held.length === 1);
+    // Committed (another connection reads it), but not yet on disk: not acknowledged.
+    const reader = new Database(path, { readonly: true });
+    expect(reader.prepare('SELECT id FROM events').all()).toEqual([{ id: 'e1' }]);
+    await setImmediateP();
+    expect(answered).toEqual([]);
+    // Two more arrive while that fsync runs: they wait for it to finish, then make one batch, one commit and
+    // one fsync.
+    const later = Promise.all([store.recordEvent(received('e2'), []), store.recordEvent(received('e1'), [])]);
+    await new Promise((r) => setTimeout(r, 50));
+    const count = () => (reader.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
+    expect(count()).toBe(1);
+    held.shift()?.();
+    await first;
+    expect(answered).toEqual(['e1 recorded']);
+    await waitUntil(() => held.length === 1);
+    expect(count()).toBe(2);
+    const syncs = store.diskSyncs;
+    held.shift()?.();
+    expect(await later).toEqual(['recorded', 'duplicate']);
+    expect(store.diskSyncs).toBe(syncs);
+    reader.close();
+    holding = false;
+  });
+
+  it('an fsync that fails fails the deliveries waiting for it (the webhook answers 503)', async () => {
+    const failing = { on: false };
+    const store = new SqliteStore({
+      path: join(mkdtempSync(join(tmpdir(), 'store-')), 'bot.db'),
+      fsync: (fd, done) =>
+        failing.on
+          ? done(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))
+          : fsync(fd, done),
+    });
+    stores.push(store);
+    failing.on = true;
+    await expect(store.recordEvent(received('e1'), [])).rejects.toThrow(/EIO/);
+    failing.on = false;
+    // Delivered again, it is found already stored and answered as a duplicate: nothing is lost either way.
+    expect(await store.recordEvent(received('e1'), [])).toBe('duplicate');
   });
 });
 
