@@ -46,31 +46,34 @@ export interface SqliteStoreOptions {
 
 /**
  * SQLite store (WAL). Webhook events are written with group commit: every event that arrives while a
- * transaction is being prepared joins it, and each request is answered after that commit, which is
- * fsynced (synchronous=FULL). One fsync then serves a burst of deliveries instead of one each.
+ * batch is being prepared, or while the previous batch waits for its fsync, joins the next batch, and each
+ * request is answered once its batch is committed and the WAL fsynced. One fsync then serves a burst of
+ * deliveries instead of one each, and it runs on libuv's thread pool (`durably()`): the event loop goes on
+ * reading and verifying requests meanwhile. A 2xx still means "stored and on disk".
  *
  * Everything else the bot writes in the background commits without waiting for an fsync
- * (synchronous=NORMAL), except the few writes listed at `durable()`. better-sqlite3 is synchronous: an
+ * (synchronous=NORMAL), except the few writes listed at `durably()`. better-sqlite3 is synchronous: an
  * fsync per commit is time the event loop cannot spend answering webhooks, and processing one event
  * commits several times (the incident, the run, the job's completion). Why that loses nothing that
  * matters:
  * - A process crash (SIGKILL, OOM, a panic) loses nothing either way: a commit returns once its WAL
  *   frames are written to the file, and the kernel keeps them whatever becomes of the process.
- * - A power cut or kernel crash loses a suffix of the commits, never one from the middle: WAL frames are
- *   appended in commit order, and a durable commit fsyncs the WAL up to its own frames, so every commit
- *   before it is durable with it. Any webhook answered 2xx was in a durable commit: neither it nor
- *   anything before it can be lost. What can is background work done since the last durable commit.
+ * - A power cut or kernel crash loses a suffix of the commits, never one from the middle: WAL frames carry
+ *   cumulative checksums, and recovery replays them from the start up to the first that does not match,
+ *   so what survives is a prefix of the commits, and it includes everything written before the last
+ *   fsync. Any webhook answered 2xx was fsynced: neither it nor anything before it can be lost. What can
+ *   be is background work done since the last fsync.
  * - That work is at-least-once anyway: a job whose completion is lost runs again, and every handler is
  *   idempotent (the queue's contract); an incident lost with it is folded again from its stored events by
  *   that same job; a run opened or moved by a lost commit is opened or moved again by the job that did it.
- * - What reaches the outside world before a later durable commit is where a lost suffix could show. A
- *   Devin session is created only after its create intent is durable (so the retry looks the session up
- *   instead of creating a second one). A Slack message whose `ts` was lost is posted again: the same
- *   one-request window as a crash between Slack's answer and our write, now also open to a power cut
- *   until the next durable commit, which comes within OWNERSHIP_TTL_MS / 3 (the ownership renewal is
- *   durable) or sooner with the next webhook.
- * - Checkpoints still fsync (SQLite syncs the WAL before copying it into the database), so the database
- *   file is never ahead of a WAL that could be lost.
+ * - What reaches the outside world before a later fsync is where a lost suffix could show. A Devin
+ *   session is created only after its create intent is durable (so the retry looks the session up
+ *   instead of creating a second one), and a person's decision is durable before they are told. A Slack
+ *   message whose `ts` was lost is posted again: the same one-request window as a crash between Slack's
+ *   answer and our write, now also open to a power cut until the next fsync, which comes within
+ *   OWNERSHIP_TTL_MS / 3 (the ownership renewal is durable) or sooner with the next webhook.
+ * - Checkpoints still fsync (SQLite syncs the WAL before copying it into the database, and the database
+ *   after), so the database file is never ahead of a WAL that could be lost.
  */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
