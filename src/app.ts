@@ -201,8 +201,8 @@ function buildHttp(
   const { logger, now, store, metrics, accepting } = deps;
   const expressApp = express();
   expressApp.disable('x-powered-by');
-  expressApp.use(healthRouter({ store, accepting, logger }));
-  expressApp.use(metricsRouter({ metrics, token: config.metricsToken }));
+  // The webhook route first: it is the one under load, and every router before it is looked through on
+  // each request.
   expressApp.use(
     pagerDutyWebhookRouter({
       store,
@@ -215,6 +215,8 @@ function buildHttp(
       answered: (outcome) => metrics.webhook(outcome),
     }),
   );
+  expressApp.use(healthRouter({ store, accepting, logger }));
+  expressApp.use(metricsRouter({ metrics, token: config.metricsToken }));
   // Bolt needs the raw body of /slack/events: no body parser may run before it.
   expressApp.use('/slack/events', rejectSlackClockSkew(now));
 

@@ -55,8 +55,10 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
   const router = Router();
   const auth = webhookAuth(deps.webhookSecrets, deps.sharedSecret);
   const count = deps.answered ?? (() => {});
-  const refuse = (res: Response, log: Logger, why: string) => {
-    log.warn({ scheme: auth.scheme }, `webhook rejected: ${why}`);
+  // Each line carries the request's X-Webhook-Id: fields of the line, not a child logger per request
+  // (which would cost an allocation and a serialization for every webhook, logged or not).
+  const refuse = (res: Response, webhookId: string | undefined, why: string) => {
+    deps.logger.warn({ webhookId, scheme: auth.scheme }, `webhook rejected: ${why}`);
     count('bad_signature');
     res.status(401).json({ error: 'invalid or missing signature' });
   };
@@ -67,8 +69,8 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
    * request refused here costs no body buffering, and its connection is not kept for more.
    */
   const beforeBody: RequestHandler = (req, res, next) => {
-    const log = deps.logger.child({ webhookId: headerForLog(req.get('x-webhook-id')) });
-    res.locals.log = log;
+    const webhookId = headerForLog(req.get('x-webhook-id'));
+    res.locals.webhookId = webhookId;
     if (!deps.accepting()) {
       count('shutting_down');
       res.status(503).set('retry-after', '5').set('connection', 'close').json({ error: 'shutting down' });
@@ -77,11 +79,11 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
     if (auth.scheme === 'shared_header') {
       if (!verifySharedSecret(req.get('x-webhook-secret'), auth.secret)) {
         res.set('connection', 'close');
-        return refuse(res, log, 'no valid X-Webhook-Secret header');
+        return refuse(res, webhookId, 'no valid X-Webhook-Secret header');
       }
     } else if (signatureCandidates(req.get('x-pagerduty-signature')).length === 0) {
       res.set('connection', 'close');
-      return refuse(res, log, 'no X-PagerDuty-Signature header with a v1= entry');
+      return refuse(res, webhookId, 'no X-PagerDuty-Signature header with a v1= entry');
     }
     next();
   };
@@ -93,12 +95,12 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
     express.raw({ type: () => true, limit: MAX_WEBHOOK_BYTES }),
     async (req: Request, res: Response) => {
       const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      const log = res.locals.log as Logger;
+      const webhookId = res.locals.webhookId as string | undefined;
       if (
         auth.scheme === 'signature' &&
         !verifyPagerDutySignature(raw, req.get('x-pagerduty-signature'), auth.secrets)
       ) {
-        return refuse(res, log, 'no valid signature');
+        return refuse(res, webhookId, 'no valid signature');
       }
       const read = readWebhookBody(raw, deps.now());
       if ('error' in read) {
@@ -112,11 +114,17 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
           now: deps.now,
           retentionMs: deps.retentionMs,
         });
-        log.info({ eventId: event.id, eventType: event.type, outcome }, 'webhook received');
+        deps.logger.info(
+          { webhookId, eventId: event.id, eventType: event.type, outcome },
+          'webhook received',
+        );
         count(WEBHOOK_OUTCOME[outcome]);
         res.status(outcome === 'recorded' ? 202 : 200).json({ status: WEBHOOK_STATUS[outcome] });
       } catch (err) {
-        log.error({ err: (err as Error).message, eventId: event.id }, 'could not store webhook event');
+        deps.logger.error(
+          { webhookId, err: (err as Error).message, eventId: event.id },
+          'could not store webhook event',
+        );
         count('store_unavailable');
         res.status(503).set('retry-after', '5').json({ error: 'temporarily unable to store the event' });
       }
