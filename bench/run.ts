@@ -7,7 +7,17 @@
  * Prints a table and writes a JSON file.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fdatasyncSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -88,6 +98,31 @@ async function measured<T extends { total: number; non2xx: number }>(
   const result = await run();
   const used = pids.reduce((sum, pid, i) => sum + cpuMicros(pid) - (before[i] as number), 0);
   return { ...result, cpuMicrosPerWebhook: used / Math.max(1, result.total - result.non2xx) };
+}
+
+/**
+ * How long the disk takes to make a small write durable right now (fdatasync of a 16 KiB overwrite, 100
+ * times), in milliseconds: every acknowledged webhook waits for one, so on a shared machine this moves the
+ * bot's figures as much as the CPU does.
+ */
+function diskSyncMs(dir: string): { p50: number; p90: number } {
+  const file = join(dir, 'sync-probe');
+  const fd = openSync(file, 'w');
+  const block = Buffer.alloc(16_384, 1);
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < 100; i++) {
+      writeSync(fd, block, 0, block.length, (i % 16) * block.length);
+      const t0 = process.hrtime.bigint();
+      fdatasyncSync(fd);
+      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(file);
+  }
+  times.sort((a, b) => a - b);
+  return { p50: times[50] as number, p90: times[90] as number };
 }
 
 async function startChild(
@@ -306,6 +341,7 @@ async function main(): Promise<void> {
   const base = await measured([baseline.child.pid as number], () => load(baseline.port, bodies));
   await stopChild(baseline.child);
 
+  const disk = diskSyncMs(work);
   const loadDb = join(work, 'load.db');
   const bot = await startChild(BOT_SCRIPT, botEnv(slack, devin, loadDb));
   const pid = bot.child.pid as number;
@@ -329,6 +365,7 @@ async function main(): Promise<void> {
     cpuRatio: botLoad.cpuMicrosPerWebhook / base.cpuMicrosPerWebhook,
     botRssMb: { before: rssBefore, afterLoad: rssAfter },
     eventsStored: stored,
+    diskSyncMs: disk,
     devinLatencyMs: devin.latencyMs,
     ...(postgres
       ? {
@@ -360,6 +397,11 @@ async function main(): Promise<void> {
     ],
     ['non-2xx / errors', `${base.non2xx} / ${base.errors}`, `${botLoad.non2xx} / ${botLoad.errors}`],
     ['bot RSS before / after', '', `${rssBefore.toFixed(0)} / ${rssAfter.toFixed(0)} MB (target ≤ 150 MB)`],
+    [
+      'disk fdatasync p50 / p90',
+      '',
+      `${disk.p50.toFixed(1)} / ${disk.p90.toFixed(1)} ms just before the bot's load (each 2xx waits for one)`,
+    ],
     ...(postgres
       ? [postgres.one, postgres.two].map((pg) => [
           `postgres, ${pg.replicas} replica${pg.replicas > 1 ? 's' : ''}`,

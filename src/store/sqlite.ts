@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { closeSync, fsync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, fdatasync, mkdirSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
@@ -40,7 +40,11 @@ export interface SqliteStoreOptions {
    * and for changing dead jobs; never for running the queue.
    */
   tool?: boolean;
-  /** fs.fsync unless a test holds or fails the WAL's fsync (see `synced()`). */
+  /**
+   * How the WAL is synced: fs.fdatasync unless a test holds or fails it (see `synced()`). fdatasync
+   * flushes the data and the file's size, everything needed to read the WAL back; it skips only the
+   * timestamps. Upstream SQLite syncs its WAL with it where available, and PostgreSQL its own WAL by default.
+   */
   fsync?: (fd: number, done: (err: NodeJS.ErrnoException | null) => void) => void;
 }
 
@@ -107,7 +111,7 @@ export class SqliteStore implements Store {
   constructor(options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
     this.tool = options.tool ?? false;
-    this.fsync = options.fsync ?? fsync;
+    this.fsync = options.fsync ?? fdatasync;
     if (this.tool) {
       this.db = new Database(options.path, { timeout: 2000, fileMustExist: true });
       this.db.pragma('foreign_keys = ON');
@@ -254,10 +258,9 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Runs `fn` (its commit does not wait for the disk) and resolves once the WAL is fsynced, on libuv's
+   * Runs `fn` (its commit does not wait for the disk) and resolves once the WAL is synced, on libuv's
    * thread pool, not the main thread: the same guarantee as a FULL commit (in WAL mode SQLite's FULL is
-   * exactly an fsync of the WAL once the commit's frames are written), without stopping the event loop for
-   * it. Durable are: webhook events (a 2xx promises PagerDuty the event is kept: see flushEvents), the
+   * exactly a sync of the WAL once the commit's frames are written), without stopping the event loop. Durable are: webhook events (a 2xx promises PagerDuty the event is kept: see flushEvents), the
    * intents and decisions `isDurablePatch` names (a Devin session's create intent, a person's decision), a
    * manual run (a person asked for it), the ownership renewal, and the operator's changes to dead jobs.
    * See the class comment for why everything else need not wait.

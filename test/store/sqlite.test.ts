@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { fsync, mkdtempSync } from 'node:fs';
+import { fdatasync, mkdtempSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -192,7 +192,7 @@ describe('SqliteStore: the intake answers after the fsync, which runs off the ma
     const path = join(mkdtempSync(join(tmpdir(), 'store-')), 'bot.db');
     const store = new SqliteStore({
       path,
-      fsync: (fd, done) => (holding ? held.push(() => fsync(fd, done)) : fsync(fd, done)),
+      fsync: (fd, done) => (holding ? held.push(() => fdatasync(fd, done)) : fdatasync(fd, done)),
     });
     stores.push(store);
     const answered: string[] = [];
@@ -229,7 +229,7 @@ describe('SqliteStore: the intake answers after the fsync, which runs off the ma
       fsync: (fd, done) =>
         failing.on
           ? done(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))
-          : fsync(fd, done),
+          : fdatasync(fd, done),
     });
     stores.push(store);
     failing.on = true;
