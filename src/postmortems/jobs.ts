@@ -50,3 +50,14 @@ export const syncMessageJob = (runId: string): NewJob => ({
   payload: { runId },
   dedupeKey: `sync:${runId}`,
 });
+
+/**
+ * Look at the queue of runs waiting for a session slot (lifecycle.ts dequeue): queued by every step that
+ * frees a slot. One lane, so replicas take turns; one waiting job is enough.
+ */
+export const admitQueuedJob = (): NewJob => ({
+  kind: 'admit_queued',
+  lane: 'sessions:queue',
+  payload: {},
+  dedupeKey: 'admit_queued',
+});

@@ -1,6 +1,8 @@
 import type { types } from '@slack/bolt';
 import { formatDurationSetting } from '../config/duration.js';
+import type { BudgetUsage } from '../postmortems/budget.js';
 import type { PostmortemResult, PostmortemRun, ThreadReplyKind } from '../postmortems/model.js';
+import { budgetHoldText, budgetLeftText, overrideText, waitingText } from './budget-text.js';
 import { cappedList, formatDuration, link, mention, untrusted } from './format.js';
 
 /** Action IDs of the buttons: part of the contract with messages already posted in Slack. */
@@ -22,7 +24,7 @@ export interface SlackMessage {
  * The one Slack message a run owns, rendered from the run's current state. Posting and every later
  * chat.update go through here, so the message always tells the run's story as stored.
  */
-export function renderRunMessage(run: PostmortemRun): SlackMessage {
+export function renderRunMessage(run: PostmortemRun, usage?: BudgetUsage): SlackMessage {
   const incident = run.incident;
   const number = incident.number !== null ? `#${incident.number} ` : '';
   const title = untrusted(incident.title, 500);
@@ -41,7 +43,7 @@ export function renderRunMessage(run: PostmortemRun): SlackMessage {
   const blocks: KnownBlock[] = [
     { type: 'section', text: { type: 'mrkdwn', text: headline, verbatim: true } },
     { type: 'section', fields },
-    ...statusBlocks(run),
+    ...statusBlocks(run, usage),
   ];
   return { text: `${NOTIFICATION[run.state]}: ${number}${untrusted(incident.title, 2000)}`, blocks };
 }
@@ -50,6 +52,7 @@ const NOTIFICATION: Record<PostmortemRun['state'], string> = {
   awaiting_approval: 'Postmortem needs approval',
   skipped: 'Postmortem skipped',
   expired: 'Postmortem approval expired',
+  queued: 'Postmortem waiting for a free Devin session',
   starting: 'Postmortem starting',
   started: 'Postmortem in progress',
   needs_input: 'Devin needs input on a postmortem',
@@ -93,25 +96,34 @@ function origin(run: PostmortemRun): string {
   if (run.trigger === 'auto') return `Started automatically (priority ${priority}).`;
   if (run.trigger === 'early') return `Started early, when the ${priority} incident was acknowledged.`;
   if (run.trigger === 'manual') return `${who} asked for a postmortem.`;
-  return `Approved by ${who}.`;
+  return `Approved by ${who}.${overrideText(run)}`;
 }
 
 const stopButton = (run: PostmortemRun) =>
   actions('postmortem_running', button(STOP_ACTION_ID, 'Stop', run.id, 'danger'));
 
-function statusBlocks(run: PostmortemRun): KnownBlock[] {
+function statusBlocks(run: PostmortemRun, usage: BudgetUsage | undefined): KnownBlock[] {
   const who = run.decidedBy ? mention(run.decidedBy) : 'someone';
   const session = link(run.devinUrl, 'open the session');
   const gathering = run.trigger === 'early' && run.finalizeSentAt === null;
   switch (run.state) {
-    case 'awaiting_approval':
+    case 'awaiting_approval': {
+      const left = budgetLeftText(usage);
       return [
+        ...(run.budgetHold ? [context(budgetHoldText(run.budgetHold, usage))] : []),
         section('Should Devin investigate this incident and write its postmortem?'),
+        ...(left ? [context(left)] : []),
         actions(
           'postmortem_decision',
           button(APPROVE_ACTION_ID, 'Approve', run.id, 'primary'),
           button(SKIP_ACTION_ID, 'Skip', run.id),
         ),
+      ];
+    }
+    case 'queued':
+      return [
+        context(`:double_vertical_bar: ${origin(run)} Devin session ${waitingText(usage)}`),
+        stopButton(run),
       ];
     case 'skipped':
       return [

@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
+import { admissionRoom, decideGate, gateColumns } from './gate.js';
 import { MIGRATIONS } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace } from './pacing.js';
 import {
@@ -16,6 +17,7 @@ import {
   toRun,
 } from './rows.js';
 import type {
+  GatedSteps,
   Job,
   JobLease,
   JobRecord,
@@ -24,6 +26,8 @@ import type {
   NewRun,
   ReceivedEvent,
   RunPatch,
+  SessionGate,
+  SessionUse,
   Store,
   StoreStats,
 } from './store.js';
@@ -42,6 +46,11 @@ const JOBS_CHANNEL = 'postmortem_bot_jobs';
 const MIGRATION_LOCK = 7_170_011_001;
 /** First key of the transaction advisory locks on lanes and dedupe keys (the second is the hash). */
 const QUEUE_LOCK_SPACE = 7170;
+/**
+ * Transaction advisory lock of the session gate (budget and concurrency): every replica's count-and-claim
+ * of a session slot takes it first, before any queue lock, so gated steps run one at a time.
+ */
+const SESSION_GATE_LOCK = 7_170_014_001;
 
 /** Event transactions written at once (each a batch of the events that arrived meanwhile), and batch size. */
 const MAX_EVENT_FLUSHES = 3;
@@ -428,6 +437,156 @@ export class PostgresStore implements Store {
     });
     if (updated && jobs.length > 0) this.notifyQueued();
     return updated ? toRun(updated) : undefined;
+  }
+
+  async openGatedRun(run: NewRun, gate: SessionGate, steps: GatedSteps): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    let queued = false;
+    const opened = await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [SESSION_GATE_LOCK]);
+      const exists = await c.query('SELECT 1 FROM runs WHERE incident_id = $1 AND attempt = $2', [
+        run.incidentId,
+        run.attempt,
+      ]);
+      if (exists.rows.length > 0) return undefined;
+      const decision = decideGate(
+        gate,
+        await this.use(c, gate.day, gate.liveStates, gate.queuedState),
+        steps,
+      );
+      if (!decision.step) return undefined;
+      const cols = gateColumns(decision, gate, now);
+      await this.lockQueueKeys(c, decision.step.jobs);
+      const { rows } = await c.query<RunRow>(
+        `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+             prompt_secret, incident, incident_number, created_at, updated_at, slot_day, queued_at, budget_hold)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         ON CONFLICT (incident_id, attempt) DO NOTHING
+         RETURNING *`,
+        [
+          run.id,
+          run.incidentId,
+          run.attempt,
+          decision.step.state,
+          run.trigger,
+          run.channel,
+          run.decidedBy,
+          run.decidedAt,
+          run.devinTag,
+          run.promptSecret,
+          JSON.stringify(run.incident),
+          run.incident.number,
+          now,
+          now,
+          cols.slotDay,
+          cols.queuedAt,
+          cols.budgetHold,
+        ],
+      );
+      if (rows[0]) await this.insertJobs(c, decision.step.jobs);
+      queued = rows[0] !== undefined && decision.step.jobs.length > 0;
+      return rows[0];
+    });
+    if (queued) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
+  }
+
+  async transitionGatedRun(
+    id: string,
+    from: readonly RunState[],
+    gate: SessionGate,
+    steps: GatedSteps,
+    patch: RunPatch,
+  ): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    const { sets, values } = patchAssignments(patch, (i) => `$${i + 8}`);
+    let queued = false;
+    const updated = await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [SESSION_GATE_LOCK]);
+      const current = await c.query<{ state: RunState }>('SELECT state FROM runs WHERE id = $1', [id]);
+      const state = current.rows[0]?.state;
+      if (state === undefined || !from.includes(state)) return undefined;
+      const decision = decideGate(
+        gate,
+        await this.use(c, gate.day, gate.liveStates, gate.queuedState),
+        steps,
+      );
+      if (!decision.step) return undefined;
+      const cols = gateColumns(decision, gate, now);
+      await this.lockQueueKeys(c, decision.step.jobs);
+      const { rows } = await c.query<RunRow>(
+        `UPDATE runs SET state = $1, updated_at = $2, slot_day = COALESCE($5::integer, slot_day),
+             queued_at = COALESCE($6::bigint, queued_at), budget_hold = COALESCE($7::text, budget_hold)${sets}
+         WHERE id = $3 AND state = ANY($4::text[])
+         RETURNING *`,
+        [decision.step.state, now, id, from, cols.slotDay, cols.queuedAt, cols.budgetHold, ...values],
+      );
+      if (rows[0]) await this.insertJobs(c, decision.step.jobs);
+      queued = rows[0] !== undefined && decision.step.jobs.length > 0;
+      return rows[0];
+    });
+    if (queued) this.notifyQueued();
+    return updated ? toRun(updated) : undefined;
+  }
+
+  async admitQueued(
+    from: RunState,
+    to: RunState,
+    gate: SessionGate,
+    jobs: (runId: string) => NewJob[],
+  ): Promise<PostmortemRun[]> {
+    const admitted = await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [SESSION_GATE_LOCK]);
+      const room = admissionRoom(gate, await this.use(c, gate.day, gate.liveStates, from));
+      if (room === 0) return [];
+      const { rows: waiting } = await c.query<{ id: string }>(
+        'SELECT id FROM runs WHERE state = $1 ORDER BY queued_at, created_at LIMIT $2',
+        [from, room],
+      );
+      const ids = waiting.map((r) => r.id);
+      const newJobs = ids.flatMap((id) => jobs(id));
+      await this.lockQueueKeys(c, newJobs);
+      const { rows } = await c.query<RunRow>(
+        `UPDATE runs SET state = $1, updated_at = $2 WHERE id = ANY($3::text[]) AND state = $4 RETURNING *`,
+        [to, this.now(), ids, from],
+      );
+      const moved = new Set(rows.map((r) => r.id));
+      await this.insertJobs(
+        c,
+        ids.filter((id) => moved.has(id)).flatMap((id) => jobs(id)),
+      );
+      return rows;
+    });
+    if (admitted.length > 0) this.notifyQueued();
+    return admitted.map(toRun);
+  }
+
+  async sessionUse(day: number, liveStates: readonly RunState[], queuedState: RunState): Promise<SessionUse> {
+    await this.ready();
+    return this.use(this.pool, day, liveStates, queuedState);
+  }
+
+  private async use(
+    c: Queryable,
+    day: number,
+    liveStates: readonly RunState[],
+    queuedState: RunState,
+  ): Promise<SessionUse> {
+    const { rows } = await c.query<SessionUse>(
+      `SELECT
+         (SELECT COUNT(*) FROM runs WHERE slot_day = $1 AND state <> 'start_failed') AS sessions,
+         (SELECT COALESCE(SUM(acus_consumed), 0) FROM runs WHERE slot_day = $1) AS acus,
+         (SELECT COUNT(*) FROM runs WHERE state = ANY($2::text[])) AS live,
+         (SELECT COUNT(*) FROM runs WHERE state = $3) AS queued`,
+      [day, liveStates, queuedState],
+    );
+    const row = rows[0] as SessionUse;
+    return {
+      sessions: Number(row.sessions),
+      acus: Number(row.acus),
+      live: Number(row.live),
+      queued: Number(row.queued),
+    };
   }
 
   async updateRun(id: string, patch: RunPatch): Promise<void> {

@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.js';
 import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
+import { admissionRoom, decideGate, gateColumns } from './gate.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace, UNPACED } from './pacing.js';
 import {
@@ -18,6 +19,7 @@ import {
   toRun,
 } from './rows.js';
 import type {
+  GatedSteps,
   Job,
   JobLease,
   JobRecord,
@@ -26,6 +28,8 @@ import type {
   NewRun,
   ReceivedEvent,
   RunPatch,
+  SessionGate,
+  SessionUse,
   Store,
   StoreStats,
 } from './store.js';
@@ -377,6 +381,143 @@ export class SqliteStore implements Store {
       .immediate();
     if (updated && jobs.length > 0) this.notifyQueued();
     return updated ? toRun(updated) : undefined;
+  }
+
+  // The session gate: better-sqlite3 is synchronous and one process owns the file, so an immediate
+  // transaction (the write lock, taken first) makes count and write one step.
+  async openGatedRun(run: NewRun, gate: SessionGate, steps: GatedSteps): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    let queued = false;
+    const opened = this.db
+      .transaction(() => {
+        if (
+          this.sql('SELECT 1 FROM runs WHERE incident_id = ? AND attempt = ?').get(
+            run.incidentId,
+            run.attempt,
+          )
+        )
+          return undefined;
+        const decision = decideGate(gate, this.use(gate.day, gate.liveStates, gate.queuedState), steps);
+        if (!decision.step) return undefined;
+        const cols = gateColumns(decision, gate, now);
+        const row = this.sql(
+          `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+               prompt_secret, incident, incident_number, created_at, updated_at, slot_day, queued_at, budget_hold)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (incident_id, attempt) DO NOTHING
+             RETURNING *`,
+        ).get(
+          run.id,
+          run.incidentId,
+          run.attempt,
+          decision.step.state,
+          run.trigger,
+          run.channel,
+          run.decidedBy,
+          run.decidedAt,
+          run.devinTag,
+          run.promptSecret,
+          JSON.stringify(run.incident),
+          run.incident.number,
+          now,
+          now,
+          cols.slotDay,
+          cols.queuedAt,
+          cols.budgetHold,
+        ) as RunRow | undefined;
+        if (row) for (const job of decision.step.jobs) this.insertJob(job);
+        queued = row !== undefined && decision.step.jobs.length > 0;
+        return row;
+      })
+      .immediate();
+    if (queued) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
+  }
+
+  async transitionGatedRun(
+    id: string,
+    from: readonly RunState[],
+    gate: SessionGate,
+    steps: GatedSteps,
+    patch: RunPatch,
+  ): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    const { sets, values } = patchAssignments(patch, () => '?');
+    let queued = false;
+    const updated = this.db
+      .transaction(() => {
+        const current = this.sql('SELECT state FROM runs WHERE id = ?').get(id) as
+          | { state: RunState }
+          | undefined;
+        if (!current || !from.includes(current.state)) return undefined;
+        const decision = decideGate(gate, this.use(gate.day, gate.liveStates, gate.queuedState), steps);
+        if (!decision.step) return undefined;
+        const cols = gateColumns(decision, gate, now);
+        const row = this.sql(
+          `UPDATE runs SET state = ?, updated_at = ?, slot_day = COALESCE(?, slot_day),
+               queued_at = COALESCE(?, queued_at), budget_hold = COALESCE(?, budget_hold)${sets}
+             WHERE id = ? AND state IN (${from.map(() => '?').join(', ')})
+             RETURNING *`,
+        ).get(
+          decision.step.state,
+          now,
+          cols.slotDay,
+          cols.queuedAt,
+          cols.budgetHold,
+          ...values,
+          id,
+          ...from,
+        ) as RunRow | undefined;
+        if (row) for (const job of decision.step.jobs) this.insertJob(job);
+        queued = row !== undefined && decision.step.jobs.length > 0;
+        return row;
+      })
+      .immediate();
+    if (queued) this.notifyQueued();
+    return updated ? toRun(updated) : undefined;
+  }
+
+  async admitQueued(
+    from: RunState,
+    to: RunState,
+    gate: SessionGate,
+    jobs: (runId: string) => NewJob[],
+  ): Promise<PostmortemRun[]> {
+    const admitted = this.db
+      .transaction(() => {
+        const room = admissionRoom(gate, this.use(gate.day, gate.liveStates, from));
+        if (room === 0) return [];
+        const ids = this.sql('SELECT id FROM runs WHERE state = ? ORDER BY queued_at, created_at LIMIT ?')
+          .all(from, room)
+          .map((r) => (r as { id: string }).id);
+        const rows: RunRow[] = [];
+        for (const id of ids) {
+          const row = this.sql(
+            'UPDATE runs SET state = ?, updated_at = ? WHERE id = ? AND state = ? RETURNING *',
+          ).get(to, this.now(), id, from) as RunRow | undefined;
+          if (!row) continue;
+          for (const job of jobs(id)) this.insertJob(job);
+          rows.push(row);
+        }
+        return rows;
+      })
+      .immediate();
+    if (admitted.length > 0) this.notifyQueued();
+    return admitted.map(toRun);
+  }
+
+  async sessionUse(day: number, liveStates: readonly RunState[], queuedState: RunState): Promise<SessionUse> {
+    return this.use(day, liveStates, queuedState);
+  }
+
+  private use(day: number, liveStates: readonly RunState[], queuedState: RunState): SessionUse {
+    return this.sql(
+      `SELECT
+         (SELECT COUNT(*) FROM runs WHERE slot_day = ? AND state <> 'start_failed') AS sessions,
+         (SELECT COALESCE(SUM(acus_consumed), 0) FROM runs WHERE slot_day = ?) AS acus,
+         (SELECT COUNT(*) FROM runs WHERE state IN (${liveStates.map(() => '?').join(', ')})) AS live,
+         (SELECT COUNT(*) FROM runs WHERE state = ?) AS queued`,
+    ).get(day, day, ...liveStates, queuedState) as SessionUse;
   }
 
   async updateRun(id: string, patch: RunPatch): Promise<void> {

@@ -10,6 +10,7 @@ import {
   Lifecycle,
   lifecycleDiagram,
   type RunEvent,
+  SLOT_STATES,
   STOPPABLE_STATES,
   TERMINAL_STATES,
   TRANSITIONS,
@@ -47,13 +48,21 @@ const exits = (state: RunState) =>
 
 describe('the lifecycle table', () => {
   it('reaches every state from a birth', () => {
-    const reached = new Set<RunState>(Object.values(BIRTHS).map((b) => b.state));
+    // A gated birth or step may also end where its gate sends it (waiting for a slot, asking over budget).
+    const gateStates = (g: { full: { state: RunState }; overBudget?: { state: RunState } | null } | undefined) =>
+      g ? [g.full.state, ...(g.overBudget ? [g.overBudget.state] : [])] : [];
+    const reached = new Set<RunState>(Object.values(BIRTHS).flatMap((b) => [b.state, ...gateStates(b.gate)]));
     for (let grew = true; grew; ) {
       grew = false;
-      for (const t of Object.values(TRANSITIONS)) {
-        if (t.to === 'same' || reached.has(t.to)) continue;
-        if (t.from.some((s) => reached.has(s))) {
-          reached.add(t.to);
+      for (const t of Object.values(TRANSITIONS) as {
+        from: readonly RunState[];
+        to: RunState | 'same';
+        gate?: { full: { state: RunState } };
+      }[]) {
+        const targets = [...(t.to === 'same' ? [] : [t.to]), ...gateStates(t.gate)];
+        for (const to of targets) {
+          if (reached.has(to) || !t.from.some((s) => reached.has(s))) continue;
+          reached.add(to);
           grew = true;
         }
       }
@@ -77,10 +86,19 @@ describe('the lifecycle table', () => {
 
   it('derives the followed and stoppable states from the steps', () => {
     expect(FOLLOWED_STATES).toEqual(['started', 'needs_input']);
-    expect(STOPPABLE_STATES).toEqual(['starting', 'started', 'needs_input']);
+    expect(STOPPABLE_STATES).toEqual(['queued', 'starting', 'started', 'needs_input']);
+    expect(SLOT_STATES).toEqual({ live: ['starting', 'started', 'needs_input'], queued: 'queued' });
     for (const s of FOLLOWED_STATES) {
       for (const e of ['session_finished', 'session_failed', 'give_up'] as const)
         expect(allows(e, s)).toBe(true);
+    }
+  });
+
+  it('looks at the queue after every step that frees a session slot, and only then', () => {
+    const live = SLOT_STATES.live;
+    for (const [event, t] of Object.entries(TRANSITIONS) as [RunEvent, (typeof TRANSITIONS)[RunEvent]][]) {
+      const frees = t.to !== 'same' && !live.includes(t.to) && t.from.some((s) => live.includes(s));
+      expect((t.jobs as readonly unknown[]).includes('admit_queued'), event).toBe(frees);
     }
   });
 
