@@ -49,8 +49,9 @@ const exits = (state: RunState) =>
 describe('the lifecycle table', () => {
   it('reaches every state from a birth', () => {
     // A gated birth or step may also end where its gate sends it (waiting for a slot, asking over budget).
-    const gateStates = (g: { full: { state: RunState }; overBudget?: { state: RunState } | null } | undefined) =>
-      g ? [g.full.state, ...(g.overBudget ? [g.overBudget.state] : [])] : [];
+    const gateStates = (
+      g: { full: { state: RunState }; overBudget?: { state: RunState } | null } | undefined,
+    ) => (g ? [g.full.state, ...(g.overBudget ? [g.overBudget.state] : [])] : []);
     const reached = new Set<RunState>(Object.values(BIRTHS).flatMap((b) => [b.state, ...gateStates(b.gate)]));
     for (let grew = true; grew; ) {
       grew = false;
