@@ -39,11 +39,9 @@ export function waitingText(usage: BudgetUsage | undefined): string {
   return `waiting: ${running}${cap !== undefined ? ` (at most ${cap} at once, DEVIN_MAX_CONCURRENT_SESSIONS)` : ''}. It starts by itself, oldest first, when one ends.`;
 }
 
-/** Who approved a run over the day's budget, for its message. */
-export function overrideText(run: PostmortemRun): string {
-  return run.budgetOverrideBy
-    ? ` Over today's Devin budget: override by ${mention(run.budgetOverrideBy)}.`
-    : '';
+/** Who approved a run over the day's budget, for its message (the run's origin). */
+export function overrideText(run: PostmortemRun, priority: string): string {
+  return `Approved by ${mention(run.budgetOverrideBy ?? 'someone')} over today's Devin budget (an override; priority ${priority} would have started it).`;
 }
 
 /** Today's use, for `/postmortem status`. */

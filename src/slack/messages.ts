@@ -93,10 +93,11 @@ function actions(blockId: string, ...elements: ReturnType<typeof button>[]): Kno
 function origin(run: PostmortemRun): string {
   const who = run.decidedBy ? mention(run.decidedBy) : 'someone';
   const priority = untrusted(run.incident.priority ?? 'none', 50);
+  if (run.budgetOverrideBy) return overrideText(run, priority);
   if (run.trigger === 'auto') return `Started automatically (priority ${priority}).`;
   if (run.trigger === 'early') return `Started early, when the ${priority} incident was acknowledged.`;
   if (run.trigger === 'manual') return `${who} asked for a postmortem.`;
-  return `Approved by ${who}.${overrideText(run)}`;
+  return `Approved by ${who}.`;
 }
 
 const stopButton = (run: PostmortemRun) =>
