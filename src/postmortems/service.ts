@@ -192,7 +192,9 @@ export class PostmortemService {
    */
   async status(userId: string, channel: string, scope: StatusScope, limit = 10): Promise<StatusView> {
     const view = await this.statusRuns(userId, channel, scope, limit);
-    return view.kind === 'runs' ? { ...view, usage: await this.deps.budget?.usage() } : view;
+    // Today's use goes with the lists (a channel's runs, every run), not with one incident's runs.
+    if (view.kind !== 'runs' || scope.kind === 'incident') return view;
+    return { ...view, usage: await this.deps.budget?.usage() };
   }
 
   private async statusRuns(
