@@ -263,10 +263,9 @@ describe('on several replicas (Postgres)', () => {
     };
     const states = async () => {
       const runs = await a.store.recentRuns(100);
-      return runs.reduce<Record<string, number>>(
-        (acc, r) => ({ ...acc, [r.state]: (acc[r.state] ?? 0) + 1 }),
-        {},
-      );
+      const counts: Record<string, number> = {};
+      for (const r of runs) counts[r.state] = (counts[r.state] ?? 0) + 1;
+      return counts;
     };
     await waitFor(async () => (await a.store.recentRuns(100)).length === 6, 'six runs');
     await waitFor(() => devin?.createRequests.length === 2, 'two sessions');
