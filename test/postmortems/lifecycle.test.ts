@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { SessionBudget } from '../../src/postmortems/budget.js';
 import { LifecycleBug } from '../../src/postmortems/errors.js';
 import {
   allows,
@@ -189,5 +190,44 @@ describe('Lifecycle', () => {
       { kind: 'thread_reply', lane: 'slack:r1', payload: { runId: 'r1', reply: 'finished' } },
       { kind: 'pagerduty_note', lane: 'run:r1', payload: { runId: 'r1' } },
     ]);
+  });
+
+  it('passes starts through the session gate: waiting under the cap, asking (or not opening) over budget', async () => {
+    const store = openStore();
+    const budget = new SessionBudget(store, { maxConcurrent: 1, dailySessions: 2 }, SLOT_STATES, Date.now);
+    const lifecycle = new Lifecycle(store, budget);
+    expect((await open(lifecycle, 'auto', 'a'))?.state).toBe('starting');
+    expect(await open(lifecycle, 'manual', 'm')).toMatchObject({
+      state: 'queued',
+      queuedAt: expect.any(Number),
+    });
+    expect((await drain(store)).map((j) => j.kind)).toEqual([
+      'start_session',
+      'sync_message',
+      'admit_queued',
+    ]);
+    // Two slots of the day are taken: a policy start asks, an early start is not made, a person's waits.
+    expect(await open(lifecycle, 'auto', 'b')).toMatchObject({
+      state: 'awaiting_approval',
+      budgetHold: 'daily_sessions',
+    });
+    expect(await open(lifecycle, 'early', 'e')).toBeUndefined();
+    expect((await lifecycle.fire('b', 'approve', { patch: { budgetOverrideBy: 'U1' } }))?.state).toBe(
+      'queued',
+    );
+    // Nothing is admitted while the one slot is held.
+    expect(await lifecycle.admitQueued()).toEqual([]);
+    await drain(store);
+    await lifecycle.fire('a', 'session_created');
+    await lifecycle.fire('a', 'session_finished');
+    expect((await drain(store)).map((j) => j.kind)).toContain('admit_queued');
+    const admitted = await lifecycle.admitQueued();
+    expect(admitted.map((r) => [r.id, r.state])).toEqual([['m', 'starting']]);
+    expect(await drain(store)).toEqual([
+      { kind: 'sync_message', lane: 'slack:m', payload: { runId: 'm' } },
+      { kind: 'start_session', lane: 'run:m', payload: { runId: 'm' } },
+    ]);
+    // A waiting run can be stopped.
+    expect((await lifecycle.fire('b', 'stop', { patch: { stoppedBy: 'U2' } }))?.state).toBe('stopped');
   });
 });
