@@ -119,8 +119,11 @@ export const TRANSITIONS = {
   // Storms (STORM_WINDOW): another resolved incident of the service joins the group's run (one run, one
   // message, at most one session per group). Taken by Lifecycle.openOrJoin, in the transaction that
   // decides the incident's run.
-  /** Joined while the group waits for a decision, or was skipped: its message shows one more incident. */
-  join: { from: ['awaiting_approval', 'skipped'], to: 'same', jobs: ['sync_message'] },
+  /**
+   * Joined while the group waits for a decision, was skipped, or its session could not be created: its
+   * message shows one more incident (and Approve, Start anyway or Retry tells the session about all).
+   */
+  join: { from: ['awaiting_approval', 'skipped', 'start_failed'], to: 'same', jobs: ['sync_message'] },
   /** Joined while the session starts or runs: the incident is sent to it as a follow-up message. */
   join_live: { from: LIVE, to: 'same', jobs: ['sync_message', 'append_incidents'] },
   /** An incident with an auto-start priority joined a group waiting for approval: policy starts it. */

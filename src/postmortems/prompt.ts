@@ -318,7 +318,8 @@ export function stormEntry(s: StormIncident): Record<string, unknown> {
 
 /** The characters one incident takes in a storm part (to pack as many as fit before rendering). */
 export function stormEntrySize(s: StormIncident): number {
-  return dataJson(stormEntry(s), 2).length + 4;
+  // As nested in the part's data block (indented one level deeper), with its separator.
+  return dataJson({ incidents: [stormEntry(s)] }, 2).length - dataJson({ incidents: [] }, 2).length + 2;
 }
 
 export function renderStormPart(part: StormPromptPart, promptSecret: string): string {

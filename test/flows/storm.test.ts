@@ -259,4 +259,44 @@ describe('storms: one postmortem per outage', () => {
     // The group keeps both incidents; its session was not told anything more.
     expect(h.devin.messages).toHaveLength(1);
   });
+
+  it('notes the finished postmortem on every incident of the group (PAGERDUTY_FROM_EMAIL)', async () => {
+    h = await startHarness({ env: { STORM_WINDOW: '10m', PAGERDUTY_FROM_EMAIL: 'oncall-bot@acme.example' } });
+    for (const n of [0, 1, 2]) h.pagerduty.addIncident({ id: incidentId(n), incident_number: 9000 + n });
+    for (const n of [0, 1, 2]) await postPagerDuty(h.url, stormEvent(n));
+    await h.settled();
+    const session = h.devin.sessions[0];
+    if (!session) throw new Error('no session');
+    h.devin.update(session.session_id, {
+      status: 'running',
+      status_detail: 'finished',
+      pull_requests: [{ pr_url: 'https://github.com/acme/postmortems/pull/8', pr_state: 'open' }],
+    });
+    await h.bot.follower.tick();
+    await h.settled();
+    expect(h.pagerduty.postedNotes.map((n) => n.incidentId).sort()).toEqual([0, 1, 2].map(incidentId));
+    expect(new Set(h.pagerduty.postedNotes.map((n) => n.content)).size).toBe(1);
+    expect(h.pagerduty.postedNotes[0]?.content).toContain('https://github.com/acme/postmortems/pull/8');
+  });
+
+  it('a group whose session could not be created takes joiners; Retry creates one session told them all', async () => {
+    h = await startHarness({ env: { STORM_WINDOW: '10m' } });
+    h.devin.nextCreates({ kind: 'status', status: 402, body: { detail: 'Out of ACUs' } });
+    await postPagerDuty(h.url, stormEvent(0));
+    await h.settled();
+    expect((await h.bot.store.recentRuns(10)).map((r) => r.state)).toEqual(['start_failed']);
+    await postPagerDuty(h.url, stormEvent(1));
+    await h.settled();
+    expect(await h.bot.store.recentRuns(10)).toHaveLength(1);
+    const message = botMessages(h)[0];
+    if (!message) throw new Error('no message');
+    expect(JSON.stringify(message.blocks)).toContain('2 incidents on Checkout API');
+    await postSlackInteraction(h.url, buttonClick(h.slack, message, 'postmortem_retry', 'UALICE01'));
+    await h.settled();
+    expect(h.devin.sessions).toHaveLength(1);
+    const prompt = String((h.devin.createRequests.at(-1) as { prompt: string }).prompt);
+    expect(covered(prompt, [incidentId(0), incidentId(1)])).toHaveLength(2);
+    expect(h.devin.messages).toHaveLength(0);
+    expect(h.slack.callsOf('chat.postMessage')).toHaveLength(1);
+  });
 });
