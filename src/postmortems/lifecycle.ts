@@ -1,8 +1,9 @@
-import type { GatedSteps, NewJob, NewRun, RunPatch, Store } from '../store/store.js';
+import type { GatedSteps, NewJob, NewRun, RunPatch, Store, StormJoin, StormOutcome } from '../store/store.js';
 import { SessionBudget, type SlotStates } from './budget.js';
 import { LifecycleBug } from './errors.js';
 import {
   admitQueuedJob,
+  appendIncidentsJob,
   finalizeSessionJob,
   pagerDutyNoteJob,
   startSessionJob,
@@ -51,6 +52,7 @@ type JobSpec =
   | 'finalize_session'
   | 'pagerduty_note'
   | 'admit_queued'
+  | 'append_incidents'
   | { reply: ThreadReplyKind };
 
 interface Step {
@@ -160,6 +162,30 @@ export const TRANSITIONS = {
     to: 'abandoned',
     jobs: ['terminate_session', 'sync_message', { reply: 'abandoned' }, 'admit_queued'],
   },
+  // Storms (STORM_WINDOW): another resolved incident of the service joins the group's run (one run, one
+  // message, at most one session per group). Taken by Lifecycle.openOrJoin, in the transaction that
+  // decides the incident's run.
+  /**
+   * Joined while the group waits for a decision, was skipped, or its session could not be created: its
+   * message shows one more incident (and Approve, Start anyway or Retry tells the session about all).
+   */
+  join: {
+    from: ['awaiting_approval', 'skipped', 'start_failed', 'queued'],
+    to: 'same',
+    jobs: ['sync_message'],
+  },
+  /** Joined while the session starts or runs: the incident is sent to it as a follow-up message. */
+  join_live: { from: LIVE, to: 'same', jobs: ['sync_message', 'append_incidents'] },
+  /**
+   * An incident with an auto-start priority joined a group waiting for approval: policy starts it, through
+   * the session gate (under the cap it waits; over the day's budget the group keeps asking, saying why).
+   */
+  join_and_start: {
+    from: ['awaiting_approval'],
+    to: 'starting',
+    jobs: ['sync_message', 'start_session'],
+    gate: { full: WAIT, overBudget: ASK },
+  },
 } as const satisfies Record<string, Transition>;
 
 export type RunEvent = keyof typeof TRANSITIONS;
@@ -187,6 +213,7 @@ const JOB_MAKERS: Record<Exclude<JobSpec, object>, (runId: string) => NewJob> = 
   finalize_session: finalizeSessionJob,
   pagerduty_note: pagerDutyNoteJob,
   admit_queued: () => admitQueuedJob(),
+  append_incidents: appendIncidentsJob,
 };
 
 function jobsFor(runId: string, specs: readonly JobSpec[]): NewJob[] {
@@ -306,6 +333,62 @@ export class Lifecycle {
       full: step(gate.full),
       overBudget: gate.overBudget ? step(gate.overBudget) : undefined,
     };
+  }
+
+  /**
+   * Storms: opens the run as `open` does, as a new group of one, or the incident joins the group of its
+   * service within the window instead, by the join steps above, all in one store transaction. An
+   * incident that would auto-start (`autoStart`) starts a group still waiting for approval; any other
+   * joins it as it is. Undefined when the incident already has a run or a group.
+   */
+  openOrJoin(
+    run: Omit<NewRun, 'state'>,
+    storm: { serviceId: string; resolvedAt: number; windowMs: number; autoStart: boolean; now: number },
+  ): Promise<StormOutcome | undefined> {
+    const birth = BIRTHS[run.trigger];
+    const events: RunEvent[] = storm.autoStart
+      ? ['join_and_start', 'join_live', 'join']
+      : ['join_live', 'join'];
+    const steps: StormJoin['steps'] = {};
+    const starts: NonNullable<StormJoin['gate']>['starts'] = {};
+    // A group started by policy: decided now, by nobody.
+    const decided = { decidedAt: storm.now, decidedBy: null };
+    for (const event of events) {
+      const t: Transition = TRANSITIONS[event];
+      for (const from of t.from) {
+        if (steps[from]) continue;
+        steps[from] = {
+          to: t.to === 'same' ? from : t.to,
+          patch: t.to === 'same' ? {} : decided,
+          jobs: (groupRunId) => this.jobsFor(groupRunId, t.jobs),
+        };
+        // A policy start of the group passes the session gate: waiting under the cap, or asking still
+        // (the message then says the budget is reached).
+        const g = t.gate;
+        if (g?.overBudget) {
+          starts[from] = {
+            full: { to: g.full.state, patch: decided, jobs: (id) => this.jobsFor(id, g.full.jobs) },
+            overBudget: {
+              to: g.overBudget.state,
+              patch: {},
+              jobs: (id) => this.jobsFor(id, g.overBudget?.jobs ?? []),
+            },
+          };
+        }
+      }
+    }
+    const policy = run.trigger === 'auto' || run.trigger === 'early';
+    return this.store.openOrJoinStorm({ ...run, state: birth.state }, this.jobsFor(run.id, birth.jobs), {
+      serviceId: storm.serviceId,
+      resolvedAt: storm.resolvedAt,
+      windowMs: storm.windowMs,
+      steps,
+      gate: {
+        gate: this.budget.gate(policy || storm.autoStart),
+        open: birth.gate ? this.gatedSteps(run.id, birth, birth.gate) : undefined,
+        starts,
+      },
+    });
   }
 
   private async currentState(runId: string, from: readonly RunState[]): Promise<RunState[]> {

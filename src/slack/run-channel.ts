@@ -1,6 +1,6 @@
 import type { BudgetUsage, SessionBudget } from '../postmortems/budget.js';
 import { isDomainError } from '../postmortems/errors.js';
-import type { PostmortemRun, ThreadReplyKind } from '../postmortems/model.js';
+import type { PostmortemRun, StormMember, ThreadReplyKind } from '../postmortems/model.js';
 import type { RunChannel } from '../postmortems/ports.js';
 import type { SlackChat } from './chat.js';
 import { classifySlackError } from './errors.js';
@@ -21,15 +21,21 @@ export class SlackRunChannel implements RunChannel {
     private readonly budget?: SessionBudget,
   ) {}
 
-  async postRunMessage(run: PostmortemRun, callKey: number) {
-    const usage = await this.usageFor(run);
-    return this.paced(run.channel, callKey, () => this.chat.post(run.channel, renderRunMessage(run, usage)));
-  }
-
-  async updateRunMessage(run: PostmortemRun & { slackTs: string }, callKey: number) {
+  async postRunMessage(run: PostmortemRun, callKey: number, storm?: readonly StormMember[]) {
     const usage = await this.usageFor(run);
     return this.paced(run.channel, callKey, () =>
-      this.chat.update(run.channel, run.slackTs, renderRunMessage(run, usage)),
+      this.chat.post(run.channel, renderRunMessage(run, storm, usage)),
+    );
+  }
+
+  async updateRunMessage(
+    run: PostmortemRun & { slackTs: string },
+    callKey: number,
+    storm?: readonly StormMember[],
+  ) {
+    const usage = await this.usageFor(run);
+    return this.paced(run.channel, callKey, () =>
+      this.chat.update(run.channel, run.slackTs, renderRunMessage(run, storm, usage)),
     );
   }
 

@@ -1,4 +1,4 @@
-import type { BudgetHold, Incident, PostmortemRun, RunState } from '../postmortems/model.js';
+import type { BudgetHold, Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
 
 /**
  * Everything durable: received webhook events, incidents, postmortem runs and queued jobs.
@@ -80,6 +80,19 @@ export interface Store {
   sessionUse(day: number, liveStates: readonly RunState[], queuedState: RunState): Promise<SessionUse>;
   /** Bookkeeping that is not a state change (Slack message ts, create intent). */
   updateRun(id: string, patch: RunPatch): Promise<void>;
+
+  /**
+   * Storm grouping, in one transaction: unless the incident already has a run or is in a group (then
+   * undefined, nothing written), the incident joins the newest group of its service whose run is in one
+   * of `join.steps`' states and whose resolutions it is within `join.windowMs` of (the group's state then
+   * moves as that step says, queueing its jobs); else `run` opens with `jobs` as a new group of one. Two
+   * joins of one service never both open a group, on one replica or several.
+   */
+  openOrJoinStorm(run: NewRun, jobs: NewJob[], join: StormJoin): Promise<StormOutcome | undefined>;
+  /** A group's incidents, first resolved first; empty for a run that is no group. */
+  stormMembers(runId: string): Promise<StormMember[]>;
+  /** These incidents of the group reached its Devin session at `at` (those not marked before). */
+  markStormDelivered(runId: string, incidentIds: readonly string[], at: number): Promise<void>;
 
   enqueueJob(job: NewJob): Promise<void>;
   /** Takes the next due job whose lane has no earlier unfinished job, and leases it until `leaseUntil`. */
@@ -189,6 +202,40 @@ export interface SessionUse {
   /** Runs waiting for a slot now. */
   queued: number;
 }
+/** How an incident joins a storm group (Store.openOrJoinStorm); built by the lifecycle. */
+export interface StormJoin {
+  serviceId: string;
+  /** When the incident resolved, unix ms. */
+  resolvedAt: number;
+  windowMs: number;
+  /**
+   * The states a group's run may be joined in, each with the state it moves to (the same for bookkeeping)
+   * and the jobs the join queues for that run.
+   */
+  steps: Partial<Record<RunState, StormStep>>;
+  /**
+   * The session gate (budget.ts) for the starts this may make, decided under the gate's lock in the same
+   * transaction: a new group's birth (`open`, in place of `run.state` and the jobs given), and the steps
+   * that start a group's session (`starts`, by the state they are taken from: where each goes instead
+   * when the cap is reached or the day's budget is).
+   */
+  gate?: {
+    gate: SessionGate;
+    open?: GatedSteps | undefined;
+    starts?: Partial<Record<RunState, { full: StormStep; overBudget: StormStep }>>;
+  };
+}
+
+export interface StormStep {
+  to: RunState;
+  patch: RunPatch;
+  jobs: (runId: string) => NewJob[];
+}
+
+export type StormOutcome =
+  | { outcome: 'opened'; run: PostmortemRun }
+  /** `run` as after the join; `from` the state it was joined in. */
+  | { outcome: 'joined'; run: PostmortemRun; from: RunState; members: number };
 
 /** The shared state in figures, for metrics: the same on every replica. */
 export interface StoreStats {
@@ -262,6 +309,7 @@ export type JobKind =
   | 'finalize_session'
   | 'terminate_session'
   | 'pagerduty_note'
+  | 'append_incidents'
   | 'purge_expired_data'
   | 'admit_queued';
 

@@ -34,8 +34,16 @@ afterEach(async () => {
   h = undefined;
 });
 
+/** A resolved P1 of its own service (incidents of one service within STORM_WINDOW would share a run). */
 const p1 = (n: number) =>
-  resolvedEvent({ eventId: `cost-${n}`, incidentId: `PCOST${n}`, number: 9000 + n, priority: 'P1' });
+  resolvedEvent({
+    eventId: `cost-${n}`,
+    incidentId: `PCOST${n}`,
+    number: 9000 + n,
+    priority: 'P1',
+    serviceId: `PSVCCOST${n}`,
+    serviceName: `Service ${n}`,
+  });
 
 const text = (m: { blocks: unknown[] }) => JSON.stringify(m.blocks);
 
@@ -191,7 +199,13 @@ describe('the concurrency cap', () => {
     // A person's explicit start waits its turn too (behind the queued automatic one).
     await postPagerDuty(
       h.url,
-      resolvedEvent({ eventId: 'cost-p3', incidentId: 'PCOST3', number: 9003, priority: 'P3' }),
+      resolvedEvent({
+        eventId: 'cost-p3',
+        incidentId: 'PCOST3',
+        number: 9003,
+        priority: 'P3',
+        serviceId: 'PSVCCOST3',
+      }),
     );
     const card = await messageOf(h, 3);
     await postSlackInteraction(h.url, buttonClick(h.slack, card, 'postmortem_approve', 'UALICE01'));
