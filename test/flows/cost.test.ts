@@ -235,6 +235,68 @@ describe('the concurrency cap', () => {
   });
 });
 
+describe('with storm groups (STORM_WINDOW)', () => {
+  const ofService = (n: number, service: string, priority: string) =>
+    resolvedEvent({
+      eventId: `storm-cost-${n}`,
+      incidentId: `PCOST${n}`,
+      number: 9000 + n,
+      priority,
+      serviceId: service,
+      serviceName: `Service ${service}`,
+    });
+
+  it('a group born beyond the cap waits, takes joiners while it waits, and its one session covers them all', async () => {
+    h = await startHarness({ env: { DEVIN_MAX_CONCURRENT_SESSIONS: '1', STORM_WINDOW: '10m' } });
+    await postPagerDuty(h.url, ofService(1, 'PSVCA', 'P1'));
+    const first = await waitFor(() => h?.devin.sessions[0], 'the first session');
+    await h.settled();
+    await postPagerDuty(h.url, ofService(2, 'PSVCB', 'P1'));
+    await h.settled();
+    await postPagerDuty(h.url, ofService(3, 'PSVCB', 'P1'));
+    await h.settled();
+    const group = await runOf(h, 2);
+    expect(group.state).toBe('queued');
+    expect(await h.bot.store.runsForIncident('PCOST3')).toEqual([]);
+    expect((await h.bot.store.stormMembers(group.id)).map((m) => m.incident.id)).toEqual([
+      'PCOST2',
+      'PCOST3',
+    ]);
+    expect(h.devin.createRequests).toHaveLength(1);
+
+    h.devin.update(first.session_id, { status_detail: 'finished' });
+    await tick(h);
+    expect(h.devin.createRequests).toHaveLength(2);
+    const prompt = String((h.devin.createRequests[1] as any).prompt);
+    expect(prompt).toContain('PCOST2');
+    expect(prompt).toContain('PCOST3');
+    expect((await runOf(h, 2)).state).toBe('started');
+  });
+
+  it('over the day’s budget, an auto-start incident joining a group that asks does not start it: the group keeps asking, saying why', async () => {
+    h = await startHarness({ env: { DEVIN_DAILY_SESSION_LIMIT: '1', STORM_WINDOW: '10m' } });
+    await postPagerDuty(h.url, ofService(1, 'PSVCA', 'P1'));
+    await waitFor(() => h?.devin.createRequests.length === 1, 'the first session');
+    await h.settled();
+    await postPagerDuty(h.url, ofService(2, 'PSVCB', 'P3'));
+    await h.settled();
+    expect(await runOf(h, 2)).toMatchObject({ state: 'awaiting_approval', budgetHold: null });
+    await postPagerDuty(h.url, ofService(3, 'PSVCB', 'P1'));
+    await h.settled();
+    expect(h.devin.createRequests).toHaveLength(1);
+    const group = await runOf(h, 2);
+    expect(group).toMatchObject({ state: 'awaiting_approval', budgetHold: 'daily_sessions' });
+    const card = await messageOf(h, 2);
+    expect(text(card)).toContain('2 incidents on Service PSVCB');
+    expect(contextText(card)).toContain('Not started automatically: the daily session limit is reached');
+    // Approving the group is the override.
+    await postSlackInteraction(h.url, buttonClick(h.slack, card, 'postmortem_approve', 'UALICE01'));
+    await waitFor(() => h?.devin.createRequests.length === 2, 'the group’s session');
+    await h.settled();
+    expect(await runOf(h, 2)).toMatchObject({ state: 'started', budgetOverrideBy: 'UALICE01' });
+  });
+});
+
 describe('on several replicas (Postgres)', () => {
   const bots: PostmortemBot[] = [];
   let db: TestDatabase | undefined;
