@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
+import type { CostLimits } from '../postmortems/budget.js';
 import type { PostmortemPolicy } from '../postmortems/policy.js';
 import { DEFAULT_DESTINATION, type SessionSettings } from '../postmortems/prompt.js';
 import { type PromptTemplate, parseTemplate, TemplateError } from '../postmortems/template.js';
@@ -49,6 +50,20 @@ const duration = (fallback: string) =>
       const ms = parseDuration(s);
       if (ms === undefined) {
         ctx.addIssue({ code: 'custom', message: 'expected a duration such as 30m, 24h or 7d' });
+        return z.NEVER;
+      }
+      return ms;
+    }),
+  ).default(parseDuration(fallback) as number);
+
+/** A duration, or 0 (off). */
+const durationOrOff = (fallback: string) =>
+  optional(
+    z.string().transform((s, ctx) => {
+      if (/^\s*0+\s*[smhd]?\s*$/.test(s)) return 0;
+      const ms = parseDuration(s);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'expected a duration such as 10m or 1h, or 0 for off' });
         return z.NEVER;
       }
       return ms;
@@ -120,6 +135,15 @@ const envSchema = z.object({
   DEVIN_MAX_ACU_LIMIT: optional(
     z.coerce.number({ error: 'expected a positive whole number' }).int().positive(),
   ),
+  DEVIN_DAILY_SESSION_LIMIT: optional(
+    z.coerce.number({ error: 'expected a whole number of sessions (0 or more)' }).int().min(0),
+  ),
+  DEVIN_DAILY_ACU_LIMIT: optional(
+    z.coerce.number({ error: 'expected a number of ACUs (0 or more)' }).min(0).max(1e9),
+  ),
+  DEVIN_MAX_CONCURRENT_SESSIONS: optional(
+    z.coerce.number({ error: 'expected a whole number of sessions (1 or more)' }).int().min(1).max(100_000),
+  ),
 
   AUTO_START_PRIORITIES: priorityList('P1,P2'),
   EARLY_START_PRIORITIES: priorityList(''),
@@ -130,6 +154,7 @@ const envSchema = z.object({
   SESSION_GIVE_UP_AFTER: duration('48h'),
   APPROVAL_REMIND_AFTER: duration('24h'),
   APPROVAL_EXPIRE_AFTER: duration('7d'),
+  STORM_WINDOW: durationOrOff('10m'),
   DATA_RETENTION: duration('90d'),
   DATABASE_URL: optional(
     z
@@ -244,6 +269,8 @@ export interface Config {
     reconcileWindowMs: number;
     /** What every session is created with (a routing entry may replace each). */
     session: SessionSettings;
+    /** The daily budget and the concurrency cap (budget.ts); unset: no limit. */
+    limits: CostLimits;
   };
   /** Which incidents get which postmortem, and where it reports: every priority rule together. */
   policy: PostmortemPolicy;
@@ -254,6 +281,8 @@ export interface Config {
     sessionGiveUpAfterMs: number;
     approvalRemindAfterMs: number;
     approvalExpireAfterMs: number;
+    /** STORM_WINDOW: resolved incidents of one service within it form one group (0: off). */
+    stormWindowMs: number;
   };
   /** What evidence goes into the prompt besides PagerDuty's own record. */
   evidence: {
@@ -416,6 +445,11 @@ function buildConfig(
         repos: e.DEVIN_REPOS ?? [],
         maxAcuLimit: e.DEVIN_MAX_ACU_LIMIT,
       },
+      limits: {
+        dailySessions: e.DEVIN_DAILY_SESSION_LIMIT,
+        dailyAcus: e.DEVIN_DAILY_ACU_LIMIT,
+        maxConcurrent: e.DEVIN_MAX_CONCURRENT_SESSIONS,
+      },
     },
     policy: {
       autoStartPriorities: e.AUTO_START_PRIORITIES,
@@ -430,6 +464,7 @@ function buildConfig(
       sessionGiveUpAfterMs: e.SESSION_GIVE_UP_AFTER,
       approvalRemindAfterMs: e.APPROVAL_REMIND_AFTER,
       approvalExpireAfterMs: e.APPROVAL_EXPIRE_AFTER,
+      stormWindowMs: e.STORM_WINDOW,
     },
     evidence: {
       includeChannelHistory: e.SLACK_INCLUDE_CHANNEL_HISTORY,

@@ -276,6 +276,76 @@ export const MIGRATIONS: readonly Migration[] = [
     sqlite: 'ALTER TABLE runs ADD COLUMN acus_consumed REAL;',
     postgres: 'ALTER TABLE runs ADD COLUMN acus_consumed DOUBLE PRECISION;',
   },
+  {
+    version: 13,
+    name: 'storm groups: one run for the resolved incidents of one service within STORM_WINDOW',
+    // storm_groups: a group is its run; first/last resolution bound the window it may be joined in.
+    // storm_members: each incident in at most one group, with when it reached the group's session.
+    sqlite: `
+      CREATE TABLE storm_groups (
+        run_id TEXT PRIMARY KEY,
+        service_id TEXT NOT NULL,
+        first_resolved_at INTEGER NOT NULL,
+        last_resolved_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX storm_groups_service ON storm_groups (service_id, last_resolved_at);
+      CREATE TABLE storm_members (
+        incident_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        incident TEXT NOT NULL,
+        resolved_at INTEGER NOT NULL,
+        joined_at INTEGER NOT NULL,
+        delivered_at INTEGER
+      );
+      CREATE INDEX storm_members_run ON storm_members (run_id, resolved_at);
+    `,
+    postgres: `
+      CREATE TABLE storm_groups (
+        run_id TEXT PRIMARY KEY,
+        service_id TEXT NOT NULL,
+        first_resolved_at BIGINT NOT NULL,
+        last_resolved_at BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+      );
+      CREATE INDEX storm_groups_service ON storm_groups (service_id, last_resolved_at);
+      CREATE TABLE storm_members (
+        incident_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        incident TEXT NOT NULL,
+        resolved_at BIGINT NOT NULL,
+        joined_at BIGINT NOT NULL,
+        delivered_at BIGINT
+      );
+      CREATE INDEX storm_members_run ON storm_members (run_id, resolved_at);
+    `,
+  },
+  {
+    version: 14,
+    name: 'the daily session budget and the concurrency cap (budget.ts)',
+    // slot_day: the UTC day (days since the epoch) whose budget a run's start spent; runs whose session
+    // started before this migration count on the day it started. queued_at: when a run began waiting for
+    // a free session slot. budget_hold: why an automatic start was held for approval; budget_override_by:
+    // who approved it anyway.
+    sqlite: `
+      ALTER TABLE runs ADD COLUMN slot_day INTEGER;
+      ALTER TABLE runs ADD COLUMN queued_at INTEGER;
+      ALTER TABLE runs ADD COLUMN budget_hold TEXT;
+      ALTER TABLE runs ADD COLUMN budget_override_by TEXT;
+      UPDATE runs SET slot_day = session_started_at / 86400000 WHERE session_started_at IS NOT NULL;
+      CREATE INDEX runs_slot_day ON runs (slot_day);
+      CREATE INDEX runs_queued ON runs (queued_at) WHERE state = 'queued';
+    `,
+    postgres: `
+      ALTER TABLE runs ADD COLUMN slot_day INTEGER;
+      ALTER TABLE runs ADD COLUMN queued_at BIGINT;
+      ALTER TABLE runs ADD COLUMN budget_hold TEXT;
+      ALTER TABLE runs ADD COLUMN budget_override_by TEXT;
+      UPDATE runs SET slot_day = session_started_at / 86400000 WHERE session_started_at IS NOT NULL;
+      CREATE INDEX runs_slot_day ON runs (slot_day);
+      CREATE INDEX runs_queued ON runs (queued_at) WHERE state = 'queued';
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((v, m) => Math.max(v, m.version), 0);

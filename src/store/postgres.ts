@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
-import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
+import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
+import { admissionRoom, decideGate, gateColumns } from './gate.js';
 import { MIGRATIONS } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace } from './pacing.js';
 import {
@@ -12,10 +13,13 @@ import {
   PATCH_COLUMNS,
   patchAssignments,
   type RunRow,
+  type StormMemberRow,
   toJobRecord,
   toRun,
+  toStormMember,
 } from './rows.js';
 import type {
+  GatedSteps,
   Job,
   JobLease,
   JobRecord,
@@ -24,8 +28,12 @@ import type {
   NewRun,
   ReceivedEvent,
   RunPatch,
+  SessionGate,
+  SessionUse,
   Store,
   StoreStats,
+  StormJoin,
+  StormOutcome,
 } from './store.js';
 
 export interface PostgresStoreOptions {
@@ -42,6 +50,13 @@ const JOBS_CHANNEL = 'postmortem_bot_jobs';
 const MIGRATION_LOCK = 7_170_011_001;
 /** First key of the transaction advisory locks on lanes and dedupe keys (the second is the hash). */
 const QUEUE_LOCK_SPACE = 7170;
+/** First key of the transaction advisory lock a storm join takes on its service (the second is the hash). */
+const STORM_LOCK_SPACE = 7171;
+/**
+ * Transaction advisory lock of the session gate (budget and concurrency): every replica's count-and-claim
+ * of a session slot takes it first, after a storm's lock and before any queue lock, so gated steps run one at a time.
+ */
+const SESSION_GATE_LOCK = 7_170_014_001;
 
 /** Event transactions written at once (each a batch of the events that arrived meanwhile), and batch size. */
 const MAX_EVENT_FLUSHES = 3;
@@ -339,34 +354,176 @@ export class PostgresStore implements Store {
     const now = this.now();
     const opened = await this.tx(async (c) => {
       await this.lockQueueKeys(c, jobs);
-      const { rows } = await c.query<RunRow>(
-        `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+      const row = await this.insertRun(c, run, now);
+      if (row) await this.insertJobs(c, jobs);
+      return row;
+    });
+    if (opened && jobs.length > 0) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
+  }
+
+  private async insertRun(c: Queryable, run: NewRun, now: number): Promise<RunRow | undefined> {
+    const { rows } = await c.query<RunRow>(
+      `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
              prompt_secret, incident, incident_number, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          ON CONFLICT (incident_id, attempt) DO NOTHING
          RETURNING *`,
-        [
-          run.id,
-          run.incidentId,
-          run.attempt,
-          run.state,
-          run.trigger,
-          run.channel,
-          run.decidedBy,
-          run.decidedAt,
-          run.devinTag,
-          run.promptSecret,
-          JSON.stringify(run.incident),
-          run.incident.number,
-          now,
-          now,
-        ],
+      [
+        run.id,
+        run.incidentId,
+        run.attempt,
+        run.state,
+        run.trigger,
+        run.channel,
+        run.decidedBy,
+        run.decidedAt,
+        run.devinTag,
+        run.promptSecret,
+        JSON.stringify(run.incident),
+        run.incident.number,
+        now,
+        now,
+      ],
+    );
+    return rows[0];
+  }
+
+  /**
+   * Locks in a fixed order, as every other transaction takes them: the service (so two joins of one
+   * service never both open a group), then the group's lanes (as transitionRun does), then its run row.
+   */
+  async openOrJoinStorm(run: NewRun, jobs: NewJob[], join: StormJoin): Promise<StormOutcome | undefined> {
+    const now = this.now();
+    const states = Object.keys(join.steps) as RunState[];
+    let queued = false;
+    const outcome = await this.tx(async (c): Promise<StormOutcome | undefined> => {
+      await c.query(`SELECT pg_advisory_xact_lock(${STORM_LOCK_SPACE}, hashtext($1))`, [join.serviceId]);
+      const gate = join.gate;
+      if (gate) await c.query('SELECT pg_advisory_xact_lock($1)', [SESSION_GATE_LOCK]);
+      const known = await c.query(
+        `SELECT 1 FROM runs WHERE incident_id = $1 UNION ALL SELECT 1 FROM storm_members WHERE incident_id = $1`,
+        [run.incidentId],
       );
-      if (rows[0]) await this.insertJobs(c, jobs);
-      return rows[0];
+      if (known.rows.length > 0) return undefined;
+      const candidates = await c.query<{ run_id: string }>(
+        `SELECT g.run_id FROM storm_groups g JOIN runs r ON r.id = g.run_id
+         WHERE g.service_id = $1 AND r.state = ANY($2::text[])
+           AND $3 >= g.first_resolved_at - $4 AND $3 <= g.last_resolved_at + $4
+         ORDER BY g.last_resolved_at DESC LIMIT 1`,
+        [join.serviceId, states, join.resolvedAt, join.windowMs],
+      );
+      const groupId = candidates.rows[0]?.run_id;
+      if (groupId !== undefined) {
+        await this.lockQueueKeys(c, [
+          ...Object.values(join.steps).flatMap((step) => step?.jobs(groupId) ?? []),
+          ...Object.values(gate?.starts ?? {}).flatMap((alt) =>
+            alt ? [...alt.full.jobs(groupId), ...alt.overBudget.jobs(groupId)] : [],
+          ),
+        ]);
+        const locked = await c.query<{ state: RunState }>('SELECT state FROM runs WHERE id = $1 FOR UPDATE', [
+          groupId,
+        ]);
+        const from = locked.rows[0]?.state;
+        let step = from !== undefined ? join.steps[from] : undefined;
+        if (from !== undefined && step) {
+          // A join that starts the group's session passes the session gate.
+          let cols: ReturnType<typeof gateColumns> = { slotDay: null, queuedAt: null, budgetHold: null };
+          const alt = gate?.starts?.[from];
+          if (gate && alt) {
+            const g = gate.gate;
+            const decision = decideGate(g, await this.use(c, g.day, g.liveStates, g.queuedState), {
+              admitted: { state: step.to, jobs: [] },
+              full: { state: alt.full.to, jobs: [] },
+              overBudget: { state: alt.overBudget.to, jobs: [] },
+            });
+            if (decision.outcome === 'full') step = alt.full;
+            if (decision.outcome === 'over_budget') step = alt.overBudget;
+            cols = gateColumns(decision, g, now);
+          }
+          const { sets, values } = patchAssignments(step.patch, (i) => `$${i + 7}`);
+          const { rows } = await c.query<RunRow>(
+            `UPDATE runs SET state = $1, updated_at = $2, slot_day = COALESCE($4::integer, slot_day),
+               queued_at = COALESCE($5::bigint, queued_at), budget_hold = COALESCE($6::text, budget_hold)${sets}
+             WHERE id = $3 RETURNING *`,
+            [step.to, now, groupId, cols.slotDay, cols.queuedAt, cols.budgetHold, ...values],
+          );
+          await c.query(
+            `UPDATE storm_groups SET first_resolved_at = LEAST(first_resolved_at, $2),
+               last_resolved_at = GREATEST(last_resolved_at, $2) WHERE run_id = $1`,
+            [groupId, join.resolvedAt],
+          );
+          await this.insertMember(c, groupId, run, join.resolvedAt, now);
+          const stepJobs = step.jobs(groupId);
+          await this.insertJobs(c, stepJobs);
+          queued = stepJobs.length > 0;
+          const count = await c.query<{ n: number }>(
+            'SELECT COUNT(*)::int AS n FROM storm_members WHERE run_id = $1',
+            [groupId],
+          );
+          return { outcome: 'joined', run: toRun(rows[0] as RunRow), from, members: count.rows[0]?.n ?? 0 };
+        }
+        // The group's run moved on (finished, say) meanwhile: this incident starts a new group.
+      }
+      // A new group's birth passes the session gate when it starts a session.
+      let birthJobs = jobs;
+      let birth = run;
+      let cols: ReturnType<typeof gateColumns> | undefined;
+      if (gate?.open) {
+        const g = gate.gate;
+        const decision = decideGate(g, await this.use(c, g.day, g.liveStates, g.queuedState), gate.open);
+        if (!decision.step) return undefined;
+        birth = { ...run, state: decision.step.state };
+        birthJobs = decision.step.jobs;
+        cols = gateColumns(decision, g, now);
+      }
+      await this.lockQueueKeys(c, birthJobs);
+      let row = await this.insertRun(c, birth, now);
+      if (!row) return undefined;
+      if (cols) {
+        const updated = await c.query<RunRow>(
+          'UPDATE runs SET slot_day = $2, queued_at = $3, budget_hold = $4 WHERE id = $1 RETURNING *',
+          [run.id, cols.slotDay, cols.queuedAt, cols.budgetHold],
+        );
+        row = updated.rows[0] as RunRow;
+      }
+      await c.query(
+        `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
+         VALUES ($1, $2, $3, $3, $4)`,
+        [run.id, join.serviceId, join.resolvedAt, now],
+      );
+      await this.insertMember(c, run.id, run, join.resolvedAt, now);
+      await this.insertJobs(c, birthJobs);
+      queued = birthJobs.length > 0;
+      return { outcome: 'opened', run: toRun(row) };
     });
-    if (opened && jobs.length > 0) this.notifyQueued();
-    return opened ? toRun(opened) : undefined;
+    if (queued) this.notifyQueued();
+    return outcome;
+  }
+
+  private async insertMember(c: Queryable, runId: string, run: NewRun, resolvedAt: number, now: number) {
+    await c.query(
+      `INSERT INTO storm_members (incident_id, run_id, incident, resolved_at, joined_at)
+       VALUES ($1, $2, $3, $4, $5)`,
+      [run.incidentId, runId, JSON.stringify(run.incident), resolvedAt, now],
+    );
+  }
+
+  async stormMembers(runId: string): Promise<StormMember[]> {
+    const { rows } = await this.query<StormMemberRow>(
+      'SELECT * FROM storm_members WHERE run_id = $1 ORDER BY resolved_at, incident_id',
+      [runId],
+    );
+    return rows.map(toStormMember);
+  }
+
+  async markStormDelivered(runId: string, incidentIds: readonly string[], at: number): Promise<void> {
+    if (incidentIds.length === 0) return;
+    await this.query(
+      `UPDATE storm_members SET delivered_at = $1
+       WHERE run_id = $2 AND delivered_at IS NULL AND incident_id = ANY($3::text[])`,
+      [at, runId, [...incidentIds]],
+    );
   }
 
   async getRun(id: string): Promise<PostmortemRun | undefined> {
@@ -428,6 +585,156 @@ export class PostgresStore implements Store {
     });
     if (updated && jobs.length > 0) this.notifyQueued();
     return updated ? toRun(updated) : undefined;
+  }
+
+  async openGatedRun(run: NewRun, gate: SessionGate, steps: GatedSteps): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    let queued = false;
+    const opened = await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [SESSION_GATE_LOCK]);
+      const exists = await c.query('SELECT 1 FROM runs WHERE incident_id = $1 AND attempt = $2', [
+        run.incidentId,
+        run.attempt,
+      ]);
+      if (exists.rows.length > 0) return undefined;
+      const decision = decideGate(
+        gate,
+        await this.use(c, gate.day, gate.liveStates, gate.queuedState),
+        steps,
+      );
+      if (!decision.step) return undefined;
+      const cols = gateColumns(decision, gate, now);
+      await this.lockQueueKeys(c, decision.step.jobs);
+      const { rows } = await c.query<RunRow>(
+        `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+             prompt_secret, incident, incident_number, created_at, updated_at, slot_day, queued_at, budget_hold)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         ON CONFLICT (incident_id, attempt) DO NOTHING
+         RETURNING *`,
+        [
+          run.id,
+          run.incidentId,
+          run.attempt,
+          decision.step.state,
+          run.trigger,
+          run.channel,
+          run.decidedBy,
+          run.decidedAt,
+          run.devinTag,
+          run.promptSecret,
+          JSON.stringify(run.incident),
+          run.incident.number,
+          now,
+          now,
+          cols.slotDay,
+          cols.queuedAt,
+          cols.budgetHold,
+        ],
+      );
+      if (rows[0]) await this.insertJobs(c, decision.step.jobs);
+      queued = rows[0] !== undefined && decision.step.jobs.length > 0;
+      return rows[0];
+    });
+    if (queued) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
+  }
+
+  async transitionGatedRun(
+    id: string,
+    from: readonly RunState[],
+    gate: SessionGate,
+    steps: GatedSteps,
+    patch: RunPatch,
+  ): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    const { sets, values } = patchAssignments(patch, (i) => `$${i + 8}`);
+    let queued = false;
+    const updated = await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [SESSION_GATE_LOCK]);
+      const current = await c.query<{ state: RunState }>('SELECT state FROM runs WHERE id = $1', [id]);
+      const state = current.rows[0]?.state;
+      if (state === undefined || !from.includes(state)) return undefined;
+      const decision = decideGate(
+        gate,
+        await this.use(c, gate.day, gate.liveStates, gate.queuedState),
+        steps,
+      );
+      if (!decision.step) return undefined;
+      const cols = gateColumns(decision, gate, now);
+      await this.lockQueueKeys(c, decision.step.jobs);
+      const { rows } = await c.query<RunRow>(
+        `UPDATE runs SET state = $1, updated_at = $2, slot_day = COALESCE($5::integer, slot_day),
+             queued_at = COALESCE($6::bigint, queued_at), budget_hold = COALESCE($7::text, budget_hold)${sets}
+         WHERE id = $3 AND state = ANY($4::text[])
+         RETURNING *`,
+        [decision.step.state, now, id, from, cols.slotDay, cols.queuedAt, cols.budgetHold, ...values],
+      );
+      if (rows[0]) await this.insertJobs(c, decision.step.jobs);
+      queued = rows[0] !== undefined && decision.step.jobs.length > 0;
+      return rows[0];
+    });
+    if (queued) this.notifyQueued();
+    return updated ? toRun(updated) : undefined;
+  }
+
+  async admitQueued(
+    from: RunState,
+    to: RunState,
+    gate: SessionGate,
+    jobs: (runId: string) => NewJob[],
+  ): Promise<PostmortemRun[]> {
+    const admitted = await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [SESSION_GATE_LOCK]);
+      const room = admissionRoom(gate, await this.use(c, gate.day, gate.liveStates, from));
+      if (room === 0) return [];
+      const { rows: waiting } = await c.query<{ id: string }>(
+        'SELECT id FROM runs WHERE state = $1 ORDER BY queued_at, created_at LIMIT $2',
+        [from, room],
+      );
+      const ids = waiting.map((r) => r.id);
+      const newJobs = ids.flatMap((id) => jobs(id));
+      await this.lockQueueKeys(c, newJobs);
+      const { rows } = await c.query<RunRow>(
+        `UPDATE runs SET state = $1, updated_at = $2 WHERE id = ANY($3::text[]) AND state = $4 RETURNING *`,
+        [to, this.now(), ids, from],
+      );
+      const moved = new Set(rows.map((r) => r.id));
+      await this.insertJobs(
+        c,
+        ids.filter((id) => moved.has(id)).flatMap((id) => jobs(id)),
+      );
+      return rows;
+    });
+    if (admitted.length > 0) this.notifyQueued();
+    return admitted.map(toRun);
+  }
+
+  async sessionUse(day: number, liveStates: readonly RunState[], queuedState: RunState): Promise<SessionUse> {
+    await this.ready();
+    return this.use(this.pool, day, liveStates, queuedState);
+  }
+
+  private async use(
+    c: Queryable,
+    day: number,
+    liveStates: readonly RunState[],
+    queuedState: RunState,
+  ): Promise<SessionUse> {
+    const { rows } = await c.query<SessionUse>(
+      `SELECT
+         (SELECT COUNT(*) FROM runs WHERE slot_day = $1 AND state <> 'start_failed') AS sessions,
+         (SELECT COALESCE(SUM(acus_consumed), 0) FROM runs WHERE slot_day = $1) AS acus,
+         (SELECT COUNT(*) FROM runs WHERE state = ANY($2::text[])) AS live,
+         (SELECT COUNT(*) FROM runs WHERE state = $3) AS queued`,
+      [day, liveStates, queuedState],
+    );
+    const row = rows[0] as SessionUse;
+    return {
+      sessions: Number(row.sessions),
+      acus: Number(row.acus),
+      live: Number(row.live),
+      queued: Number(row.queued),
+    };
   }
 
   async updateRun(id: string, patch: RunPatch): Promise<void> {

@@ -1,4 +1,11 @@
-import type { Evidence, Incident, PostmortemResult, PostmortemRun, RunState } from '../postmortems/model.js';
+import type {
+  Evidence,
+  Incident,
+  PostmortemResult,
+  PostmortemRun,
+  RunState,
+  StormMember,
+} from '../postmortems/model.js';
 import type { JobRecord, JobState, RunPatch } from './store.js';
 
 /** The runs table's row, the same in SQLite and Postgres (BIGINT columns are read as numbers). */
@@ -22,6 +29,10 @@ export interface RunRow {
   devin_status_detail: string | null;
   acus_consumed: number | null;
   session_started_at: number | null;
+  slot_day: number | null;
+  queued_at: number | null;
+  budget_hold: PostmortemRun['budgetHold'];
+  budget_override_by: string | null;
   pull_requests: string;
   result: string | null;
   finalize_requested_at: number | null;
@@ -56,6 +67,7 @@ export const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
   evidence: 'evidence',
   incident: 'incident',
   promptSecret: 'prompt_secret',
+  budgetOverrideBy: 'budget_override_by',
 };
 
 /**
@@ -111,6 +123,10 @@ export function toRun(row: RunRow): PostmortemRun {
     devinStatusDetail: row.devin_status_detail,
     acusConsumed: row.acus_consumed,
     sessionStartedAt: row.session_started_at,
+    slotDay: row.slot_day,
+    queuedAt: row.queued_at,
+    budgetHold: row.budget_hold,
+    budgetOverrideBy: row.budget_override_by,
     pullRequests: JSON.parse(row.pull_requests) as string[],
     result: row.result ? (JSON.parse(row.result) as PostmortemResult) : null,
     finalizeRequestedAt: row.finalize_requested_at,
@@ -161,4 +177,24 @@ export function jobListLimit(limit = 100): number {
   if (!Number.isInteger(limit) || limit < 1)
     throw new RangeError(`limit must be a positive integer, not ${limit}`);
   return limit;
+}
+
+/** The storm_members table's row, the same in SQLite and Postgres. */
+export interface StormMemberRow {
+  incident_id: string;
+  run_id: string;
+  incident: string;
+  resolved_at: number;
+  joined_at: number;
+  delivered_at: number | null;
+}
+
+export function toStormMember(row: StormMemberRow): StormMember {
+  return {
+    runId: row.run_id,
+    incident: JSON.parse(row.incident) as Incident,
+    resolvedAt: row.resolved_at,
+    joinedAt: row.joined_at,
+    deliveredAt: row.delivered_at,
+  };
 }

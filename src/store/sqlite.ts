@@ -4,7 +4,8 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.js';
-import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
+import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
+import { admissionRoom, decideGate, gateColumns } from './gate.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace, UNPACED } from './pacing.js';
 import {
@@ -15,10 +16,13 @@ import {
   PATCH_COLUMNS,
   patchAssignments,
   type RunRow,
+  type StormMemberRow,
   toJobRecord,
   toRun,
+  toStormMember,
 } from './rows.js';
 import type {
+  GatedSteps,
   Job,
   JobLease,
   JobRecord,
@@ -27,8 +31,12 @@ import type {
   NewRun,
   ReceivedEvent,
   RunPatch,
+  SessionGate,
+  SessionUse,
   Store,
   StoreStats,
+  StormJoin,
+  StormOutcome,
 } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -73,8 +81,9 @@ export interface SqliteStoreOptions {
  * - What reaches the outside world before a later fsync is where a lost suffix could show. A Devin
  *   session is created only after its create intent is durable (so the retry looks the session up
  *   instead of creating a second one), and a person's decision is durable before they are told. A Slack
- *   message whose `ts` was lost is posted again: the same one-request window as a crash between Slack's
- *   answer and our write, now also open to a power cut until the next fsync, which comes within
+ *   message whose `ts` was lost is posted again (and a storm's incidents whose delivery mark was lost are
+ *   sent to the session again): the same one-request window as a crash between the call's answer and our
+ *   write, now also open to a power cut until the next fsync, which comes within
  *   OWNERSHIP_TTL_MS / 3 (the ownership renewal is durable) or sooner with the next webhook.
  * - Checkpoints still fsync (SQLite syncs the WAL before copying it into the database, and the database
  *   after), so the database file is never ahead of a WAL that could be lost.
@@ -416,28 +425,7 @@ export class SqliteStore implements Store {
     const now = this.now();
     const write = () =>
       this.db.transaction(() => {
-        const row = this.sql(
-          `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
-               prompt_secret, incident, incident_number, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (incident_id, attempt) DO NOTHING
-             RETURNING *`,
-        ).get(
-          run.id,
-          run.incidentId,
-          run.attempt,
-          run.state,
-          run.trigger,
-          run.channel,
-          run.decidedBy,
-          run.decidedAt,
-          run.devinTag,
-          run.promptSecret,
-          JSON.stringify(run.incident),
-          run.incident.number,
-          now,
-          now,
-        ) as RunRow | undefined;
+        const row = this.insertRun(run, now);
         if (row) for (const job of jobs) this.insertJob(job);
         return row;
       });
@@ -446,6 +434,156 @@ export class SqliteStore implements Store {
       run.decidedBy !== null ? await this.durably(() => write().immediate()) : write().immediate();
     if (opened && jobs.length > 0) this.notifyQueued();
     return opened ? toRun(opened) : undefined;
+  }
+
+  private insertRun(run: NewRun, now: number): RunRow | undefined {
+    return this.sql(
+      `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+               prompt_secret, incident, incident_number, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (incident_id, attempt) DO NOTHING
+             RETURNING *`,
+    ).get(
+      run.id,
+      run.incidentId,
+      run.attempt,
+      run.state,
+      run.trigger,
+      run.channel,
+      run.decidedBy,
+      run.decidedAt,
+      run.devinTag,
+      run.promptSecret,
+      JSON.stringify(run.incident),
+      run.incident.number,
+      now,
+      now,
+    ) as RunRow | undefined;
+  }
+
+  async openOrJoinStorm(run: NewRun, jobs: NewJob[], join: StormJoin): Promise<StormOutcome | undefined> {
+    const now = this.now();
+    const states = Object.keys(join.steps) as RunState[];
+    let queued = false;
+    const outcome = this.db
+      .transaction((): StormOutcome | undefined => {
+        const known = this.sql(
+          `SELECT 1 FROM runs WHERE incident_id = ? UNION ALL SELECT 1 FROM storm_members WHERE incident_id = ?`,
+        ).get(run.incidentId, run.incidentId);
+        if (known) return undefined;
+        const group = (
+          states.length === 0
+            ? undefined
+            : this.sql(
+                `SELECT g.run_id, r.state FROM storm_groups g JOIN runs r ON r.id = g.run_id
+                   WHERE g.service_id = ? AND r.state IN (${states.map(() => '?').join(', ')})
+                     AND ? >= g.first_resolved_at - ? AND ? <= g.last_resolved_at + ?
+                   ORDER BY g.last_resolved_at DESC LIMIT 1`,
+              ).get(join.serviceId, ...states, join.resolvedAt, join.windowMs, join.resolvedAt, join.windowMs)
+        ) as { run_id: string; state: RunState } | undefined;
+        const member = (runId: string) =>
+          this.sql(
+            `INSERT INTO storm_members (incident_id, run_id, incident, resolved_at, joined_at)
+               VALUES (?, ?, ?, ?, ?)`,
+          ).run(run.incidentId, runId, JSON.stringify(run.incident), join.resolvedAt, now);
+        const gate = join.gate;
+        if (group) {
+          let step = join.steps[group.state];
+          if (!step) return undefined;
+          // A join that starts the group's session passes the session gate.
+          let cols: ReturnType<typeof gateColumns> = { slotDay: null, queuedAt: null, budgetHold: null };
+          const alt = gate?.starts?.[group.state];
+          if (gate && alt) {
+            const decision = decideGate(
+              gate.gate,
+              this.use(gate.gate.day, gate.gate.liveStates, gate.gate.queuedState),
+              {
+                admitted: { state: step.to, jobs: [] },
+                full: { state: alt.full.to, jobs: [] },
+                overBudget: { state: alt.overBudget.to, jobs: [] },
+              },
+            );
+            if (decision.outcome === 'full') step = alt.full;
+            if (decision.outcome === 'over_budget') step = alt.overBudget;
+            cols = gateColumns(decision, gate.gate, now);
+          }
+          const { sets, values } = patchAssignments(step.patch, () => '?');
+          const row = this.sql(
+            `UPDATE runs SET state = ?, updated_at = ?, slot_day = COALESCE(?, slot_day),
+                 queued_at = COALESCE(?, queued_at), budget_hold = COALESCE(?, budget_hold)${sets}
+               WHERE id = ? RETURNING *`,
+          ).get(
+            step.to,
+            now,
+            cols.slotDay,
+            cols.queuedAt,
+            cols.budgetHold,
+            ...values,
+            group.run_id,
+          ) as RunRow;
+          this.sql(
+            `UPDATE storm_groups SET first_resolved_at = MIN(first_resolved_at, ?),
+                 last_resolved_at = MAX(last_resolved_at, ?) WHERE run_id = ?`,
+          ).run(join.resolvedAt, join.resolvedAt, group.run_id);
+          member(group.run_id);
+          const stepJobs = step.jobs(group.run_id);
+          for (const job of stepJobs) this.insertJob(job);
+          queued = stepJobs.length > 0;
+          const { n } = this.sql('SELECT COUNT(*) AS n FROM storm_members WHERE run_id = ?').get(
+            group.run_id,
+          ) as { n: number };
+          return { outcome: 'joined', run: toRun(row), from: group.state, members: n };
+        }
+        // A new group's birth passes the session gate when it starts a session.
+        let birthJobs = jobs;
+        let birth = run;
+        let cols: ReturnType<typeof gateColumns> | undefined;
+        if (gate?.open) {
+          const decision = decideGate(
+            gate.gate,
+            this.use(gate.gate.day, gate.gate.liveStates, gate.gate.queuedState),
+            gate.open,
+          );
+          if (!decision.step) return undefined;
+          birth = { ...run, state: decision.step.state };
+          birthJobs = decision.step.jobs;
+          cols = gateColumns(decision, gate.gate, now);
+        }
+        let row = this.insertRun(birth, now);
+        if (!row) return undefined;
+        if (cols) {
+          row = this.sql(
+            'UPDATE runs SET slot_day = ?, queued_at = ?, budget_hold = ? WHERE id = ? RETURNING *',
+          ).get(cols.slotDay, cols.queuedAt, cols.budgetHold, run.id) as RunRow;
+        }
+        this.sql(
+          `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
+             VALUES (?, ?, ?, ?, ?)`,
+        ).run(run.id, join.serviceId, join.resolvedAt, join.resolvedAt, now);
+        member(run.id);
+        for (const job of birthJobs) this.insertJob(job);
+        queued = birthJobs.length > 0;
+        return { outcome: 'opened', run: toRun(row) };
+      })
+      .immediate();
+    if (queued) this.notifyQueued();
+    return outcome;
+  }
+
+  async stormMembers(runId: string): Promise<StormMember[]> {
+    return (
+      this.sql('SELECT * FROM storm_members WHERE run_id = ? ORDER BY resolved_at, incident_id').all(
+        runId,
+      ) as StormMemberRow[]
+    ).map(toStormMember);
+  }
+
+  async markStormDelivered(runId: string, incidentIds: readonly string[], at: number): Promise<void> {
+    if (incidentIds.length === 0) return;
+    this.sql(
+      `UPDATE storm_members SET delivered_at = ?
+         WHERE run_id = ? AND delivered_at IS NULL AND incident_id IN (SELECT value FROM json_each(?))`,
+    ).run(at, runId, JSON.stringify(incidentIds));
   }
 
   async getRun(id: string): Promise<PostmortemRun | undefined> {
@@ -507,6 +645,147 @@ export class SqliteStore implements Store {
       : write().immediate();
     if (updated && jobs.length > 0) this.notifyQueued();
     return updated ? toRun(updated) : undefined;
+  }
+
+  // The session gate: better-sqlite3 is synchronous and one process owns the file, so an immediate
+  // transaction (the write lock, taken first) makes count and write one step.
+  async openGatedRun(run: NewRun, gate: SessionGate, steps: GatedSteps): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    let queued = false;
+    const write = () =>
+      this.db.transaction(() => {
+        if (
+          this.sql('SELECT 1 FROM runs WHERE incident_id = ? AND attempt = ?').get(
+            run.incidentId,
+            run.attempt,
+          )
+        )
+          return undefined;
+        const decision = decideGate(gate, this.use(gate.day, gate.liveStates, gate.queuedState), steps);
+        if (!decision.step) return undefined;
+        const cols = gateColumns(decision, gate, now);
+        const row = this.sql(
+          `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+               prompt_secret, incident, incident_number, created_at, updated_at, slot_day, queued_at, budget_hold)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (incident_id, attempt) DO NOTHING
+             RETURNING *`,
+        ).get(
+          run.id,
+          run.incidentId,
+          run.attempt,
+          decision.step.state,
+          run.trigger,
+          run.channel,
+          run.decidedBy,
+          run.decidedAt,
+          run.devinTag,
+          run.promptSecret,
+          JSON.stringify(run.incident),
+          run.incident.number,
+          now,
+          now,
+          cols.slotDay,
+          cols.queuedAt,
+          cols.budgetHold,
+        ) as RunRow | undefined;
+        if (row) for (const job of decision.step.jobs) this.insertJob(job);
+        queued = row !== undefined && decision.step.jobs.length > 0;
+        return row;
+      });
+    // A run a person asked for is their decision: durable (see isDurablePatch).
+    const opened =
+      run.decidedBy !== null ? await this.durably(() => write().immediate()) : write().immediate();
+    if (queued) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
+  }
+
+  async transitionGatedRun(
+    id: string,
+    from: readonly RunState[],
+    gate: SessionGate,
+    steps: GatedSteps,
+    patch: RunPatch,
+  ): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    const { sets, values } = patchAssignments(patch, () => '?');
+    let queued = false;
+    const write = () =>
+      this.db.transaction(() => {
+        const current = this.sql('SELECT state FROM runs WHERE id = ?').get(id) as
+          | { state: RunState }
+          | undefined;
+        if (!current || !from.includes(current.state)) return undefined;
+        const decision = decideGate(gate, this.use(gate.day, gate.liveStates, gate.queuedState), steps);
+        if (!decision.step) return undefined;
+        const cols = gateColumns(decision, gate, now);
+        const row = this.sql(
+          `UPDATE runs SET state = ?, updated_at = ?, slot_day = COALESCE(?, slot_day),
+               queued_at = COALESCE(?, queued_at), budget_hold = COALESCE(?, budget_hold)${sets}
+             WHERE id = ? AND state IN (${from.map(() => '?').join(', ')})
+             RETURNING *`,
+        ).get(
+          decision.step.state,
+          now,
+          cols.slotDay,
+          cols.queuedAt,
+          cols.budgetHold,
+          ...values,
+          id,
+          ...from,
+        ) as RunRow | undefined;
+        if (row) for (const job of decision.step.jobs) this.insertJob(job);
+        queued = row !== undefined && decision.step.jobs.length > 0;
+        return row;
+      });
+    const updated = isDurablePatch(patch)
+      ? await this.durably(() => write().immediate())
+      : write().immediate();
+    if (queued) this.notifyQueued();
+    return updated ? toRun(updated) : undefined;
+  }
+
+  async admitQueued(
+    from: RunState,
+    to: RunState,
+    gate: SessionGate,
+    jobs: (runId: string) => NewJob[],
+  ): Promise<PostmortemRun[]> {
+    const admitted = this.db
+      .transaction(() => {
+        const room = admissionRoom(gate, this.use(gate.day, gate.liveStates, from));
+        if (room === 0) return [];
+        const ids = this.sql('SELECT id FROM runs WHERE state = ? ORDER BY queued_at, created_at LIMIT ?')
+          .all(from, room)
+          .map((r) => (r as { id: string }).id);
+        const rows: RunRow[] = [];
+        for (const id of ids) {
+          const row = this.sql(
+            'UPDATE runs SET state = ?, updated_at = ? WHERE id = ? AND state = ? RETURNING *',
+          ).get(to, this.now(), id, from) as RunRow | undefined;
+          if (!row) continue;
+          for (const job of jobs(id)) this.insertJob(job);
+          rows.push(row);
+        }
+        return rows;
+      })
+      .immediate();
+    if (admitted.length > 0) this.notifyQueued();
+    return admitted.map(toRun);
+  }
+
+  async sessionUse(day: number, liveStates: readonly RunState[], queuedState: RunState): Promise<SessionUse> {
+    return this.use(day, liveStates, queuedState);
+  }
+
+  private use(day: number, liveStates: readonly RunState[], queuedState: RunState): SessionUse {
+    return this.sql(
+      `SELECT
+         (SELECT COUNT(*) FROM runs WHERE slot_day = ? AND state <> 'start_failed') AS sessions,
+         (SELECT COALESCE(SUM(acus_consumed), 0) FROM runs WHERE slot_day = ?) AS acus,
+         (SELECT COUNT(*) FROM runs WHERE state IN (${liveStates.map(() => '?').join(', ')})) AS live,
+         (SELECT COUNT(*) FROM runs WHERE state = ?) AS queued`,
+    ).get(day, day, ...liveStates, queuedState) as SessionUse;
   }
 
   async updateRun(id: string, patch: RunPatch): Promise<void> {

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { processEventJob } from '../../src/postmortems/jobs.js';
-import type { Job, NewRun, ReceivedEvent, Store } from '../../src/store/store.js';
+import type {
+  GatedSteps,
+  Job,
+  NewJob,
+  NewRun,
+  ReceivedEvent,
+  SessionGate,
+  Store,
+  StormJoin,
+} from '../../src/store/store.js';
 import { anIncident, aRun } from '../helpers/builders.js';
 
 /** A database for one contract test: `open()` gives a store on it; call it again after closing for another. */
@@ -15,6 +24,36 @@ const newRun = (id: string, attempt = 1, overrides: Partial<NewRun> = {}): NewRu
   return { ...run, ...overrides };
 };
 
+/** Storm joins as the lifecycle declares them: a redraw while waiting, a redraw and an append when live. */
+const redraw = (runId: string): NewJob => ({
+  kind: 'sync_message',
+  lane: `slack:${runId}`,
+  payload: { runId },
+  dedupeKey: `sync:${runId}`,
+});
+const append = (runId: string): NewJob => ({
+  kind: 'append_incidents',
+  lane: `run:${runId}`,
+  payload: { runId },
+  dedupeKey: `append:${runId}`,
+});
+const stormJoin = (serviceId: string, resolvedAt: number, overrides: Partial<StormJoin> = {}): StormJoin => ({
+  serviceId,
+  resolvedAt,
+  windowMs: 600_000,
+  steps: {
+    awaiting_approval: { to: 'awaiting_approval', patch: {}, jobs: (id) => [redraw(id)] },
+    started: { to: 'started', patch: {}, jobs: (id) => [redraw(id), append(id)] },
+  },
+  ...overrides,
+});
+const stormRun = (id: string, incidentId: string, serviceId = 'PS1'): NewRun => ({
+  ...newRun(id),
+  incidentId,
+  devinTag: `pm-run-${id}`,
+  incident: { ...incident, id: incidentId, serviceId },
+});
+
 const event = (id: string, incidentId: string | null = 'Q1'): ReceivedEvent => ({
   id,
   type: 'incident.resolved',
@@ -23,6 +62,38 @@ const event = (id: string, incidentId: string | null = 'Q1'): ReceivedEvent => (
   receivedAt: 1_700_000_000_123,
   payload: '{"event":{"id":"x"}, "raw":  "kept as sent"}',
 });
+
+const LIVE = ['starting', 'started', 'needs_input'] as const;
+const DAY = 20_000;
+const gate = (overrides: Partial<SessionGate> = {}): SessionGate => ({
+  day: DAY,
+  liveStates: LIVE,
+  queuedState: 'queued',
+  ...overrides,
+});
+const steps = (id: string, overBudget = true): GatedSteps => ({
+  admitted: {
+    state: 'starting',
+    jobs: [{ kind: 'start_session', lane: `run:${id}`, payload: { runId: id } }],
+  },
+  full: { state: 'queued', jobs: [{ kind: 'sync_message', lane: `slack:${id}`, payload: { runId: id } }] },
+  overBudget: overBudget
+    ? {
+        state: 'awaiting_approval',
+        jobs: [{ kind: 'sync_message', lane: `slack:${id}`, payload: { runId: id } }],
+      }
+    : undefined,
+});
+/** A run of its own incident, for the gate's tests (one incident each). */
+const gatedRun = (id: string): NewRun => {
+  const own = anIncident({ id: `I-${id}` });
+  const {
+    createdAt: _c,
+    updatedAt: _u,
+    ...run
+  } = aRun({ id, incidentId: own.id, incident: own, trigger: 'auto' });
+  return run;
+};
 
 /**
  * What every Store must do, run unchanged against each implementation. `newDatabase` gives an empty
@@ -527,6 +598,125 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       expect(await store.discardDeadJob(c.id)).toBe(false);
     });
 
+    it('the session gate: concurrent claims take exactly the day’s budget; the rest are held, the next day is new', async () => {
+      const store = await fresh();
+      const budget = gate({ budget: { sessions: 3 } });
+      const ids = Array.from({ length: 10 }, (_, i) => `b${i}`);
+      const opened = await Promise.all(ids.map((id) => store.openGatedRun(gatedRun(id), budget, steps(id))));
+      const states = opened.map((r) => r?.state);
+      expect(states.filter((s) => s === 'starting')).toHaveLength(3);
+      expect(states.filter((s) => s === 'awaiting_approval')).toHaveLength(7);
+      for (const r of opened) {
+        if (r?.state === 'starting')
+          expect(r).toMatchObject({ slotDay: DAY, budgetHold: null, queuedAt: null });
+        else expect(r).toMatchObject({ slotDay: null, budgetHold: 'daily_sessions' });
+      }
+      expect(await store.sessionUse(DAY, LIVE, 'queued')).toEqual({
+        sessions: 3,
+        acus: 0,
+        live: 3,
+        queued: 0,
+      });
+      // Each run's jobs only with the step taken: three starts, seven messages.
+      expect((await store.listJobs()).map((j) => j.kind).sort()).toEqual(
+        [...Array(3).fill('start_session'), ...Array(7).fill('sync_message')].sort(),
+      );
+      // Opening the same incident and attempt again changes nothing.
+      expect(await store.openGatedRun(gatedRun('b0'), budget, steps('b0'))).toBeUndefined();
+      // A start that failed spent nothing; a new day has a budget of its own.
+      const admitted = opened.filter((r) => r?.state === 'starting').map((r) => r?.id as string);
+      await store.transitionRun(admitted[0] as string, ['starting'], 'start_failed', {}, []);
+      expect((await store.sessionUse(DAY, LIVE, 'queued')).sessions).toBe(2);
+      expect((await store.openGatedRun(gatedRun('c1'), budget, steps('c1')))?.state).toBe('starting');
+      expect((await store.openGatedRun(gatedRun('c2'), budget, steps('c2')))?.state).toBe(
+        'awaiting_approval',
+      );
+      const tomorrow = gate({ day: DAY + 1, budget: { sessions: 3 } });
+      expect(await store.openGatedRun(gatedRun('d1'), tomorrow, steps('d1'))).toMatchObject({
+        state: 'starting',
+        slotDay: DAY + 1,
+      });
+      // Without an over-budget step (an early start), a run over budget is not written at all.
+      expect(await store.openGatedRun(gatedRun('c3'), budget, steps('c3', false))).toBeUndefined();
+      expect(await store.getRun('c3')).toBeUndefined();
+    });
+
+    it('the session gate: the day’s ACUs, as last polled, hold further policy starts', async () => {
+      const store = await fresh();
+      const acus = gate({ budget: { acus: 10 } });
+      const a = await store.openGatedRun(gatedRun('a1'), acus, steps('a1'));
+      const b = await store.openGatedRun(gatedRun('a2'), acus, steps('a2'));
+      expect([a?.state, b?.state]).toEqual(['starting', 'starting']);
+      await store.updateRun('a1', { acusConsumed: 6 });
+      await store.updateRun('a2', { acusConsumed: 3.5 });
+      expect((await store.openGatedRun(gatedRun('a3'), acus, steps('a3')))?.state).toBe('starting');
+      await store.updateRun('a3', { acusConsumed: 0.5 });
+      expect((await store.sessionUse(DAY, LIVE, 'queued')).acus).toBeCloseTo(10);
+      expect(await store.openGatedRun(gatedRun('a4'), acus, steps('a4'))).toMatchObject({
+        state: 'awaiting_approval',
+        budgetHold: 'daily_acus',
+      });
+      // A person's start (no budget in its gate) is not held, and spends a slot of the day.
+      expect(await store.openGatedRun(gatedRun('a5'), gate(), steps('a5'))).toMatchObject({
+        state: 'starting',
+        slotDay: DAY,
+      });
+    });
+
+    it('the session gate: never more live runs than the cap, however many start or are admitted at once; oldest first', async () => {
+      const store = await fresh();
+      const capped = gate({ maxLive: 2 });
+      const ids = Array.from({ length: 8 }, (_, i) => `q${i}`);
+      const opened = [];
+      // Opened concurrently, in two waves so that the queue's order is known for the second.
+      opened.push(
+        ...(await Promise.all(
+          ids.slice(0, 4).map((id) => store.openGatedRun(gatedRun(id), capped, steps(id))),
+        )),
+      );
+      for (const id of ids.slice(4)) opened.push(await store.openGatedRun(gatedRun(id), capped, steps(id)));
+      expect(opened.filter((r) => r?.state === 'starting')).toHaveLength(2);
+      expect(opened.filter((r) => r?.state === 'queued')).toHaveLength(6);
+      for (const r of opened.filter((r) => r?.state === 'queued')) {
+        expect(r?.queuedAt).toEqual(expect.any(Number));
+        expect(r?.slotDay).toBe(DAY);
+      }
+      expect(await store.sessionUse(DAY, LIVE, 'queued')).toMatchObject({ live: 2, queued: 6, sessions: 8 });
+      // A gated transition (a person's Approve) waits too while the cap is reached.
+      await store.openRun({ ...gatedRun('p1'), state: 'awaiting_approval' }, []);
+      expect(
+        await store.transitionGatedRun('p1', ['awaiting_approval'], capped, steps('p1'), { decidedBy: 'U1' }),
+      ).toMatchObject({ state: 'queued', decidedBy: 'U1', slotDay: DAY });
+      expect(
+        await store.transitionGatedRun('p1', ['awaiting_approval'], capped, steps('p1'), {}),
+      ).toBeUndefined();
+
+      // Nothing ended: there is no room.
+      const dequeueJobs = (id: string) => [
+        { kind: 'start_session' as const, lane: `run:${id}`, payload: { runId: id } },
+      ];
+      expect(await store.admitQueued('queued', 'starting', capped, dequeueJobs)).toEqual([]);
+      // Both live runs end: many admissions at once (replicas racing) let exactly two start, the oldest.
+      const live = opened.filter((r) => r?.state === 'starting').map((r) => r?.id as string);
+      for (const id of live) await store.transitionRun(id, ['starting'], 'finished', {}, []);
+      const waitingOldestFirst = (await store.runsInStates(['queued'], 100))
+        .sort((x, y) => (x.queuedAt as number) - (y.queuedAt as number) || x.createdAt - y.createdAt)
+        .map((r) => r.id);
+      const rounds = await Promise.all(
+        Array.from({ length: 5 }, () => store.admitQueued('queued', 'starting', capped, dequeueJobs)),
+      );
+      const admitted = rounds.flat().map((r) => r.id);
+      expect(admitted).toHaveLength(2);
+      expect(new Set(admitted)).toEqual(new Set(waitingOldestFirst.slice(0, 2)));
+      expect((await store.runsInStates(LIVE, 100)).length).toBe(2);
+      // A start while runs wait goes behind them, even with room (here: none).
+      expect((await store.openGatedRun(gatedRun('late'), capped, steps('late')))?.state).toBe('queued');
+      // Without a cap, every waiting run starts.
+      const all = await store.admitQueued('queued', 'starting', gate(), dequeueJobs);
+      expect(all).toHaveLength(6);
+      expect(await store.sessionUse(DAY, LIVE, 'queued')).toMatchObject({ live: 8, queued: 0 });
+    });
+
     it('sums up the shared state for metrics: jobs, the oldest waiting one, runs by state, ACUs', async () => {
       const store = await fresh();
       expect(await store.stats()).toEqual({
@@ -560,6 +750,112 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       expect(stats.acusConsumed).toBeCloseTo(3.75);
       expect((await store.getRun('r1'))?.acusConsumed).toBe(1.5);
       expect((await store.getRun('r3'))?.acusConsumed).toBeNull();
+    });
+    it('groups the resolved incidents of one service within the window into one run, atomically', async () => {
+      const store = await fresh();
+      const t = 1_700_000_000_000;
+      const first = await store.openOrJoinStorm(stormRun('g1', 'S1'), [redraw('g1')], stormJoin('PS1', t));
+      expect(first).toMatchObject({ outcome: 'opened', run: { id: 'g1', state: 'awaiting_approval' } });
+      // Within the window of the latest resolution: joins, queueing the step's jobs for the group's run.
+      const second = await store.openOrJoinStorm(
+        stormRun('x2', 'S2'),
+        [redraw('x2')],
+        stormJoin('PS1', t + 540_000),
+      );
+      expect(second).toMatchObject({
+        outcome: 'joined',
+        run: { id: 'g1' },
+        from: 'awaiting_approval',
+        members: 2,
+      });
+      expect(await store.getRun('x2')).toBeUndefined();
+      // A chain: 15 minutes after the first, but within 10 of the second.
+      const third = await store.openOrJoinStorm(stormRun('x3', 'S3'), [], stormJoin('PS1', t + 900_000));
+      expect(third).toMatchObject({ outcome: 'joined', run: { id: 'g1' }, members: 3 });
+      // Another service never joins; beyond the window opens a new group.
+      const other = await store.openOrJoinStorm(stormRun('o1', 'S4', 'PS2'), [], stormJoin('PS2', t));
+      expect(other).toMatchObject({ outcome: 'opened', run: { id: 'o1' } });
+      const later = await store.openOrJoinStorm(stormRun('l1', 'S5'), [], stormJoin('PS1', t + 1_600_000));
+      expect(later).toMatchObject({ outcome: 'opened', run: { id: 'l1' } });
+      // The same incident again (a redelivery, a second resolve) changes nothing.
+      expect(await store.openOrJoinStorm(stormRun('x9', 'S2'), [], stormJoin('PS1', t))).toBeUndefined();
+      expect(await store.openOrJoinStorm(stormRun('x8', 'S1'), [], stormJoin('PS1', t))).toBeUndefined();
+      const members = await store.stormMembers('g1');
+      expect(members.map((m) => m.incident.id)).toEqual(['S1', 'S2', 'S3']);
+      expect(members.map((m) => m.resolvedAt)).toEqual([t, t + 540_000, t + 900_000]);
+      expect(members.every((m) => m.deliveredAt === null && m.runId === 'g1')).toBe(true);
+      expect(await store.stormMembers('nope')).toEqual([]);
+      // One waiting redraw for the group's message, however many joined.
+      const jobs = await store.listJobs();
+      expect(jobs.filter((j) => j.lane === 'slack:g1')).toHaveLength(1);
+      expect(jobs.some((j) => j.lane.endsWith('x2'))).toBe(false);
+    });
+
+    it('joins a group only in the states the join declares, moving its run as the step says', async () => {
+      const store = await fresh();
+      const t = 1_700_000_000_000;
+      await store.openOrJoinStorm(stormRun('g1', 'S1'), [], stormJoin('PS1', t));
+      const starting = stormJoin('PS1', t, {
+        steps: {
+          awaiting_approval: {
+            to: 'starting',
+            patch: { decidedAt: 42 },
+            jobs: (id) => [{ kind: 'start_session', lane: `run:${id}`, payload: { runId: id } }],
+          },
+        },
+      });
+      const joined = await store.openOrJoinStorm(stormRun('x2', 'S2'), [], starting);
+      expect(joined).toMatchObject({
+        outcome: 'joined',
+        from: 'awaiting_approval',
+        run: { state: 'starting', decidedAt: 42 },
+      });
+      expect((await store.listJobs()).map((j) => [j.kind, j.lane])).toEqual([['start_session', 'run:g1']]);
+      // 'starting' is not among the default steps' states: the next incident opens a new group.
+      const next = await store.openOrJoinStorm(stormRun('n1', 'S3'), [], stormJoin('PS1', t));
+      expect(next).toMatchObject({ outcome: 'opened', run: { id: 'n1' } });
+      await store.transitionRun('n1', ['awaiting_approval'], 'started', {}, []);
+      const live = await store.openOrJoinStorm(stormRun('x4', 'S4'), [], stormJoin('PS1', t));
+      expect(live).toMatchObject({ outcome: 'joined', run: { id: 'n1', state: 'started' }, from: 'started' });
+      expect((await store.listJobs()).map((j) => j.kind).sort()).toEqual([
+        'append_incidents',
+        'start_session',
+        'sync_message',
+      ]);
+      await store.markStormDelivered('n1', ['S4', 'S-unknown'], 1234);
+      await store.markStormDelivered('n1', ['S4'], 9999);
+      const members = await store.stormMembers('n1');
+      expect(members.map((m) => [m.incident.id, m.deliveredAt])).toEqual([
+        ['S3', null],
+        ['S4', 1234],
+      ]);
+    });
+
+    it('never opens two groups for one service, however many incidents join at once', async () => {
+      const store = await fresh();
+      const t = 1_700_000_000_000;
+      const outcomes = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          store.openOrJoinStorm(
+            stormRun(`c${i}`, `SC${i}`),
+            [redraw(`c${i}`)],
+            stormJoin('PS1', t + i * 1000),
+          ),
+        ),
+      );
+      const opened = outcomes.filter((o) => o?.outcome === 'opened');
+      expect(opened).toHaveLength(1);
+      const groupId = opened[0]?.run.id as string;
+      expect(outcomes.filter((o) => o?.outcome === 'joined' && o.run.id === groupId)).toHaveLength(11);
+      expect(await store.stormMembers(groupId)).toHaveLength(12);
+      expect(await store.runsInStates(['awaiting_approval'], 100)).toHaveLength(1);
+      // The same incident twice at once: one of the two joins.
+      const twice = await Promise.all([
+        store.openOrJoinStorm(stormRun('d1', 'SD'), [], stormJoin('PS1', t)),
+        store.openOrJoinStorm(stormRun('d2', 'SD'), [], stormJoin('PS1', t)),
+      ]);
+      expect(twice.filter((o) => o !== undefined)).toHaveLength(1);
+      expect(await store.stormMembers(groupId)).toHaveLength(13);
     });
   });
 }
