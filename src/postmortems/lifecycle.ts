@@ -1,4 +1,4 @@
-import type { NewJob, NewRun, RunPatch, Store, StormJoin, StormOutcome } from '../store/store.js';
+import type { NewJob, NewRun, RunPatch, Store, StormJoin, StormMove, StormOutcome } from '../store/store.js';
 import { LifecycleBug } from './errors.js';
 import {
   appendIncidentsJob,
@@ -122,6 +122,8 @@ export const TRANSITIONS = {
   /**
    * Joined while the group waits for a decision, was skipped, or its session could not be created: its
    * message shows one more incident (and Approve, Start anyway or Retry tells the session about all).
+   * An incident with an auto-start priority joins only a group waiting for approval (join_and_start);
+   * a skipped or start_failed group leaves it to open a group of its own, which policy starts.
    */
   join: { from: ['awaiting_approval', 'skipped', 'start_failed'], to: 'same', jobs: ['sync_message'] },
   /** Joined while the session starts or runs: the incident is sent to it as a follow-up message. */
@@ -135,6 +137,19 @@ export const TRANSITIONS = {
 } as const satisfies Record<string, Transition>;
 
 export type RunEvent = keyof typeof TRANSITIONS;
+
+/**
+ * Storms: the states in which a group's incidents that have not reached a session still will, in the
+ * prompt of the session its decision (Approve, Start anyway, Retry) or the create under way makes. A
+ * group whose run is in any other state with such incidents (its session ended, or refused the message
+ * about them) hands them to a new group of their own (Lifecycle.regroup).
+ */
+export const GROUP_PENDING_STATES: readonly RunState[] = [
+  'awaiting_approval',
+  'skipped',
+  'start_failed',
+  'starting',
+];
 
 /** States whose Devin session the bot follows. */
 export const FOLLOWED_STATES: readonly RunState[] = FOLLOWED;
@@ -238,6 +253,8 @@ export class Lifecycle {
     for (const event of events) {
       const t: Transition = TRANSITIONS[event];
       for (const from of t.from) {
+        // An auto-start incident does not wait on a group people skipped or whose start failed.
+        if (storm.autoStart && event === 'join') continue;
         steps[from] ??= {
           to: t.to === 'same' ? from : t.to,
           // A group started by policy: decided now, by nobody.
@@ -252,6 +269,27 @@ export class Lifecycle {
       windowMs: storm.windowMs,
       steps,
     });
+  }
+
+  /**
+   * Storms: opens `run` (born as its trigger says) as a new group, taking incidents out of another
+   * group's run in the same store transaction: the undelivered incidents of a group whose session can no
+   * longer be told them (`undeliveredOnly`, the old group's message redrawn), or a whole group that gets
+   * a new attempt (Run again or Retry after its session failed). Undefined when there was nothing left to
+   * move (a repeat) or the run's incident already has that attempt.
+   */
+  regroup(
+    run: Omit<NewRun, 'state'>,
+    from: { runId: string; incidentIds: readonly string[]; undeliveredOnly: boolean },
+  ): Promise<PostmortemRun | undefined> {
+    const birth = BIRTHS[run.trigger];
+    const move: StormMove = {
+      fromRunId: from.runId,
+      incidentIds: from.incidentIds,
+      undeliveredOnly: from.undeliveredOnly,
+      fromJobs: from.undeliveredOnly ? [syncMessageJob(from.runId)] : [],
+    };
+    return this.store.moveStormMembers({ ...run, state: birth.state }, jobsFor(run.id, birth.jobs), move);
   }
 
   private async currentState(runId: string, from: readonly RunState[]): Promise<RunState[]> {

@@ -29,6 +29,7 @@ import type {
   Store,
   StoreStats,
   StormJoin,
+  StormMove,
   StormOutcome,
 } from './store.js';
 
@@ -476,6 +477,63 @@ export class PostgresStore implements Store {
        WHERE run_id = $2 AND delivered_at IS NULL AND incident_id = ANY($3::text[])`,
       [at, runId, [...incidentIds]],
     );
+  }
+
+  async markStormInPrompt(runId: string, incidentIds: readonly string[], at: number | null): Promise<void> {
+    await this.query(
+      `UPDATE storm_members SET in_prompt_at = CASE WHEN incident_id = ANY($1::text[]) THEN $2::bigint END
+       WHERE run_id = $3`,
+      [at === null ? [] : [...incidentIds], at, runId],
+    );
+  }
+
+  async markStormNoted(runId: string, incidentId: string, at: number): Promise<void> {
+    await this.query(
+      'UPDATE storm_members SET noted_at = $1 WHERE run_id = $2 AND incident_id = $3 AND noted_at IS NULL',
+      [at, runId, incidentId],
+    );
+  }
+
+  /** Locks as openOrJoinStorm does: the service, the lanes, then the group's run row. */
+  async moveStormMembers(run: NewRun, jobs: NewJob[], move: StormMove): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    const allJobs = [...jobs, ...move.fromJobs];
+    const which = `run_id = $1 AND incident_id = ANY($2::text[])${
+      move.undeliveredOnly ? ' AND delivered_at IS NULL' : ''
+    }`;
+    const opened = await this.tx(async (c): Promise<RunRow | undefined> => {
+      const group = await c.query<{ service_id: string }>(
+        'SELECT service_id FROM storm_groups WHERE run_id = $1',
+        [move.fromRunId],
+      );
+      const serviceId = group.rows[0]?.service_id ?? run.incident.serviceId;
+      await c.query(`SELECT pg_advisory_xact_lock(${STORM_LOCK_SPACE}, hashtext($1))`, [serviceId]);
+      await this.lockQueueKeys(c, allJobs);
+      await c.query('SELECT 1 FROM runs WHERE id = $1 FOR UPDATE', [move.fromRunId]);
+      const moving = await c.query<{ n: number; first: string | null; last: string | null }>(
+        `SELECT COUNT(*)::int AS n, MIN(resolved_at) AS first, MAX(resolved_at) AS last FROM storm_members
+         WHERE ${which}`,
+        [move.fromRunId, [...move.incidentIds]],
+      );
+      const found = moving.rows[0];
+      if (!found || found.n === 0) return undefined;
+      const row = await this.insertRun(c, run, now);
+      if (!row) return undefined;
+      await c.query(
+        `UPDATE storm_members SET run_id = $3, joined_at = $4, delivered_at = NULL, in_prompt_at = NULL,
+           noted_at = NULL WHERE ${which}`,
+        [move.fromRunId, [...move.incidentIds], run.id, now],
+      );
+      await c.query(
+        `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
+         VALUES ($1, $2, $3, $4, $5)`,
+        [run.id, serviceId, Number(found.first), Number(found.last), now],
+      );
+      await this.insertJobs(c, allJobs);
+      return row;
+    });
+    if (opened && allJobs.length > 0) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
   }
 
   async getRun(id: string): Promise<PostmortemRun | undefined> {
