@@ -3,6 +3,7 @@ import type { JobHandler } from '../jobs/runner.js';
 import type { JobKind, Store } from '../store/store.js';
 import { toJobFailure } from './errors.js';
 import type { EventProcessor } from './intake.js';
+import type { Lifecycle } from './lifecycle.js';
 import type { MessageWorker } from './message-worker.js';
 import type { ThreadReplyKind } from './model.js';
 import type { IncidentNotes } from './ports.js';
@@ -14,6 +15,8 @@ export interface JobHandlerDeps {
   events: EventProcessor;
   sessions: SessionWorker;
   messages: MessageWorker;
+  /** The queue of runs waiting for a session slot (DEVIN_MAX_CONCURRENT_SESSIONS). */
+  queue: Pick<Lifecycle, 'admitQueued'>;
   store: Store;
   notes: IncidentNotes | undefined;
   logger: Logger;
@@ -37,6 +40,11 @@ export function jobHandlers(deps: JobHandlerDeps): Record<JobKind, JobHandler> {
     thread_reply: (job) => deps.messages.threadReply(runId(job), job.payload.reply as ThreadReplyKind, job),
     pagerduty_note: (job) => writeBackPullRequest(deps, runId(job)),
     purge_expired_data: () => purgeExpiredData(deps, deps.retentionMs),
+    admit_queued: async () => {
+      const admitted = await deps.queue.admitQueued();
+      for (const run of admitted)
+        deps.logger.info({ runId: run.id, incidentId: run.incidentId }, 'a session slot came free: starting');
+    },
   };
   return Object.fromEntries(
     Object.entries(handlers).map(([kind, handle]) => [

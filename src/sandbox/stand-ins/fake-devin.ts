@@ -182,7 +182,12 @@ export class FakeDevin {
         }
         if (this.refuseMessages) {
           const { status, detail } = this.refuseMessages;
-          problem(res, status, status >= 500 ? 'Service Unavailable' : 'Conflict', detail ?? 'message refused');
+          problem(
+            res,
+            status,
+            status >= 500 ? 'Service Unavailable' : 'Conflict',
+            detail ?? 'message refused',
+          );
           this.events.emit('session', session, 'message-refused');
           return;
         }
