@@ -956,6 +956,43 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       expect((await store.stormMembers('g3')).map((m) => m.incident.id)).toEqual(['S10', 'S9'].sort());
     });
 
+    it('a moved group whose birth starts a session passes the session gate', async () => {
+      const store = await fresh();
+      const t = 1_700_000_000_000;
+      await store.openOrJoinStorm(stormRun('g1', 'S1'), [], stormJoin('PS1', t));
+      for (const n of [2, 3])
+        await store.openOrJoinStorm(stormRun(`x${n}`, `S${n}`), [], stormJoin('PS1', t));
+      const moveOf = (id: string, g: SessionGate, overBudget = true) => ({
+        fromRunId: 'g1',
+        incidentIds: [id],
+        undeliveredOnly: true,
+        fromJobs: [],
+        gate: { gate: g, open: steps(`n${id}`, overBudget) },
+      });
+      const born = (id: string) => ({
+        ...stormRun(`n${id}`, id),
+        state: 'starting' as const,
+        trigger: 'auto' as const,
+      });
+      // The cap is reached (nothing live, but none may be): the new group waits for a slot.
+      expect(await store.moveStormMembers(born('S2'), [], moveOf('S2', gate({ maxLive: 0 })))).toMatchObject({
+        id: 'nS2',
+        state: 'queued',
+        slotDay: DAY,
+      });
+      // Over the day's budget with no step for it: nothing is opened, nothing moves.
+      const spent = gate({ budget: { sessions: 0 } });
+      expect(await store.moveStormMembers(born('S3'), [], moveOf('S3', spent, false))).toBeUndefined();
+      expect(await store.getRun('nS3')).toBeUndefined();
+      expect((await store.stormMembers('g1')).map((m) => m.incident.id)).toEqual(['S1', 'S3']);
+      // With a step for it: the new group asks first, saying why.
+      expect(await store.moveStormMembers(born('S3'), [], moveOf('S3', spent))).toMatchObject({
+        state: 'awaiting_approval',
+        budgetHold: 'daily_sessions',
+      });
+      expect((await store.stormMembers('nS3')).map((m) => m.incident.id)).toEqual(['S3']);
+    });
+
     it('moves members once when two moves of one group race', async () => {
       const store = await fresh();
       const t = 1_700_000_000_000;
