@@ -82,8 +82,9 @@ export interface SqliteStoreOptions {
  * - What reaches the outside world before a later fsync is where a lost suffix could show. A Devin
  *   session is created only after its create intent is durable (so the retry looks the session up
  *   instead of creating a second one), and a person's decision is durable before they are told. A Slack
- *   message whose `ts` was lost is posted again (and a storm's incidents whose delivery mark was lost are
- *   sent to the session again): the same one-request window as a crash between the call's answer and our
+ *   message whose `ts` was lost is posted again (likewise a storm's incidents whose delivery mark was lost
+ *   are sent to the session again, a PagerDuty note whose mark was lost written again; what a storm's
+ *   prompt carries is written just before the create intent, and is durable with it): the same one-request window as a crash between the call's answer and our
  *   write, now also open to a power cut until the next fsync, which comes within
  *   OWNERSHIP_TTL_MS / 3 (the ownership renewal is durable) or sooner with the next webhook.
  * - Checkpoints still fsync (SQLite syncs the WAL before copying it into the database, and the database
