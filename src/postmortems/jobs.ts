@@ -50,3 +50,14 @@ export const syncMessageJob = (runId: string): NewJob => ({
   payload: { runId },
   dedupeKey: `sync:${runId}`,
 });
+
+/**
+ * A channel's approval digest is redrawn from the store (digest.ts): one waiting redraw takes every change
+ * made meanwhile, and the channel's lane keeps two redraws (on any replicas) from running at once.
+ */
+export const syncDigestJob = (channel: string): NewJob => ({
+  kind: 'sync_digest',
+  lane: `digest:${channel}`,
+  payload: { channel },
+  dedupeKey: `digest:${channel}`,
+});

@@ -18,8 +18,10 @@ export class SlackRunChannel implements RunChannel {
     private readonly approvalExpireAfterMs: number,
   ) {}
 
-  postRunMessage(run: PostmortemRun, callKey: number) {
-    return this.paced(run.channel, callKey, () => this.chat.post(run.channel, renderRunMessage(run)));
+  postRunMessage(run: PostmortemRun, callKey: number, inThread?: string) {
+    return this.paced(run.channel, callKey, () =>
+      this.chat.post(run.channel, renderRunMessage(run), inThread),
+    );
   }
 
   updateRunMessage(run: PostmortemRun & { slackTs: string }, callKey: number) {

@@ -1,5 +1,5 @@
 import type { Evidence, Incident, PostmortemResult, PostmortemRun, RunState } from '../postmortems/model.js';
-import type { JobRecord, JobState, RunPatch } from './store.js';
+import type { DigestRecord, JobRecord, JobState, RunPatch } from './store.js';
 
 /** The runs table's row, the same in SQLite and Postgres (BIGINT columns are read as numbers). */
 export interface RunRow {
@@ -147,4 +147,25 @@ export function jobListLimit(limit = 100): number {
   if (!Number.isInteger(limit) || limit < 1)
     throw new RangeError(`limit must be a positive integer, not ${limit}`);
   return limit;
+}
+
+/** The digests table's row (BIGINT columns may come back as strings from Postgres). */
+export interface DigestRow {
+  channel: string;
+  ts: string | null;
+  open: number | boolean;
+  version: number | string;
+  drawn_version: number | string;
+  drawn_at: number | string;
+}
+
+export function toDigest(row: DigestRow): DigestRecord {
+  return {
+    channel: row.channel,
+    ts: row.ts,
+    open: Boolean(row.open),
+    version: Number(row.version),
+    drawnVersion: Number(row.drawn_version),
+    drawnAt: Number(row.drawn_at),
+  };
 }
