@@ -297,4 +297,44 @@ describe('SLACK_DIGEST_AFTER: a storm of approval requests in one channel', () =
     // The digest follows: 20 wait.
     expect(JSON.stringify(digestMessage().blocks)).toContain('20 incidents wait for a postmortem decision');
   }, 120_000);
+
+  it('reminds only the requests with a card of their own, expires them all, and then says nothing waits', async () => {
+    h = await startHarness({
+      env: { ...APPROVERS, APPROVAL_REMIND_AFTER: '24h', APPROVAL_EXPIRE_AFTER: '7d' },
+    });
+    await storm(7);
+    await h.settled(60_000);
+    expect(channelPosts()).toHaveLength(6);
+    expect(JSON.stringify(digestMessage().blocks)).toContain('7 incidents wait for a postmortem decision');
+
+    h.clock.advance(25 * 3_600_000);
+    await h.bot.follower.tick();
+    await h.settled(60_000);
+    const replies = h.slack.callsOf('chat.postMessage').filter((c) => c.args.thread_ts);
+    // The five cards are reminded in their threads; the digest is the reminder of the two folded there.
+    expect(replies).toHaveLength(5);
+    const cardTs = [...h.slack.messages.values()]
+      .filter((m) => hasAction(m, 'postmortem_approve'))
+      .map((m) => m.ts);
+    expect(new Set(replies.map((c) => c.args.thread_ts))).toEqual(new Set(cardTs));
+    expect(await h.bot.store.countJobs()).toMatchObject({ queued: 0, dead: 0 });
+
+    h.clock.advance(7 * 24 * 3_600_000);
+    await h.bot.follower.tick();
+    await h.settled(60_000);
+    expect(await states()).toEqual({ expired: 7 });
+    expect(channelPosts()).toHaveLength(6);
+    expect(JSON.stringify(digestMessage().blocks)).toContain('nothing waits here any more');
+  }, 120_000);
+});
+
+describe('SLACK_DIGEST_AFTER=0', () => {
+  it('turns the digest off: every request gets its own message', async () => {
+    h = await startHarness({ env: { ...APPROVERS, SLACK_DIGEST_AFTER: '0' } });
+    await storm(8);
+    await h.settled(60_000);
+    expect(channelPosts()).toHaveLength(8);
+    expect([...h.slack.messages.values()].filter((m) => hasAction(m, 'postmortem_approve'))).toHaveLength(8);
+    expect(digestMessage()).toBeUndefined();
+  }, 120_000);
 });
