@@ -203,37 +203,42 @@ export class SqliteStore implements Store {
     after: number,
     redraw: NewJob,
   ): Promise<ApprovalPlacement | undefined> {
-    const placed = this.db
-      .transaction((): { shownIn: ApprovalPlacement; queued: boolean } | undefined => {
-        const existing = this.sql('SELECT shown_in FROM approval_placements WHERE run_id = ?').get(runId) as
-          | { shown_in: ApprovalPlacement }
-          | undefined;
-        if (existing) return { shownIn: existing.shown_in, queued: false };
-        const run = this.sql('SELECT channel, created_at FROM runs WHERE id = ?').get(runId) as
-          | { channel: string; created_at: number }
-          | undefined;
-        if (!run) return undefined;
-        // Counting stops at `after`: in a storm of thousands the answer is the same, and cheap.
-        const { n } = this.sql(
-          `SELECT COUNT(*) AS n FROM (
+    // Without its own fsync, like the job bookkeeping around it: a placement lost to a power cut is lost
+    // with its job's completion (written after it), so the job runs again and places the request anew,
+    // before anything showed it; the next durable commit syncs it anyway. In a storm these are thousands.
+    const placed = this.relaxed(() =>
+      this.db
+        .transaction((): { shownIn: ApprovalPlacement; queued: boolean } | undefined => {
+          const existing = this.sql('SELECT shown_in FROM approval_placements WHERE run_id = ?').get(runId) as
+            | { shown_in: ApprovalPlacement }
+            | undefined;
+          if (existing) return { shownIn: existing.shown_in, queued: false };
+          const run = this.sql('SELECT channel, created_at FROM runs WHERE id = ?').get(runId) as
+            | { channel: string; created_at: number }
+            | undefined;
+          if (!run) return undefined;
+          // Counting stops at `after`: in a storm of thousands the answer is the same, and cheap.
+          const { n } = this.sql(
+            `SELECT COUNT(*) AS n FROM (
              SELECT 1 FROM runs
              WHERE channel = ? AND state = 'awaiting_approval' AND id <> ?
                AND (created_at < ? OR (created_at = ? AND id < ?))
              LIMIT ?)`,
-        ).get(run.channel, runId, run.created_at, run.created_at, runId, after) as { n: number };
-        const shownIn: ApprovalPlacement = n >= after ? 'digest' : 'card';
-        this.sql(
-          'INSERT INTO approval_placements (run_id, channel, shown_in, placed_at) VALUES (?, ?, ?, ?)',
-        ).run(runId, run.channel, shownIn, this.now());
-        if (shownIn === 'card') return { shownIn, queued: false };
-        this.sql(
-          `INSERT INTO digests (channel, version) VALUES (?, 1)
+          ).get(run.channel, runId, run.created_at, run.created_at, runId, after) as { n: number };
+          const shownIn: ApprovalPlacement = n >= after ? 'digest' : 'card';
+          this.sql(
+            'INSERT INTO approval_placements (run_id, channel, shown_in, placed_at) VALUES (?, ?, ?, ?)',
+          ).run(runId, run.channel, shownIn, this.now());
+          if (shownIn === 'card') return { shownIn, queued: false };
+          this.sql(
+            `INSERT INTO digests (channel, version) VALUES (?, 1)
              ON CONFLICT (channel) DO UPDATE SET version = digests.version + 1`,
-        ).run(run.channel);
-        this.insertJob(redraw);
-        return { shownIn, queued: true };
-      })
-      .immediate();
+          ).run(run.channel);
+          this.insertJob(redraw);
+          return { shownIn, queued: true };
+        })
+        .immediate(),
+    );
     if (placed?.queued) this.notifyQueued();
     return placed?.shownIn;
   }
@@ -255,17 +260,20 @@ export class SqliteStore implements Store {
   }
 
   async touchDigest(channel: string, redraw: NewJob): Promise<boolean> {
-    const touched = this.db
-      .transaction(() => {
-        const row = this.sql(
-          `UPDATE digests SET version = version + 1
+    // Relaxed for the same reason as a placement: lost only together with its job's completion.
+    const touched = this.relaxed(() =>
+      this.db
+        .transaction(() => {
+          const row = this.sql(
+            `UPDATE digests SET version = version + 1
              WHERE channel = ? AND (open = 1 OR version > drawn_version)
              RETURNING channel`,
-        ).get(channel);
-        if (row) this.insertJob(redraw);
-        return row !== undefined;
-      })
-      .immediate();
+          ).get(channel);
+          if (row) this.insertJob(redraw);
+          return row !== undefined;
+        })
+        .immediate(),
+    );
     if (touched) this.notifyQueued();
     return touched;
   }
