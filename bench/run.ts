@@ -74,6 +74,10 @@ function resolvedWebhook(
   return { body, signature: signPagerDutyBody(body, SECRET), incidentId: e.event.data.id };
 }
 
+/** Each incident with the run that decides it: its own, or its storm group's (STORM_WINDOW). */
+const INCIDENT_RUNS = `SELECT incident_id, id AS run_id FROM runs
+  UNION SELECT incident_id, run_id FROM storm_members`;
+
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
@@ -389,13 +393,15 @@ async function main(): Promise<void> {
   let visible = 0;
   while (Date.now() < deadline) {
     runs = query<{ n: number }>(stormDb, 'SELECT COUNT(*) AS n FROM runs').n;
+    const known = query<{ n: number }>(stormDb, `SELECT COUNT(*) AS n FROM (${INCIDENT_RUNS}) AS i`).n;
     const starting = query<{ n: number }>(
       stormDb,
       "SELECT COUNT(*) AS n FROM runs WHERE state = 'starting'",
     ).n;
     visible = query<{ n: number }>(
       stormDb,
-      `SELECT COUNT(DISTINCT r.incident_id) AS n FROM runs r
+      `SELECT COUNT(DISTINCT i.incident_id) AS n FROM (${INCIDENT_RUNS}) AS i
+         JOIN runs r ON r.id = i.run_id
          LEFT JOIN approval_placements p ON p.run_id = r.id
          LEFT JOIN digests d ON d.channel = r.channel
          WHERE r.state <> 'awaiting_approval' OR r.slack_ts IS NOT NULL
@@ -403,7 +409,7 @@ async function main(): Promise<void> {
     ).n;
     const now = (Date.now() - t0) / 1000;
     if (visibleSeconds === undefined && visible === STORM_INCIDENTS) visibleSeconds = now;
-    if (decidedSeconds === undefined && runs === STORM_INCIDENTS && starting === 0) decidedSeconds = now;
+    if (decidedSeconds === undefined && known === STORM_INCIDENTS && starting === 0) decidedSeconds = now;
     if (decidedSeconds !== undefined && visibleSeconds !== undefined) break;
     await sleep(500);
   }
@@ -431,7 +437,7 @@ async function main(): Promise<void> {
     sessionsPerIncident.set(tag, (sessionsPerIncident.get(tag) ?? 0) + 1);
   }
   const eventsStored = query<{ n: number }>(stormDb, 'SELECT COUNT(*) AS n FROM events').n;
-  const decided = query<{ n: number }>(stormDb, 'SELECT COUNT(DISTINCT incident_id) AS n FROM runs').n;
+  const decided = query<{ n: number }>(stormDb, `SELECT COUNT(*) AS n FROM (${INCIDENT_RUNS}) AS i`).n;
   const pendingMessages = query<{ n: number }>(
     stormDb,
     "SELECT COUNT(*) AS n FROM jobs WHERE kind = 'sync_message' AND state = 'queued'",

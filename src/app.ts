@@ -338,6 +338,7 @@ function buildDomain(
     channelFinder: adapters.channelFinder,
     logger,
     now,
+    stormWindowMs: config.lifecycle.stormWindowMs,
   });
   const sessions = new SessionWorker({
     store,

@@ -55,6 +55,20 @@ const duration = (fallback: string) =>
     }),
   ).default(parseDuration(fallback) as number);
 
+/** A duration, or 0 (off). */
+const durationOrOff = (fallback: string) =>
+  optional(
+    z.string().transform((s, ctx) => {
+      if (/^\s*0+\s*[smhd]?\s*$/.test(s)) return 0;
+      const ms = parseDuration(s);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'expected a duration such as 10m or 1h, or 0 for off' });
+        return z.NEVER;
+      }
+      return ms;
+    }),
+  ).default(parseDuration(fallback) as number);
+
 const priorityList = (fallback: string) =>
   z
     .string()
@@ -130,6 +144,7 @@ const envSchema = z.object({
   SESSION_GIVE_UP_AFTER: duration('48h'),
   APPROVAL_REMIND_AFTER: duration('24h'),
   APPROVAL_EXPIRE_AFTER: duration('7d'),
+  STORM_WINDOW: durationOrOff('10m'),
   DATA_RETENTION: duration('90d'),
   DATABASE_URL: optional(
     z
@@ -266,6 +281,8 @@ export interface Config {
     sessionGiveUpAfterMs: number;
     approvalRemindAfterMs: number;
     approvalExpireAfterMs: number;
+    /** STORM_WINDOW: resolved incidents of one service within it form one group (0: off). */
+    stormWindowMs: number;
   };
   /** What evidence goes into the prompt besides PagerDuty's own record. */
   evidence: {
@@ -443,6 +460,7 @@ function buildConfig(
       sessionGiveUpAfterMs: e.SESSION_GIVE_UP_AFTER,
       approvalRemindAfterMs: e.APPROVAL_REMIND_AFTER,
       approvalExpireAfterMs: e.APPROVAL_EXPIRE_AFTER,
+      stormWindowMs: e.STORM_WINDOW,
     },
     evidence: {
       includeChannelHistory: e.SLACK_INCLUDE_CHANNEL_HISTORY,

@@ -7,12 +7,16 @@ export interface CronTickerOptions {
   timezone?: string;
   /**
    * Replicas share this schedule: each tick runs on the one replica that takes the store's lease named
-   * after the schedule first; the others skip it. The lease lasts half the time to the next tick and is
-   * renewed while the tick runs, so neither a slow tick nor clocks that differ by less than that let two
-   * replicas run one tick.
+   * after the schedule first; the others skip it. The lease lasts until shortly before the next tick is
+   * due (a tenth of the interval, at most a second) and is renewed while the tick runs, so neither a slow
+   * tick nor a replica whose timer fires late lets two replicas run one tick. Replicas whose clocks differ
+   * by more than that margin may run a tick early, never twice.
    */
   lease?: { store: Pick<Store, 'tryLease' | 'releaseLease'>; owner: string; now: () => number };
 }
+
+/** How long before the next tick a tick's lease runs out, at most (a tenth of the interval when shorter). */
+const MAX_LEASE_MARGIN_MS = 1000;
 
 /** Used when a tick is run by hand, outside the schedule, and so has no next tick to measure against. */
 const DEFAULT_LEASE_MS = 30_000;
@@ -61,7 +65,10 @@ export class CronTicker {
       await this.tick();
       return;
     }
-    const holdMs = (this.task?.msToNext() ?? DEFAULT_LEASE_MS * 2) / 2;
+    // Held until just before the next tick is due: a replica whose timer fires late for this same tick
+    // (a busy event loop, a GC pause) still finds it taken, however late, up to the next tick itself.
+    const toNext = this.task?.msToNext() ?? DEFAULT_LEASE_MS;
+    const holdMs = toNext - Math.min(toNext / 10, MAX_LEASE_MARGIN_MS);
     const take = () => {
       const now = lease.now();
       return lease.store.tryLease(this.name, lease.owner, now, now + holdMs);

@@ -35,6 +35,8 @@ export interface EventProcessorDeps {
   channelFinder?: IncidentChannelLookup | undefined;
   logger: Logger;
   now: () => number;
+  /** STORM_WINDOW: resolved incidents of one service within it share one run (0 or unset: off). */
+  stormWindowMs?: number;
 }
 
 /**
@@ -104,6 +106,12 @@ export class EventProcessor {
       auto ? 'auto' : 'approval',
       await this.channelFor(incident, decision.channel),
     );
+    const windowMs = this.deps.stormWindowMs ?? 0;
+    // An early start that did not work out keeps to itself: it is that incident's second attempt.
+    if (windowMs > 0 && !early) {
+      await this.openOrJoinStorm(run, incident, windowMs, auto, log);
+      return;
+    }
     if (await this.deps.lifecycle.open(run)) {
       log.info({ runId: run.id, action: decision.action, channel: run.channel }, 'postmortem run opened');
     } else log.info('incident already has a postmortem run; nothing to do');
@@ -135,6 +143,42 @@ export class EventProcessor {
         return 'done';
       }
       current = await store.getRun(early.id);
+    }
+  }
+
+  /**
+   * Storms: the resolved incident opens a group for its service, or joins the one whose resolutions it
+   * is within the window of (a chain: each joiner extends the window from the group's latest, or earliest,
+   * resolution). The group's run, message and session are the first incident's; see lifecycle.ts.
+   */
+  private async openOrJoinStorm(
+    run: Omit<NewRun, 'state'>,
+    incident: Incident,
+    windowMs: number,
+    autoStart: boolean,
+    log: Logger,
+  ): Promise<void> {
+    const now = this.deps.now();
+    const resolvedAt = Date.parse(incident.resolvedAt ?? incident.lastEventAt);
+    const outcome = await this.deps.lifecycle.openOrJoin(run, {
+      serviceId: incident.serviceId,
+      resolvedAt: Number.isFinite(resolvedAt) ? resolvedAt : now,
+      windowMs,
+      autoStart,
+      now,
+    });
+    if (!outcome) {
+      log.info('incident already has a postmortem run or a storm group; nothing to do');
+    } else if (outcome.outcome === 'opened') {
+      log.info(
+        { runId: run.id, action: autoStart ? 'auto_start' : 'ask', channel: run.channel },
+        'postmortem run opened (a storm group of one)',
+      );
+    } else {
+      log.info(
+        { runId: outcome.run.id, from: outcome.from, state: outcome.run.state, members: outcome.members },
+        'incident joined the storm group of its service',
+      );
     }
   }
 

@@ -35,6 +35,7 @@ export function jobHandlers(deps: JobHandlerDeps): Record<JobKind, JobHandler> {
     start_session: (job) => deps.sessions.startSession(runId(job), job),
     finalize_session: (job) => deps.sessions.finalizeSession(runId(job)),
     terminate_session: (job) => deps.sessions.terminateSession(runId(job)),
+    append_incidents: (job) => deps.sessions.appendIncidents(runId(job)),
     sync_message: (job) => deps.messages.syncMessage(runId(job), job),
     thread_reply: (job) => deps.messages.threadReply(runId(job), job.payload.reply as ThreadReplyKind, job),
     pagerduty_note: (job) => writeBackPullRequest(deps, runId(job)),

@@ -61,3 +61,14 @@ export const syncDigestJob = (channel: string): NewJob => ({
   payload: { channel },
   dedupeKey: `digest:${channel}`,
 });
+
+/**
+ * Storms: the group's incidents that have not reached its Devin session yet are sent to it. In the run's
+ * Devin lane, after its create; one waiting job sends every incident that joined meanwhile.
+ */
+export const appendIncidentsJob = (runId: string): NewJob => ({
+  kind: 'append_incidents',
+  lane: `run:${runId}`,
+  payload: { runId },
+  dedupeKey: `append:${runId}`,
+});

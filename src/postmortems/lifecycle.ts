@@ -1,6 +1,7 @@
-import type { NewJob, NewRun, RunPatch, Store } from '../store/store.js';
+import type { NewJob, NewRun, RunPatch, Store, StormJoin, StormOutcome } from '../store/store.js';
 import { LifecycleBug } from './errors.js';
 import {
+  appendIncidentsJob,
   finalizeSessionJob,
   pagerDutyNoteJob,
   startSessionJob,
@@ -47,6 +48,7 @@ type JobSpec =
   | 'terminate_session'
   | 'finalize_session'
   | 'pagerduty_note'
+  | 'append_incidents'
   | { reply: ThreadReplyKind };
 
 interface Birth {
@@ -114,6 +116,22 @@ export const TRANSITIONS = {
     to: 'abandoned',
     jobs: ['terminate_session', 'sync_message', { reply: 'abandoned' }],
   },
+  // Storms (STORM_WINDOW): another resolved incident of the service joins the group's run (one run, one
+  // message, at most one session per group). Taken by Lifecycle.openOrJoin, in the transaction that
+  // decides the incident's run.
+  /**
+   * Joined while the group waits for a decision, was skipped, or its session could not be created: its
+   * message shows one more incident (and Approve, Start anyway or Retry tells the session about all).
+   */
+  join: { from: ['awaiting_approval', 'skipped', 'start_failed'], to: 'same', jobs: ['sync_message'] },
+  /** Joined while the session starts or runs: the incident is sent to it as a follow-up message. */
+  join_live: { from: LIVE, to: 'same', jobs: ['sync_message', 'append_incidents'] },
+  /** An incident with an auto-start priority joined a group waiting for approval: policy starts it. */
+  join_and_start: {
+    from: ['awaiting_approval'],
+    to: 'starting',
+    jobs: ['sync_message', 'start_session'],
+  },
 } as const satisfies Record<string, Transition>;
 
 export type RunEvent = keyof typeof TRANSITIONS;
@@ -138,6 +156,7 @@ const JOB_MAKERS: Record<Exclude<JobSpec, object>, (runId: string) => NewJob> = 
   terminate_session: terminateSessionJob,
   finalize_session: finalizeSessionJob,
   pagerduty_note: pagerDutyNoteJob,
+  append_incidents: appendIncidentsJob,
 };
 
 function jobsFor(runId: string, specs: readonly JobSpec[]): NewJob[] {
@@ -199,6 +218,40 @@ export class Lifecycle {
       jobsFor(runId, t.jobs),
       options.onlyIfUnset,
     );
+  }
+
+  /**
+   * Storms: opens the run as `open` does, as a new group of one, or the incident joins the group of its
+   * service within the window instead, by the join steps above, all in one store transaction. An
+   * incident that would auto-start (`autoStart`) starts a group still waiting for approval; any other
+   * joins it as it is. Undefined when the incident already has a run or a group.
+   */
+  openOrJoin(
+    run: Omit<NewRun, 'state'>,
+    storm: { serviceId: string; resolvedAt: number; windowMs: number; autoStart: boolean; now: number },
+  ): Promise<StormOutcome | undefined> {
+    const birth = BIRTHS[run.trigger];
+    const events: RunEvent[] = storm.autoStart
+      ? ['join_and_start', 'join_live', 'join']
+      : ['join_live', 'join'];
+    const steps: StormJoin['steps'] = {};
+    for (const event of events) {
+      const t: Transition = TRANSITIONS[event];
+      for (const from of t.from) {
+        steps[from] ??= {
+          to: t.to === 'same' ? from : t.to,
+          // A group started by policy: decided now, by nobody.
+          patch: t.to === 'same' ? {} : { decidedAt: storm.now, decidedBy: null },
+          jobs: (groupRunId) => jobsFor(groupRunId, t.jobs),
+        };
+      }
+    }
+    return this.store.openOrJoinStorm({ ...run, state: birth.state }, jobsFor(run.id, birth.jobs), {
+      serviceId: storm.serviceId,
+      resolvedAt: storm.resolvedAt,
+      windowMs: storm.windowMs,
+      steps,
+    });
   }
 
   private async currentState(runId: string, from: readonly RunState[]): Promise<RunState[]> {

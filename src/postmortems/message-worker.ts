@@ -31,11 +31,19 @@ export class MessageWorker {
     const run = await store.getRun(runId);
     if (!run) return;
     if (await this.shownInDigest(run)) return;
+    // Storms: a group's message lists its incidents, redrawn as they join.
+    const members = await store.stormMembers(runId);
+    const storm = members.length > 1 ? members : undefined;
     try {
       if (run.slackTs) {
-        await channel.updateRunMessage({ ...run, slackTs: run.slackTs }, job.id);
+        await channel.updateRunMessage({ ...run, slackTs: run.slackTs }, job.id, storm);
       } else {
-        const posted = await channel.postRunMessage(run, job.id, await this.deps.digest?.threadFor(run));
+        const posted = await channel.postRunMessage(
+          run,
+          job.id,
+          storm,
+          await this.deps.digest?.threadFor(run),
+        );
         await store.updateRun(runId, { channel: posted.channel, slackTs: posted.ts });
       }
     } catch (err) {

@@ -114,3 +114,18 @@ export interface PostmortemRun {
   createdAt: number;
   updatedAt: number;
 }
+
+/**
+ * An incident of a storm group (STORM_WINDOW): resolved incidents of one service whose resolutions fall
+ * within the window of each other share one run, the group's. The run's own incident is a member too.
+ */
+export interface StormMember {
+  /** The group's run. */
+  runId: string;
+  incident: Incident;
+  /** When the incident resolved (unix ms): what the window is measured on. */
+  resolvedAt: number;
+  joinedAt: number;
+  /** When the incident reached the group's Devin session (in its prompt or a follow-up message). */
+  deliveredAt: number | null;
+}

@@ -1,6 +1,6 @@
 import type { ReceivedEvent } from '../store/store.js';
 import type { IncidentEvent } from './incident.js';
-import type { Evidence, Incident, PostmortemRun, ThreadReplyKind } from './model.js';
+import type { Evidence, Incident, PostmortemRun, StormMember, ThreadReplyKind } from './model.js';
 
 /**
  * What the postmortem lifecycle needs from the outside world, in its own terms. Adapters implement
@@ -12,15 +12,21 @@ import type { Evidence, Incident, PostmortemRun, ThreadReplyKind } from './model
 export interface RunChannel {
   /**
    * Posts the run's message (first time) or updates it, drawn from the run as stored. `callKey` names this
-   * call across retries, so a call that waits for a free slot keeps its place. Fails with ChatCode.
+   * call across retries, so a call that waits for a free slot keeps its place. `storm`: the incidents of
+   * the run's storm group, when it has more than one (the message is then the group's). Fails with ChatCode.
    */
   postRunMessage(
     run: PostmortemRun,
     callKey: number,
+    storm?: readonly StormMember[],
     /** Post it in this thread of the run's channel (the digest's, for a request approved there). */
     inThread?: string,
   ): Promise<{ channel: string; ts: string }>;
-  updateRunMessage(run: PostmortemRun & { slackTs: string }, callKey: number): Promise<void>;
+  updateRunMessage(
+    run: PostmortemRun & { slackTs: string },
+    callKey: number,
+    storm?: readonly StormMember[],
+  ): Promise<void>;
   postThreadReply(
     run: PostmortemRun & { slackTs: string },
     kind: ThreadReplyKind,

@@ -2,9 +2,9 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { Job, Store } from '../store/store.js';
 import { DomainError, isDomainError, isRetryable, isSessionApiCode, outcomeUnknown } from './errors.js';
-import { syncMessageJob, terminateSessionJob } from './jobs.js';
+import { appendIncidentsJob, syncMessageJob, terminateSessionJob } from './jobs.js';
 import { FOLLOWED_STATES, type Lifecycle } from './lifecycle.js';
-import type { PostmortemRun } from './model.js';
+import type { PostmortemRun, StormMember } from './model.js';
 import { type PostmortemPolicy, routeOf } from './policy.js';
 import type { EvidenceSource, Session, SessionApi } from './ports.js';
 import {
@@ -12,7 +12,12 @@ import {
   buildSessionRequest,
   newPromptSecret,
   type PromptContext,
+  renderStormPart,
   type SessionSettings,
+  STORM_MESSAGE_BUDGET_CHARS,
+  STORM_PART_BUDGET_CHARS,
+  type StormIncident,
+  stormEntrySize,
 } from './prompt.js';
 import type { PromptTemplate } from './template.js';
 
@@ -59,29 +64,40 @@ export class SessionWorker {
     if (run?.state !== 'starting') return;
     const log = logger.child({ runId, incidentId: run.incidentId, devinTag: run.devinTag });
     let session: Session;
+    let inPrompt: string[];
     try {
-      session = await this.createOnce(run, log);
+      ({ session, inPrompt } = await this.createOnce(run, log));
     } catch (err) {
       await this.startFailed(run, job, err, log);
       return;
     }
     await store.updateRun(runId, { devinSessionId: session.id, devinUrl: session.url });
+    // Storms: the incidents in the prompt reached the session; any other joiner follows in a message.
+    await store.markStormDelivered(runId, inPrompt, this.deps.now());
     const started = await this.deps.lifecycle.fire(runId, 'session_created', {
       patch: { sessionStartedAt: this.deps.now(), devinStatus: session.status },
     });
+    if (started && (await this.undelivered(started)).length > 0) {
+      await store.enqueueJob(appendIncidentsJob(runId));
+    }
     if (!started && (await store.getRun(runId))?.state === 'stopped') {
       // Stop was pressed while the create was in flight: the new session must not run on.
       await store.enqueueJob(terminateSessionJob(runId));
     }
   }
 
-  private async createOnce(run: PostmortemRun, log: Logger): Promise<Session> {
+  /** The session, and the storm incidents its prompt carried (unknown for one an earlier attempt made). */
+  private async createOnce(
+    run: PostmortemRun,
+    log: Logger,
+  ): Promise<{ session: Session; inPrompt: string[] }> {
     const { store, sessions, now } = this.deps;
     if (run.createAttemptedAt !== null) {
       const found = await sessions.findByTag(run.devinTag);
       if (found) {
         log.info({ sessionId: found.id }, 'found the session an earlier attempt created');
-        return found;
+        // Which storm incidents that prompt carried is not known: they are sent again, to be sure.
+        return { session: found, inPrompt: [run.incidentId] };
       }
       if (now() - run.createAttemptedAt < this.deps.reconcileWindowMs) {
         throw new DomainError(
@@ -93,12 +109,26 @@ export class SessionWorker {
     }
     await store.updateRun(run.id, { createAttemptedAt: now() });
     try {
-      const request = buildSessionRequest(await this.promptContext(run), this.sessionSettings(run), {
+      const context = await this.promptContext(run);
+      const members = await store.stormMembers(run.id);
+      const others = members.filter((m) => m.incident.id !== run.incidentId);
+      const packed = others.length > 0 ? await this.packStorm(run, others, STORM_PART_BUDGET_CHARS) : [];
+      const request = buildSessionRequest(context, this.sessionSettings(run), {
         earlyStart: run.trigger === 'early' && run.finalizeRequestedAt === null,
+        ...(others.length > 0
+          ? {
+              storm: {
+                serviceName: run.incident.serviceName,
+                groupSize: members.length,
+                incidents: packed,
+                kind: 'prompt' as const,
+              },
+            }
+          : {}),
       });
       const session = await sessions.create(request);
-      log.info({ sessionId: session.id }, 'Devin session created');
-      return session;
+      log.info({ sessionId: session.id, stormIncidents: members.length }, 'Devin session created');
+      return { session, inPrompt: [run.incidentId, ...packed.map((p) => p.incident.id)] };
     } catch (err) {
       // Devin said no, or never got the request: nothing to reconcile next time.
       if (isDomainError(err) && isSessionApiCode(err.code) && !outcomeUnknown(err.code)) {
@@ -155,6 +185,71 @@ export class SessionWorker {
         patch: { error: `Devin did not accept the message to finish the postmortem: ${errorMessage(err)}` },
       });
     }
+  }
+
+  /**
+   * Job (storms): the group's incidents that have not reached its session yet are sent to it as
+   * follow-up messages, each incident with its evidence, as many per message as its budget allows. Only
+   * while the session is followed; a group that is not started yet gets them all in its first prompt.
+   */
+  async appendIncidents(runId: string): Promise<void> {
+    const { store, sessions, logger, now } = this.deps;
+    const run = await store.getRun(runId);
+    if (!run?.devinSessionId || !FOLLOWED_STATES.includes(run.state)) return;
+    let pending = await this.undelivered(run);
+    if (pending.length === 0) return;
+    const secret = await this.promptSecret(run);
+    const groupSize = (await store.stormMembers(runId)).length;
+    while (pending.length > 0) {
+      const packed = await this.packStorm(run, pending, STORM_MESSAGE_BUDGET_CHARS);
+      const batch =
+        packed.length > 0 ? packed : [{ incident: (pending[0] as StormMember).incident, evidence: null }];
+      const message = renderStormPart(
+        {
+          serviceName: run.incident.serviceName,
+          groupSize,
+          incidents: batch,
+          kind: { message: batch.map((b) => b.incident.id).join(',') },
+        },
+        secret,
+      );
+      await sessions.sendMessage(run.devinSessionId, message);
+      const ids = batch.map((b) => b.incident.id);
+      await store.markStormDelivered(runId, ids, now());
+      logger.info(
+        { runId, incidentId: run.incidentId, incidents: ids.length },
+        'storm: incidents that joined the group sent to its session',
+      );
+      pending = pending.filter((m) => !ids.includes(m.incident.id));
+    }
+  }
+
+  /** The group's incidents other than the run's own that have not reached its session. */
+  private async undelivered(run: PostmortemRun): Promise<StormMember[]> {
+    return (await this.deps.store.stormMembers(run.id)).filter(
+      (m) => m.deliveredAt === null && m.incident.id !== run.incidentId,
+    );
+  }
+
+  /** As many of `members` as fit in `budget` characters, in order, each with its evidence gathered. */
+  private async packStorm(
+    run: PostmortemRun,
+    members: readonly StormMember[],
+    budget: number,
+  ): Promise<StormIncident[]> {
+    const packed: StormIncident[] = [];
+    let used = 1_500; // the part's instructions and markers
+    for (const member of members) {
+      const entry: StormIncident = {
+        incident: member.incident,
+        evidence: await this.deps.evidence.gather({ ...run, incident: member.incident, evidence: null }),
+      };
+      const size = stormEntrySize(entry);
+      if (used + size > budget) break;
+      packed.push(entry);
+      used += size;
+    }
+    return packed;
   }
 
   /** Job: terminate a stopped run's session (one Devin no longer has counts as terminated). */

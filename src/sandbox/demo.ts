@@ -201,7 +201,7 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
         listeners.add(listener);
         return () => listeners.delete(listener);
       },
-      fire: (kind) => incidents.fire(kind, newIncidentId()),
+      fire: (kind) => incidents.fire(kind, newIncidentId),
       resolve: (id) => incidents.resolve(id),
       click: (input) => channel.click(input),
       command: (input) => channel.command(input),

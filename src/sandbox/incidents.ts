@@ -32,6 +32,8 @@ export interface DemoIncident {
   id: string;
   number: number;
   kind: ScenarioKind | 'seeded';
+  /** Which of a storm's incidents this is (1 otherwise). */
+  variant?: number;
   title: string;
   priority: string;
   service: string;
@@ -106,9 +108,20 @@ export class DemoIncidents {
     });
   }
 
-  /** Fires a scenario: triggered, acknowledged and (unless it stops at acknowledged) resolved. */
-  fire(kind: ScenarioKind, id: string): Promise<DemoIncident> {
-    const scenario = SCENARIOS[kind];
+  /**
+   * Fires a scenario: triggered, acknowledged and (unless it stops at acknowledged) resolved. A storm
+   * fires its `count` incidents one after the other, each with an ID from `newId`; the first is returned.
+   */
+  async fire(kind: ScenarioKind, newId: () => string): Promise<DemoIncident> {
+    const count = SCENARIOS[kind].count ?? 1;
+    const fired: Promise<DemoIncident>[] = [];
+    for (let n = 1; n <= count; n++) fired.push(this.fireOne(kind, newId(), n));
+    const [first] = await Promise.all(fired);
+    return first as DemoIncident;
+  }
+
+  private fireOne(kind: ScenarioKind, id: string, n: number): Promise<DemoIncident> {
+    const scenario = this.scenarioOf(kind, n);
     const now = this.now();
     const number = this.nextNumber++;
     const createdAtMs = now - minutes(scenario.minutesOpen);
@@ -117,6 +130,7 @@ export class DemoIncidents {
       id,
       number,
       kind,
+      variant: n,
       title: scenario.title,
       priority: scenario.priority,
       service: scenario.service.name,
@@ -154,11 +168,17 @@ export class DemoIncidents {
   resolve(id: string): Promise<DemoIncident> {
     const incident = this.incidents.find((i) => i.id === id);
     if (!incident || incident.kind === 'seeded') throw new UnknownIncidentError(id);
-    const scenario = SCENARIOS[incident.kind];
+    const scenario = this.scenarioOf(incident.kind, incident.variant ?? 1);
     return this.enqueue(async () => {
       if (incident.status !== 'resolved') await this.resolveNow(incident, scenario);
       return incident;
     });
+  }
+
+  /** The scenario as incident `n` of it: a storm numbers its titles. */
+  private scenarioOf(kind: ScenarioKind, n: number): Scenario {
+    const scenario = SCENARIOS[kind];
+    return { ...scenario, title: scenario.title.replace('{n}', String(n)) };
   }
 
   /** A line the bot logged with this incident's ID. */

@@ -2,6 +2,7 @@ import type { Server, ServerResponse } from 'node:http';
 import express, { type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { Answer } from './channel.js';
+import type { ScenarioKind } from './scenarios.js';
 
 /**
  * The demo page: static HTML/CSS/JS, the demo's state as server-sent events, and a small JSON API for what
@@ -13,7 +14,7 @@ export interface DemoControls {
   /** The whole state the page renders, as JSON. */
   snapshot(): string;
   subscribe(listener: () => void): () => void;
-  fire(kind: 'p1' | 'p3' | 'p5' | 'early'): Promise<unknown>;
+  fire(kind: ScenarioKind): Promise<unknown>;
   resolve(incidentId: string): Promise<unknown>;
   click(input: { user: string; actionId: string; ts?: string; privateId?: string }): Promise<Answer>;
   command(input: { user: string; text: string }): Promise<Answer>;
@@ -30,7 +31,7 @@ export interface DemoControls {
 
 const userId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, 'expected a Slack user ID');
 const schemas = {
-  fire: z.object({ kind: z.enum(['p1', 'p3', 'p5', 'early']) }),
+  fire: z.object({ kind: z.enum(['p1', 'p3', 'p5', 'early', 'storm']) }),
   resolve: z.object({ incidentId: z.string().min(1).max(64) }),
   click: z
     .object({

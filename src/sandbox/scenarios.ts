@@ -27,7 +27,7 @@ export interface PostmortemOutput {
   action_items: { title: string; owner?: string }[];
 }
 
-export type ScenarioKind = 'p1' | 'p3' | 'p5' | 'early';
+export type ScenarioKind = 'p1' | 'p3' | 'p5' | 'early' | 'storm';
 
 export interface Scenario {
   kind: ScenarioKind;
@@ -42,6 +42,8 @@ export interface Scenario {
   minutesOpen: number;
   /** `early` stops at acknowledged: the page then offers Resolve. */
   until: 'resolved' | 'acknowledged';
+  /** A storm: this many incidents of the one service, `{n}` in the title numbering them (default 1). */
+  count?: number;
   alert: string;
   change: string;
   notes: string[];
@@ -145,6 +147,33 @@ export const SCENARIOS: Record<ScenarioKind, Scenario> = {
         { title: 'Autoscale the webhook consumers on queue depth', owner: 'payments' },
         { title: 'Add a capacity check to the flag rollout checklist', owner: 'payments' },
         { title: 'Page on queue age, not depth', owner: 'sre' },
+      ],
+    },
+  },
+  storm: {
+    kind: 'storm',
+    label: 'Storm: 6 P1s on Inventory API',
+    expect:
+      'One outage, six pages (one per host), all on one service within STORM_WINDOW: they form one group with one message, updated in place, and one Devin session; the incidents after the first reach it as messages.',
+    priority: 'P1',
+    title: 'Inventory API 5xx on inv-{n}',
+    service: { id: 'PINVENT', name: 'Inventory API' },
+    minutesOpen: 17,
+    until: 'resolved',
+    count: 6,
+    alert: 'inventory-api 5xx rate above 5% on one host',
+    change: 'Rotated the inventory database credentials',
+    notes: ['The new database password reached only half of the hosts; restarting the rest.'],
+    result: {
+      summary:
+        'A credential rotation updated the inventory database password before every host had the new one; each host answered 5xx from the moment its connections were recycled until it was restarted.',
+      root_cause:
+        'The rotation changed the password first and rolled the hosts afterwards, with no overlap in which both passwords worked.',
+      impact:
+        'Inventory lookups failed on six hosts in turn for 17 minutes; checkout fell back to cached stock.',
+      action_items: [
+        { title: 'Rotate with two valid passwords and a rollout in between', owner: 'platform' },
+        { title: 'Page once per service outage, not once per host', owner: 'sre' },
       ],
     },
   },

@@ -1,6 +1,6 @@
 import type { types } from '@slack/bolt';
 import { formatDurationSetting } from '../config/duration.js';
-import type { PostmortemResult, PostmortemRun, ThreadReplyKind } from '../postmortems/model.js';
+import type { PostmortemResult, PostmortemRun, StormMember, ThreadReplyKind } from '../postmortems/model.js';
 import { cappedList, formatDuration, link, mention, untrusted } from './format.js';
 
 /** Action IDs of the buttons: part of the contract with messages already posted in Slack. */
@@ -22,7 +22,8 @@ export interface SlackMessage {
  * The one Slack message a run owns, rendered from the run's current state. Posting and every later
  * chat.update go through here, so the message always tells the run's story as stored.
  */
-export function renderRunMessage(run: PostmortemRun): SlackMessage {
+export function renderRunMessage(run: PostmortemRun, storm?: readonly StormMember[]): SlackMessage {
+  if (storm && storm.length > 1) return renderStormMessage(run, storm);
   const incident = run.incident;
   const number = incident.number !== null ? `#${incident.number} ` : '';
   const title = untrusted(incident.title, 500);
@@ -44,6 +45,39 @@ export function renderRunMessage(run: PostmortemRun): SlackMessage {
     ...statusBlocks(run),
   ];
   return { text: `${NOTIFICATION[run.state]}: ${number}${untrusted(incident.title, 2000)}`, blocks };
+}
+
+/**
+ * A storm group's one message: "7 incidents on Checkout API resolved 14:00–14:08 UTC", its incidents as
+ * links (as many as fit), and the run's status with one Approve / Skip for the whole group.
+ */
+function renderStormMessage(run: PostmortemRun, storm: readonly StormMember[]): SlackMessage {
+  const service = untrusted(run.incident.serviceName, 300);
+  const times = storm.map((m) => m.resolvedAt);
+  const span = `${clock(Math.min(...times))}–${clock(Math.max(...times))} UTC`;
+  const summary = `${storm.length} incidents on ${service} resolved ${span}`;
+  const list = cappedList(
+    storm.map((m) => {
+      const i = m.incident;
+      const label = i.number !== null ? `#${i.number}` : untrusted(i.id, 40);
+      return `• ${link(i.htmlUrl, label)} ${untrusted(i.title, 150)}${i.priority ? ` (${untrusted(i.priority, 20)})` : ''}`;
+    }),
+    { maxItems: 15, maxChars: 2800, separator: '\n', more: (n) => `…and ${n} more` },
+  );
+  const priorities = [...new Set(storm.map((m) => m.incident.priority ?? 'none'))];
+  const fields = [field('Service', service), field('Priorities', untrusted(priorities.join(', '), 200))];
+  const blocks: KnownBlock[] = [
+    section(`:cyclone: *${summary}*`),
+    section(list),
+    { type: 'section', fields },
+    ...statusBlocks(run, storm.length),
+  ];
+  return { text: `${NOTIFICATION[run.state]}: ${summary}`, blocks };
+}
+
+/** HH:MM in UTC. */
+function clock(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 16);
 }
 
 const NOTIFICATION: Record<PostmortemRun['state'], string> = {
@@ -87,9 +121,12 @@ function actions(blockId: string, ...elements: ReturnType<typeof button>[]): Kno
 }
 
 /** Who set the run going, in words: by priority, by approval, by asking, or early. */
-function origin(run: PostmortemRun): string {
+function origin(run: PostmortemRun, stormSize = 1): string {
   const who = run.decidedBy ? mention(run.decidedBy) : 'someone';
   const priority = untrusted(run.incident.priority ?? 'none', 50);
+  if (stormSize > 1 && run.trigger === 'approval' && !run.decidedBy) {
+    return 'Started automatically (an incident with an auto-start priority joined the group).';
+  }
   if (run.trigger === 'auto') return `Started automatically (priority ${priority}).`;
   if (run.trigger === 'early') return `Started early, when the ${priority} incident was acknowledged.`;
   if (run.trigger === 'manual') return `${who} asked for a postmortem.`;
@@ -99,14 +136,18 @@ function origin(run: PostmortemRun): string {
 const stopButton = (run: PostmortemRun) =>
   actions('postmortem_running', button(STOP_ACTION_ID, 'Stop', run.id, 'danger'));
 
-function statusBlocks(run: PostmortemRun): KnownBlock[] {
+function statusBlocks(run: PostmortemRun, stormSize = 1): KnownBlock[] {
   const who = run.decidedBy ? mention(run.decidedBy) : 'someone';
   const session = link(run.devinUrl, 'open the session');
   const gathering = run.trigger === 'early' && run.finalizeSentAt === null;
   switch (run.state) {
     case 'awaiting_approval':
       return [
-        section('Should Devin investigate this incident and write its postmortem?'),
+        section(
+          stormSize > 1
+            ? `Should Devin investigate these ${stormSize} incidents and write one postmortem for them?`
+            : 'Should Devin investigate this incident and write its postmortem?',
+        ),
         actions(
           'postmortem_decision',
           button(APPROVE_ACTION_ID, 'Approve', run.id, 'primary'),
@@ -124,50 +165,54 @@ function statusBlocks(run: PostmortemRun): KnownBlock[] {
       ];
     case 'starting':
       return [
-        context(`:hourglass_flowing_sand: ${origin(run)} Starting a Devin postmortem session…`),
+        context(`:hourglass_flowing_sand: ${origin(run, stormSize)} Starting a Devin postmortem session…`),
         stopButton(run),
       ];
     case 'started':
       return [
         context(
           gathering
-            ? `:mag: ${origin(run)} Devin is gathering evidence while the incident is open: ${session}`
-            : `:white_check_mark: ${origin(run)} Devin is working on the postmortem: ${session}`,
+            ? `:mag: ${origin(run, stormSize)} Devin is gathering evidence while the incident is open: ${session}`
+            : `:white_check_mark: ${origin(run, stormSize)} Devin is working on the postmortem: ${session}`,
         ),
         stopButton(run),
       ];
     case 'needs_input':
       return [
         context(
-          `:raising_hand: ${origin(run)} Devin is waiting for a person (${devinState(run)}): ${session}`,
+          `:raising_hand: ${origin(run, stormSize)} Devin is waiting for a person (${devinState(run)}): ${session}`,
         ),
         stopButton(run),
       ];
     case 'finished':
-      return [context(`:memo: ${origin(run)} Postmortem ready: ${pullRequestLinks(run)} · ${session}`)];
+      return [
+        context(`:memo: ${origin(run, stormSize)} Postmortem ready: ${pullRequestLinks(run)} · ${session}`),
+      ];
     case 'start_failed':
       return [
         context(
-          `:warning: ${origin(run)} The Devin session could not be started: ${untrusted(run.error ?? 'unknown error', 1500)}`,
+          `:warning: ${origin(run, stormSize)} The Devin session could not be started: ${untrusted(run.error ?? 'unknown error', 1500)}`,
         ),
         actions('postmortem_failed', button(RETRY_ACTION_ID, 'Retry', run.id, 'primary')),
       ];
     case 'session_failed':
       return [
         context(
-          `:x: ${origin(run)} The Devin session failed: ${untrusted(run.error ?? 'unknown error', 1500)} · ${session}`,
+          `:x: ${origin(run, stormSize)} The Devin session failed: ${untrusted(run.error ?? 'unknown error', 1500)} · ${session}`,
         ),
         actions('postmortem_failed', button(RETRY_ACTION_ID, 'Retry', run.id, 'primary')),
       ];
     case 'stopped':
       return [
         context(
-          `:octagonal_sign: ${origin(run)} Stopped by ${run.stoppedBy ? mention(run.stoppedBy) : 'someone'}. ${session}`,
+          `:octagonal_sign: ${origin(run, stormSize)} Stopped by ${run.stoppedBy ? mention(run.stoppedBy) : 'someone'}. ${session}`,
         ),
       ];
     case 'abandoned':
       return [
-        context(`:zzz: ${origin(run)} ${untrusted(run.error ?? 'No longer followed.', 1000)}. ${session}`),
+        context(
+          `:zzz: ${origin(run, stormSize)} ${untrusted(run.error ?? 'No longer followed.', 1000)}. ${session}`,
+        ),
       ];
   }
 }

@@ -1,5 +1,5 @@
 import { isDomainError } from '../postmortems/errors.js';
-import type { PostmortemRun, ThreadReplyKind } from '../postmortems/model.js';
+import type { PostmortemRun, StormMember, ThreadReplyKind } from '../postmortems/model.js';
 import type { RunChannel } from '../postmortems/ports.js';
 import type { SlackChat } from './chat.js';
 import { classifySlackError } from './errors.js';
@@ -18,15 +18,19 @@ export class SlackRunChannel implements RunChannel {
     private readonly approvalExpireAfterMs: number,
   ) {}
 
-  postRunMessage(run: PostmortemRun, callKey: number, inThread?: string) {
+  postRunMessage(run: PostmortemRun, callKey: number, storm?: readonly StormMember[], inThread?: string) {
     return this.paced(run.channel, callKey, () =>
-      this.chat.post(run.channel, renderRunMessage(run), inThread),
+      this.chat.post(run.channel, renderRunMessage(run, storm), inThread),
     );
   }
 
-  updateRunMessage(run: PostmortemRun & { slackTs: string }, callKey: number) {
+  updateRunMessage(
+    run: PostmortemRun & { slackTs: string },
+    callKey: number,
+    storm?: readonly StormMember[],
+  ) {
     return this.paced(run.channel, callKey, () =>
-      this.chat.update(run.channel, run.slackTs, renderRunMessage(run)),
+      this.chat.update(run.channel, run.slackTs, renderRunMessage(run, storm)),
     );
   }
 

@@ -277,6 +277,50 @@ export const MIGRATIONS: readonly Migration[] = [
     postgres: 'ALTER TABLE runs ADD COLUMN acus_consumed DOUBLE PRECISION;',
   },
   {
+    version: 13,
+    name: 'storm groups: one run for the resolved incidents of one service within STORM_WINDOW',
+    // storm_groups: a group is its run; first/last resolution bound the window it may be joined in.
+    // storm_members: each incident in at most one group, with when it reached the group's session.
+    sqlite: `
+      CREATE TABLE storm_groups (
+        run_id TEXT PRIMARY KEY,
+        service_id TEXT NOT NULL,
+        first_resolved_at INTEGER NOT NULL,
+        last_resolved_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX storm_groups_service ON storm_groups (service_id, last_resolved_at);
+      CREATE TABLE storm_members (
+        incident_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        incident TEXT NOT NULL,
+        resolved_at INTEGER NOT NULL,
+        joined_at INTEGER NOT NULL,
+        delivered_at INTEGER
+      );
+      CREATE INDEX storm_members_run ON storm_members (run_id, resolved_at);
+    `,
+    postgres: `
+      CREATE TABLE storm_groups (
+        run_id TEXT PRIMARY KEY,
+        service_id TEXT NOT NULL,
+        first_resolved_at BIGINT NOT NULL,
+        last_resolved_at BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+      );
+      CREATE INDEX storm_groups_service ON storm_groups (service_id, last_resolved_at);
+      CREATE TABLE storm_members (
+        incident_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        incident TEXT NOT NULL,
+        resolved_at BIGINT NOT NULL,
+        joined_at BIGINT NOT NULL,
+        delivered_at BIGINT
+      );
+      CREATE INDEX storm_members_run ON storm_members (run_id, resolved_at);
+    `,
+  },
+  {
     version: 15,
     name: "approval digests: where each approval request is shown, and each channel's digest message",
     // approval_placements: decided once per run, so a retried message job never turns a folded request

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
-import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
+import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
 import { MIGRATIONS } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace } from './pacing.js';
 import {
@@ -13,9 +13,11 @@ import {
   PATCH_COLUMNS,
   patchAssignments,
   type RunRow,
+  type StormMemberRow,
   toDigest,
   toJobRecord,
   toRun,
+  toStormMember,
 } from './rows.js';
 import type {
   ApprovalPlacement,
@@ -30,6 +32,8 @@ import type {
   RunPatch,
   Store,
   StoreStats,
+  StormJoin,
+  StormOutcome,
   WaitingApprovals,
 } from './store.js';
 
@@ -47,6 +51,8 @@ const JOBS_CHANNEL = 'postmortem_bot_jobs';
 const MIGRATION_LOCK = 7_170_011_001;
 /** First key of the transaction advisory locks on lanes and dedupe keys (the second is the hash). */
 const QUEUE_LOCK_SPACE = 7170;
+/** First key of the transaction advisory lock a storm join takes on its service (the second is the hash). */
+const STORM_LOCK_SPACE = 7171;
 
 /** Event transactions written at once (each a batch of the events that arrived meanwhile), and batch size. */
 const MAX_EVENT_FLUSHES = 3;
@@ -344,34 +350,137 @@ export class PostgresStore implements Store {
     const now = this.now();
     const opened = await this.tx(async (c) => {
       await this.lockQueueKeys(c, jobs);
-      const { rows } = await c.query<RunRow>(
-        `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+      const row = await this.insertRun(c, run, now);
+      if (row) await this.insertJobs(c, jobs);
+      return row;
+    });
+    if (opened && jobs.length > 0) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
+  }
+
+  private async insertRun(c: Queryable, run: NewRun, now: number): Promise<RunRow | undefined> {
+    const { rows } = await c.query<RunRow>(
+      `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
              prompt_secret, incident, incident_number, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          ON CONFLICT (incident_id, attempt) DO NOTHING
          RETURNING *`,
-        [
-          run.id,
-          run.incidentId,
-          run.attempt,
-          run.state,
-          run.trigger,
-          run.channel,
-          run.decidedBy,
-          run.decidedAt,
-          run.devinTag,
-          run.promptSecret,
-          JSON.stringify(run.incident),
-          run.incident.number,
-          now,
-          now,
-        ],
+      [
+        run.id,
+        run.incidentId,
+        run.attempt,
+        run.state,
+        run.trigger,
+        run.channel,
+        run.decidedBy,
+        run.decidedAt,
+        run.devinTag,
+        run.promptSecret,
+        JSON.stringify(run.incident),
+        run.incident.number,
+        now,
+        now,
+      ],
+    );
+    return rows[0];
+  }
+
+  /**
+   * Locks in a fixed order, as every other transaction takes them: the service (so two joins of one
+   * service never both open a group), then the group's lanes (as transitionRun does), then its run row.
+   */
+  async openOrJoinStorm(run: NewRun, jobs: NewJob[], join: StormJoin): Promise<StormOutcome | undefined> {
+    const now = this.now();
+    const states = Object.keys(join.steps) as RunState[];
+    let queued = false;
+    const outcome = await this.tx(async (c): Promise<StormOutcome | undefined> => {
+      await c.query(`SELECT pg_advisory_xact_lock(${STORM_LOCK_SPACE}, hashtext($1))`, [join.serviceId]);
+      const known = await c.query(
+        `SELECT 1 FROM runs WHERE incident_id = $1 UNION ALL SELECT 1 FROM storm_members WHERE incident_id = $1`,
+        [run.incidentId],
       );
-      if (rows[0]) await this.insertJobs(c, jobs);
-      return rows[0];
+      if (known.rows.length > 0) return undefined;
+      const candidates = await c.query<{ run_id: string }>(
+        `SELECT g.run_id FROM storm_groups g JOIN runs r ON r.id = g.run_id
+         WHERE g.service_id = $1 AND r.state = ANY($2::text[])
+           AND $3 >= g.first_resolved_at - $4 AND $3 <= g.last_resolved_at + $4
+         ORDER BY g.last_resolved_at DESC LIMIT 1`,
+        [join.serviceId, states, join.resolvedAt, join.windowMs],
+      );
+      const groupId = candidates.rows[0]?.run_id;
+      if (groupId !== undefined) {
+        await this.lockQueueKeys(
+          c,
+          Object.values(join.steps).flatMap((step) => step?.jobs(groupId) ?? []),
+        );
+        const locked = await c.query<{ state: RunState }>('SELECT state FROM runs WHERE id = $1 FOR UPDATE', [
+          groupId,
+        ]);
+        const from = locked.rows[0]?.state;
+        const step = from !== undefined ? join.steps[from] : undefined;
+        if (from !== undefined && step) {
+          const { sets, values } = patchAssignments(step.patch, (i) => `$${i + 4}`);
+          const { rows } = await c.query<RunRow>(
+            `UPDATE runs SET state = $1, updated_at = $2${sets} WHERE id = $3 RETURNING *`,
+            [step.to, now, groupId, ...values],
+          );
+          await c.query(
+            `UPDATE storm_groups SET first_resolved_at = LEAST(first_resolved_at, $2),
+               last_resolved_at = GREATEST(last_resolved_at, $2) WHERE run_id = $1`,
+            [groupId, join.resolvedAt],
+          );
+          await this.insertMember(c, groupId, run, join.resolvedAt, now);
+          const stepJobs = step.jobs(groupId);
+          await this.insertJobs(c, stepJobs);
+          queued = stepJobs.length > 0;
+          const count = await c.query<{ n: number }>(
+            'SELECT COUNT(*)::int AS n FROM storm_members WHERE run_id = $1',
+            [groupId],
+          );
+          return { outcome: 'joined', run: toRun(rows[0] as RunRow), from, members: count.rows[0]?.n ?? 0 };
+        }
+        // The group's run moved on (finished, say) meanwhile: this incident starts a new group.
+      }
+      await this.lockQueueKeys(c, jobs);
+      const row = await this.insertRun(c, run, now);
+      if (!row) return undefined;
+      await c.query(
+        `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
+         VALUES ($1, $2, $3, $3, $4)`,
+        [run.id, join.serviceId, join.resolvedAt, now],
+      );
+      await this.insertMember(c, run.id, run, join.resolvedAt, now);
+      await this.insertJobs(c, jobs);
+      queued = jobs.length > 0;
+      return { outcome: 'opened', run: toRun(row) };
     });
-    if (opened && jobs.length > 0) this.notifyQueued();
-    return opened ? toRun(opened) : undefined;
+    if (queued) this.notifyQueued();
+    return outcome;
+  }
+
+  private async insertMember(c: Queryable, runId: string, run: NewRun, resolvedAt: number, now: number) {
+    await c.query(
+      `INSERT INTO storm_members (incident_id, run_id, incident, resolved_at, joined_at)
+       VALUES ($1, $2, $3, $4, $5)`,
+      [run.incidentId, runId, JSON.stringify(run.incident), resolvedAt, now],
+    );
+  }
+
+  async stormMembers(runId: string): Promise<StormMember[]> {
+    const { rows } = await this.query<StormMemberRow>(
+      'SELECT * FROM storm_members WHERE run_id = $1 ORDER BY resolved_at, incident_id',
+      [runId],
+    );
+    return rows.map(toStormMember);
+  }
+
+  async markStormDelivered(runId: string, incidentIds: readonly string[], at: number): Promise<void> {
+    if (incidentIds.length === 0) return;
+    await this.query(
+      `UPDATE storm_members SET delivered_at = $1
+       WHERE run_id = $2 AND delivered_at IS NULL AND incident_id = ANY($3::text[])`,
+      [at, runId, [...incidentIds]],
+    );
   }
 
   async getRun(id: string): Promise<PostmortemRun | undefined> {

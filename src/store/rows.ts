@@ -1,4 +1,11 @@
-import type { Evidence, Incident, PostmortemResult, PostmortemRun, RunState } from '../postmortems/model.js';
+import type {
+  Evidence,
+  Incident,
+  PostmortemResult,
+  PostmortemRun,
+  RunState,
+  StormMember,
+} from '../postmortems/model.js';
 import type { DigestRecord, JobRecord, JobState, RunPatch } from './store.js';
 
 /** The runs table's row, the same in SQLite and Postgres (BIGINT columns are read as numbers). */
@@ -147,6 +154,26 @@ export function jobListLimit(limit = 100): number {
   if (!Number.isInteger(limit) || limit < 1)
     throw new RangeError(`limit must be a positive integer, not ${limit}`);
   return limit;
+}
+
+/** The storm_members table's row, the same in SQLite and Postgres. */
+export interface StormMemberRow {
+  incident_id: string;
+  run_id: string;
+  incident: string;
+  resolved_at: number;
+  joined_at: number;
+  delivered_at: number | null;
+}
+
+export function toStormMember(row: StormMemberRow): StormMember {
+  return {
+    runId: row.run_id,
+    incident: JSON.parse(row.incident) as Incident,
+    resolvedAt: row.resolved_at,
+    joinedAt: row.joined_at,
+    deliveredAt: row.delivered_at,
+  };
 }
 
 /** The digests table's row (BIGINT columns may come back as strings from Postgres). */

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.js';
-import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
+import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace, UNPACED } from './pacing.js';
 import {
@@ -15,9 +15,11 @@ import {
   PATCH_COLUMNS,
   patchAssignments,
   type RunRow,
+  type StormMemberRow,
   toDigest,
   toJobRecord,
   toRun,
+  toStormMember,
 } from './rows.js';
 import type {
   ApprovalPlacement,
@@ -32,6 +34,8 @@ import type {
   RunPatch,
   Store,
   StoreStats,
+  StormJoin,
+  StormOutcome,
   WaitingApprovals,
 } from './store.js';
 
@@ -412,34 +416,115 @@ export class SqliteStore implements Store {
     const now = this.now();
     const opened = this.db
       .transaction(() => {
-        const row = this.sql(
-          `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
-               prompt_secret, incident, incident_number, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (incident_id, attempt) DO NOTHING
-             RETURNING *`,
-        ).get(
-          run.id,
-          run.incidentId,
-          run.attempt,
-          run.state,
-          run.trigger,
-          run.channel,
-          run.decidedBy,
-          run.decidedAt,
-          run.devinTag,
-          run.promptSecret,
-          JSON.stringify(run.incident),
-          run.incident.number,
-          now,
-          now,
-        ) as RunRow | undefined;
+        const row = this.insertRun(run, now);
         if (row) for (const job of jobs) this.insertJob(job);
         return row;
       })
       .immediate();
     if (opened && jobs.length > 0) this.notifyQueued();
     return opened ? toRun(opened) : undefined;
+  }
+
+  private insertRun(run: NewRun, now: number): RunRow | undefined {
+    return this.sql(
+      `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+               prompt_secret, incident, incident_number, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (incident_id, attempt) DO NOTHING
+             RETURNING *`,
+    ).get(
+      run.id,
+      run.incidentId,
+      run.attempt,
+      run.state,
+      run.trigger,
+      run.channel,
+      run.decidedBy,
+      run.decidedAt,
+      run.devinTag,
+      run.promptSecret,
+      JSON.stringify(run.incident),
+      run.incident.number,
+      now,
+      now,
+    ) as RunRow | undefined;
+  }
+
+  async openOrJoinStorm(run: NewRun, jobs: NewJob[], join: StormJoin): Promise<StormOutcome | undefined> {
+    const now = this.now();
+    const states = Object.keys(join.steps) as RunState[];
+    let queued = false;
+    const outcome = this.db
+      .transaction((): StormOutcome | undefined => {
+        const known = this.sql(
+          `SELECT 1 FROM runs WHERE incident_id = ? UNION ALL SELECT 1 FROM storm_members WHERE incident_id = ?`,
+        ).get(run.incidentId, run.incidentId);
+        if (known) return undefined;
+        const group = (
+          states.length === 0
+            ? undefined
+            : this.sql(
+                `SELECT g.run_id, r.state FROM storm_groups g JOIN runs r ON r.id = g.run_id
+                   WHERE g.service_id = ? AND r.state IN (${states.map(() => '?').join(', ')})
+                     AND ? >= g.first_resolved_at - ? AND ? <= g.last_resolved_at + ?
+                   ORDER BY g.last_resolved_at DESC LIMIT 1`,
+              ).get(join.serviceId, ...states, join.resolvedAt, join.windowMs, join.resolvedAt, join.windowMs)
+        ) as { run_id: string; state: RunState } | undefined;
+        const member = (runId: string) =>
+          this.sql(
+            `INSERT INTO storm_members (incident_id, run_id, incident, resolved_at, joined_at)
+               VALUES (?, ?, ?, ?, ?)`,
+          ).run(run.incidentId, runId, JSON.stringify(run.incident), join.resolvedAt, now);
+        if (group) {
+          const step = join.steps[group.state];
+          if (!step) return undefined;
+          const { sets, values } = patchAssignments(step.patch, () => '?');
+          const row = this.sql(
+            `UPDATE runs SET state = ?, updated_at = ?${sets} WHERE id = ? RETURNING *`,
+          ).get(step.to, now, ...values, group.run_id) as RunRow;
+          this.sql(
+            `UPDATE storm_groups SET first_resolved_at = MIN(first_resolved_at, ?),
+                 last_resolved_at = MAX(last_resolved_at, ?) WHERE run_id = ?`,
+          ).run(join.resolvedAt, join.resolvedAt, group.run_id);
+          member(group.run_id);
+          const stepJobs = step.jobs(group.run_id);
+          for (const job of stepJobs) this.insertJob(job);
+          queued = stepJobs.length > 0;
+          const { n } = this.sql('SELECT COUNT(*) AS n FROM storm_members WHERE run_id = ?').get(
+            group.run_id,
+          ) as { n: number };
+          return { outcome: 'joined', run: toRun(row), from: group.state, members: n };
+        }
+        const row = this.insertRun(run, now);
+        if (!row) return undefined;
+        this.sql(
+          `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
+             VALUES (?, ?, ?, ?, ?)`,
+        ).run(run.id, join.serviceId, join.resolvedAt, join.resolvedAt, now);
+        member(run.id);
+        for (const job of jobs) this.insertJob(job);
+        queued = jobs.length > 0;
+        return { outcome: 'opened', run: toRun(row) };
+      })
+      .immediate();
+    if (queued) this.notifyQueued();
+    return outcome;
+  }
+
+  async stormMembers(runId: string): Promise<StormMember[]> {
+    return (
+      this.sql('SELECT * FROM storm_members WHERE run_id = ? ORDER BY resolved_at, incident_id').all(
+        runId,
+      ) as StormMemberRow[]
+    ).map(toStormMember);
+  }
+
+  async markStormDelivered(runId: string, incidentIds: readonly string[], at: number): Promise<void> {
+    if (incidentIds.length === 0) return;
+    this.sql(
+      `UPDATE storm_members SET delivered_at = ?
+         WHERE run_id = ? AND delivered_at IS NULL AND incident_id IN (SELECT value FROM json_each(?))`,
+    ).run(at, runId, JSON.stringify(incidentIds));
   }
 
   async getRun(id: string): Promise<PostmortemRun | undefined> {

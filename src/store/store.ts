@@ -1,4 +1,4 @@
-import type { Incident, PostmortemRun, RunState } from '../postmortems/model.js';
+import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
 
 /**
  * Everything durable: received webhook events, incidents, postmortem runs and queued jobs.
@@ -49,6 +49,19 @@ export interface Store {
   ): Promise<PostmortemRun | undefined>;
   /** Bookkeeping that is not a state change (Slack message ts, create intent). */
   updateRun(id: string, patch: RunPatch): Promise<void>;
+
+  /**
+   * Storm grouping, in one transaction: unless the incident already has a run or is in a group (then
+   * undefined, nothing written), the incident joins the newest group of its service whose run is in one
+   * of `join.steps`' states and whose resolutions it is within `join.windowMs` of (the group's state then
+   * moves as that step says, queueing its jobs); else `run` opens with `jobs` as a new group of one. Two
+   * joins of one service never both open a group, on one replica or several.
+   */
+  openOrJoinStorm(run: NewRun, jobs: NewJob[], join: StormJoin): Promise<StormOutcome | undefined>;
+  /** A group's incidents, first resolved first; empty for a run that is no group. */
+  stormMembers(runId: string): Promise<StormMember[]>;
+  /** These incidents of the group reached its Devin session at `at` (those not marked before). */
+  markStormDelivered(runId: string, incidentIds: readonly string[], at: number): Promise<void>;
 
   enqueueJob(job: NewJob): Promise<void>;
   /** Takes the next due job whose lane has no earlier unfinished job, and leases it until `leaseUntil`. */
@@ -153,6 +166,24 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** How an incident joins a storm group (Store.openOrJoinStorm); built by the lifecycle. */
+export interface StormJoin {
+  serviceId: string;
+  /** When the incident resolved, unix ms. */
+  resolvedAt: number;
+  windowMs: number;
+  /**
+   * The states a group's run may be joined in, each with the state it moves to (the same for bookkeeping)
+   * and the jobs the join queues for that run.
+   */
+  steps: Partial<Record<RunState, { to: RunState; patch: RunPatch; jobs: (runId: string) => NewJob[] }>>;
+}
+
+export type StormOutcome =
+  | { outcome: 'opened'; run: PostmortemRun }
+  /** `run` as after the join; `from` the state it was joined in. */
+  | { outcome: 'joined'; run: PostmortemRun; from: RunState; members: number };
+
 /** The shared state in figures, for metrics: the same on every replica. */
 export interface StoreStats {
   jobs: { queued: number; running: number; dead: number };
@@ -249,6 +280,7 @@ export type JobKind =
   | 'finalize_session'
   | 'terminate_session'
   | 'pagerduty_note'
+  | 'append_incidents'
   | 'purge_expired_data'
   | 'sync_digest';
 

@@ -268,6 +268,7 @@ describe('lifecycle settings', () => {
       sessionGiveUpAfterMs: 48 * 3_600_000,
       approvalRemindAfterMs: 24 * 3_600_000,
       approvalExpireAfterMs: 7 * 86_400_000,
+      stormWindowMs: 10 * 60_000,
     });
     const config = loadConfig({
       ...valid,
@@ -278,6 +279,20 @@ describe('lifecycle settings', () => {
     expect(config.policy.earlyStartPriorities).toEqual(['P1']);
     expect(config.lifecycle.approvalRemindAfterMs).toBe(90 * 60_000);
     expect(config.lifecycle.pollCron).toBe('*/2 * * * *');
+  });
+
+  it('parses STORM_WINDOW as a duration, or 0 for off, and names a bad one', () => {
+    const window = (value: string) => loadConfig({ ...valid, STORM_WINDOW: value }).lifecycle.stormWindowMs;
+    expect(window('90s')).toBe(90_000);
+    expect(window('1h')).toBe(3_600_000);
+    expect(window('0')).toBe(0);
+    expect(window('0m')).toBe(0);
+    expect(problems({ ...valid, STORM_WINDOW: 'ten minutes' })).toEqual([
+      'STORM_WINDOW: expected a duration such as 10m or 1h, or 0 for off',
+    ]);
+    expect(problems({ ...valid, STORM_WINDOW: '-5m' })).toEqual([
+      'STORM_WINDOW: expected a duration such as 10m or 1h, or 0 for off',
+    ]);
   });
 
   it('rejects bad durations, a bad cron and a reminder after the expiry', () => {

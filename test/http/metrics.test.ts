@@ -60,6 +60,8 @@ describe('GET /metrics', () => {
       return (await h.bot.store.getRun((await h.bot.store.runsForIncident('QP1'))[0]?.id ?? ''))
         ?.acusConsumed;
     }, 'the ACUs to be polled');
+    // The P1's own message follows its session (a queued job): let the queue settle before scraping.
+    await h.settled();
 
     const after = (await scrape(h)).text;
     expect(value(after, 'postmortem_bot_webhooks_total{outcome="accepted"}')).toBe(2);

@@ -194,6 +194,26 @@ describe('npm run demo, in a browser', () => {
     await shown(p2.locator('.thread', { hasText: 'Turning on asynchronous refunds doubled the events' }));
   });
 
+  it('a storm: six P1s of one service make one message and one session, told of every incident', async () => {
+    await fire('Storm: 6 P1s on Inventory API');
+    const group = card('6 incidents on Inventory API');
+    await shown(group);
+    await shown(group.getByRole('link', { name: 'open the session' }));
+    expect(await card('Inventory API').count()).toBe(1);
+    // The prompt and the messages sent into the one session name every incident of the group.
+    const s = session('Inventory API');
+    await expect
+      .poll(
+        async () => {
+          const text = (await s.textContent()) ?? '';
+          return [1, 2, 3, 4, 5, 6].filter((n) => text.includes(`Inventory API 5xx on inv-${n}`)).length;
+        },
+        { timeout: 30_000 },
+      )
+      .toBe(6);
+    expect(await page.locator('.session', { hasText: 'Inventory API' }).count()).toBe(1);
+  });
+
   it('/postmortem help: the command’s immediate answer is shown privately', async () => {
     await page.getByRole('button', { name: '/postmortem help', exact: true }).click();
     const help = page.locator('article.message.private', { hasText: 'postmortems written by Devin' });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { processEventJob, syncDigestJob } from '../../src/postmortems/jobs.js';
-import type { Job, NewRun, ReceivedEvent, Store } from '../../src/store/store.js';
+import type { Job, NewJob, NewRun, ReceivedEvent, Store, StormJoin } from '../../src/store/store.js';
 import { anIncident, aRun } from '../helpers/builders.js';
 
 /** A database for one contract test: `open()` gives a store on it; call it again after closing for another. */
@@ -14,6 +14,36 @@ const newRun = (id: string, attempt = 1, overrides: Partial<NewRun> = {}): NewRu
   const { createdAt: _c, updatedAt: _u, ...run } = aRun({ id, attempt, incident });
   return { ...run, ...overrides };
 };
+
+/** Storm joins as the lifecycle declares them: a redraw while waiting, a redraw and an append when live. */
+const redraw = (runId: string): NewJob => ({
+  kind: 'sync_message',
+  lane: `slack:${runId}`,
+  payload: { runId },
+  dedupeKey: `sync:${runId}`,
+});
+const append = (runId: string): NewJob => ({
+  kind: 'append_incidents',
+  lane: `run:${runId}`,
+  payload: { runId },
+  dedupeKey: `append:${runId}`,
+});
+const stormJoin = (serviceId: string, resolvedAt: number, overrides: Partial<StormJoin> = {}): StormJoin => ({
+  serviceId,
+  resolvedAt,
+  windowMs: 600_000,
+  steps: {
+    awaiting_approval: { to: 'awaiting_approval', patch: {}, jobs: (id) => [redraw(id)] },
+    started: { to: 'started', patch: {}, jobs: (id) => [redraw(id), append(id)] },
+  },
+  ...overrides,
+});
+const stormRun = (id: string, incidentId: string, serviceId = 'PS1'): NewRun => ({
+  ...newRun(id),
+  incidentId,
+  devinTag: `pm-run-${id}`,
+  incident: { ...incident, id: incidentId, serviceId },
+});
 
 const event = (id: string, incidentId: string | null = 'Q1'): ReceivedEvent => ({
   id,
@@ -696,6 +726,113 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
         total: 0,
         runs: [],
       });
+    });
+
+    it('groups the resolved incidents of one service within the window into one run, atomically', async () => {
+      const store = await fresh();
+      const t = 1_700_000_000_000;
+      const first = await store.openOrJoinStorm(stormRun('g1', 'S1'), [redraw('g1')], stormJoin('PS1', t));
+      expect(first).toMatchObject({ outcome: 'opened', run: { id: 'g1', state: 'awaiting_approval' } });
+      // Within the window of the latest resolution: joins, queueing the step's jobs for the group's run.
+      const second = await store.openOrJoinStorm(
+        stormRun('x2', 'S2'),
+        [redraw('x2')],
+        stormJoin('PS1', t + 540_000),
+      );
+      expect(second).toMatchObject({
+        outcome: 'joined',
+        run: { id: 'g1' },
+        from: 'awaiting_approval',
+        members: 2,
+      });
+      expect(await store.getRun('x2')).toBeUndefined();
+      // A chain: 15 minutes after the first, but within 10 of the second.
+      const third = await store.openOrJoinStorm(stormRun('x3', 'S3'), [], stormJoin('PS1', t + 900_000));
+      expect(third).toMatchObject({ outcome: 'joined', run: { id: 'g1' }, members: 3 });
+      // Another service never joins; beyond the window opens a new group.
+      const other = await store.openOrJoinStorm(stormRun('o1', 'S4', 'PS2'), [], stormJoin('PS2', t));
+      expect(other).toMatchObject({ outcome: 'opened', run: { id: 'o1' } });
+      const later = await store.openOrJoinStorm(stormRun('l1', 'S5'), [], stormJoin('PS1', t + 1_600_000));
+      expect(later).toMatchObject({ outcome: 'opened', run: { id: 'l1' } });
+      // The same incident again (a redelivery, a second resolve) changes nothing.
+      expect(await store.openOrJoinStorm(stormRun('x9', 'S2'), [], stormJoin('PS1', t))).toBeUndefined();
+      expect(await store.openOrJoinStorm(stormRun('x8', 'S1'), [], stormJoin('PS1', t))).toBeUndefined();
+      const members = await store.stormMembers('g1');
+      expect(members.map((m) => m.incident.id)).toEqual(['S1', 'S2', 'S3']);
+      expect(members.map((m) => m.resolvedAt)).toEqual([t, t + 540_000, t + 900_000]);
+      expect(members.every((m) => m.deliveredAt === null && m.runId === 'g1')).toBe(true);
+      expect(await store.stormMembers('nope')).toEqual([]);
+      // One waiting redraw for the group's message, however many joined.
+      const jobs = await store.listJobs();
+      expect(jobs.filter((j) => j.lane === 'slack:g1')).toHaveLength(1);
+      expect(jobs.some((j) => j.lane.endsWith('x2'))).toBe(false);
+    });
+
+    it('joins a group only in the states the join declares, moving its run as the step says', async () => {
+      const store = await fresh();
+      const t = 1_700_000_000_000;
+      await store.openOrJoinStorm(stormRun('g1', 'S1'), [], stormJoin('PS1', t));
+      const starting = stormJoin('PS1', t, {
+        steps: {
+          awaiting_approval: {
+            to: 'starting',
+            patch: { decidedAt: 42 },
+            jobs: (id) => [{ kind: 'start_session', lane: `run:${id}`, payload: { runId: id } }],
+          },
+        },
+      });
+      const joined = await store.openOrJoinStorm(stormRun('x2', 'S2'), [], starting);
+      expect(joined).toMatchObject({
+        outcome: 'joined',
+        from: 'awaiting_approval',
+        run: { state: 'starting', decidedAt: 42 },
+      });
+      expect((await store.listJobs()).map((j) => [j.kind, j.lane])).toEqual([['start_session', 'run:g1']]);
+      // 'starting' is not among the default steps' states: the next incident opens a new group.
+      const next = await store.openOrJoinStorm(stormRun('n1', 'S3'), [], stormJoin('PS1', t));
+      expect(next).toMatchObject({ outcome: 'opened', run: { id: 'n1' } });
+      await store.transitionRun('n1', ['awaiting_approval'], 'started', {}, []);
+      const live = await store.openOrJoinStorm(stormRun('x4', 'S4'), [], stormJoin('PS1', t));
+      expect(live).toMatchObject({ outcome: 'joined', run: { id: 'n1', state: 'started' }, from: 'started' });
+      expect((await store.listJobs()).map((j) => j.kind).sort()).toEqual([
+        'append_incidents',
+        'start_session',
+        'sync_message',
+      ]);
+      await store.markStormDelivered('n1', ['S4', 'S-unknown'], 1234);
+      await store.markStormDelivered('n1', ['S4'], 9999);
+      const members = await store.stormMembers('n1');
+      expect(members.map((m) => [m.incident.id, m.deliveredAt])).toEqual([
+        ['S3', null],
+        ['S4', 1234],
+      ]);
+    });
+
+    it('never opens two groups for one service, however many incidents join at once', async () => {
+      const store = await fresh();
+      const t = 1_700_000_000_000;
+      const outcomes = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          store.openOrJoinStorm(
+            stormRun(`c${i}`, `SC${i}`),
+            [redraw(`c${i}`)],
+            stormJoin('PS1', t + i * 1000),
+          ),
+        ),
+      );
+      const opened = outcomes.filter((o) => o?.outcome === 'opened');
+      expect(opened).toHaveLength(1);
+      const groupId = opened[0]?.run.id as string;
+      expect(outcomes.filter((o) => o?.outcome === 'joined' && o.run.id === groupId)).toHaveLength(11);
+      expect(await store.stormMembers(groupId)).toHaveLength(12);
+      expect(await store.runsInStates(['awaiting_approval'], 100)).toHaveLength(1);
+      // The same incident twice at once: one of the two joins.
+      const twice = await Promise.all([
+        store.openOrJoinStorm(stormRun('d1', 'SD'), [], stormJoin('PS1', t)),
+        store.openOrJoinStorm(stormRun('d2', 'SD'), [], stormJoin('PS1', t)),
+      ]);
+      expect(twice.filter((o) => o !== undefined)).toHaveLength(1);
+      expect(await store.stormMembers(groupId)).toHaveLength(13);
     });
   });
 }

@@ -230,11 +230,18 @@ describe('PostgresStore: several replicas on one database', () => {
     const b = open(db.url);
     await Promise.all([a.ping(), b.ping()]);
     await waitFor(() => a.listening && b.listening, 'both to listen');
-    const woken = new Promise<number>((resolve) => b.onJobsQueued(() => resolve(Date.now())));
-    const sent = Date.now();
-    await a.enqueueJob({ kind: 'sync_message', lane: 'x', payload: {} });
-    const latency = (await woken) - sent;
-    expect(latency).toBeLessThan(250);
+    let wake: (at: number) => void = () => {};
+    b.onJobsQueued(() => wake(Date.now()));
+    // Five jobs, one at a time; the median wake-up, so that one stall of this shared machine is not a failure.
+    const latencies: number[] = [];
+    for (let n = 0; n < 5; n++) {
+      const woken = new Promise<number>((resolve) => (wake = resolve));
+      const sent = Date.now();
+      await a.enqueueJob({ kind: 'sync_message', lane: `x${n}`, payload: {} });
+      latencies.push((await woken) - sent);
+    }
+    latencies.sort((x, y) => x - y);
+    expect(latencies[2], `wake-ups in ms: ${latencies.join(', ')}`).toBeLessThan(250);
   });
 
   it('keeps listening after its connection is cut, and the pool replaces broken connections', async () => {
