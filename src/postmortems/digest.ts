@@ -128,6 +128,7 @@ export class ApprovalDigest {
     const view: ApprovalDigestView = {
       channel: channelId,
       total: waiting.total,
+      incidents: waiting.incidents,
       inDigest: waiting.inDigest,
       newest: waiting.runs,
       openedUpTo: waiting.newestOpenedAt,

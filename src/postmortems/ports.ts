@@ -39,6 +39,8 @@ export interface ApprovalDigestView {
   channel: string;
   /** Approval requests waiting in the channel, and how many of them are shown only in the digest. */
   total: number;
+  /** The incidents they are for (a storm group's request is for several). */
+  incidents: number;
   inDigest: number;
   /** The newest few, newest first. */
   newest: PostmortemRun[];

@@ -78,7 +78,7 @@ export function renderDigestMessage(view: ApprovalDigestView): SlackMessage {
     text: `${plural(view.total, 'postmortem request')} wait${view.total === 1 ? 's' : ''} for a decision`,
     blocks: [
       section(
-        `:inbox_tray: *${plural(view.total, 'incident')} wait${view.total === 1 ? 's' : ''} for a postmortem decision in this channel.* Should Devin investigate them and write their postmortems?`,
+        `:inbox_tray: *${plural(view.incidents, 'incident')}${view.incidents !== view.total ? ` (in ${plural(view.total, 'request')}: a storm group is one)` : ''} wait${view.incidents === 1 ? 's' : ''} for a postmortem decision in this channel.* Should Devin investigate them and write their postmortems?`,
       ),
       section(`${view.total > view.newest.length ? '*Newest:*\n' : ''}${list}`),
       ...(older > 0 ? [context(`…and ${plural(older, 'older request')}: *Review* lists them all.`)] : []),

@@ -891,6 +891,12 @@ export class PostgresStore implements Store {
          WHERE r.channel = $1 AND r.state = 'awaiting_approval' AND ($2::bigint IS NULL OR r.created_at <= $2)`,
       [channel, upTo],
     );
+    // A run with storm members is one row per member; a run without, one row.
+    const members = await this.query<{ incidents: number }>(
+      `SELECT COUNT(*)::int AS incidents FROM runs r LEFT JOIN storm_members m ON m.run_id = r.id
+         WHERE r.channel = $1 AND r.state = 'awaiting_approval' AND ($2::bigint IS NULL OR r.created_at <= $2)`,
+      [channel, upTo],
+    );
     const { rows } = await this.query<RunRow>(
       `SELECT * FROM runs
          WHERE channel = $1 AND state = 'awaiting_approval' AND ($2::bigint IS NULL OR created_at <= $2)
@@ -900,6 +906,7 @@ export class PostgresStore implements Store {
     const c = counts.rows[0];
     return {
       total: c?.total ?? 0,
+      incidents: members.rows[0]?.incidents ?? 0,
       inDigest: c?.in_digest ?? 0,
       newestOpenedAt: c?.newest === null || c?.newest === undefined ? null : Number(c.newest),
       runs: rows.map(toRun),

@@ -306,6 +306,11 @@ export class SqliteStore implements Store {
          FROM runs r LEFT JOIN approval_placements p ON p.run_id = r.id AND p.shown_in = 'digest'
          WHERE r.channel = ? AND r.state = 'awaiting_approval' AND (? IS NULL OR r.created_at <= ?)`,
     ).get(channel, upTo, upTo) as { total: number; in_digest: number; newest: number | null };
+    // A run with storm members is one row per member; a run without, one row.
+    const { incidents } = this.sql(
+      `SELECT COUNT(*) AS incidents FROM runs r LEFT JOIN storm_members m ON m.run_id = r.id
+         WHERE r.channel = ? AND r.state = 'awaiting_approval' AND (? IS NULL OR r.created_at <= ?)`,
+    ).get(channel, upTo, upTo) as { incidents: number };
     const rows = this.sql(
       `SELECT * FROM runs
          WHERE channel = ? AND state = 'awaiting_approval' AND (? IS NULL OR created_at <= ?)
@@ -313,6 +318,7 @@ export class SqliteStore implements Store {
     ).all(channel, upTo, upTo, options.limit, options.offset ?? 0) as RunRow[];
     return {
       total: counts.total,
+      incidents,
       inDigest: counts.in_digest,
       newestOpenedAt: counts.newest,
       runs: rows.map(toRun),

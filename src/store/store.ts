@@ -213,6 +213,8 @@ export interface DigestRecord {
 
 export interface WaitingApprovals {
   total: number;
+  /** The incidents those requests are for: a storm group's request counts each of its incidents. */
+  incidents: number;
   /** Of those, the requests shown in the digest (not in a message of their own). */
   inDigest: number;
   /** created_at of the newest waiting request, null when none waits. */

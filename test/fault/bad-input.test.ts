@@ -261,6 +261,7 @@ describe('what the bot writes, for any incident text', () => {
           const message = renderDigestMessage({
             channel: 'C1',
             total,
+            incidents: total + older,
             inDigest: closed ? 0 : total,
             newest: runs,
             openedUpTo: 1_700_000_000_000,

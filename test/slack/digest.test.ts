@@ -23,6 +23,7 @@ describe('renderDigestMessage', () => {
     const m = renderDigestMessage({
       channel: 'C1',
       total: 12,
+      incidents: 12,
       inDigest: 7,
       newest: [run(2), run(1)],
       openedUpTo: 1_700_000_000_123,
@@ -40,8 +41,28 @@ describe('renderDigestMessage', () => {
     ]);
   });
 
+  it('counts the incidents of storm groups, each group one request', () => {
+    const m = renderDigestMessage({
+      channel: 'C1',
+      total: 3,
+      incidents: 41,
+      inDigest: 3,
+      newest: [run(1)],
+      openedUpTo: 5,
+    });
+    expect(JSON.stringify(m.blocks)).toContain('41 incidents (in 3 requests: a storm group is one) wait for');
+    expect(buttons(m.blocks).map((b) => b.text.text)).toEqual(['Approve all 3', 'Skip all 3', 'Review']);
+  });
+
   it('one request, in words for one', () => {
-    const m = renderDigestMessage({ channel: 'C1', total: 1, inDigest: 1, newest: [run(1)], openedUpTo: 5 });
+    const m = renderDigestMessage({
+      channel: 'C1',
+      total: 1,
+      incidents: 1,
+      inDigest: 1,
+      newest: [run(1)],
+      openedUpTo: 5,
+    });
     expect(m.text).toBe('1 postmortem request waits for a decision');
     expect(JSON.stringify(m.blocks)).toContain('1 incident waits');
     expect(JSON.stringify(m.blocks)).not.toContain('older');
@@ -51,6 +72,7 @@ describe('renderDigestMessage', () => {
     const closed = renderDigestMessage({
       channel: 'C1',
       total: 0,
+      incidents: 0,
       inDigest: 0,
       newest: [],
       openedUpTo: null,
@@ -60,6 +82,7 @@ describe('renderDigestMessage', () => {
     const cards = renderDigestMessage({
       channel: 'C1',
       total: 2,
+      incidents: 2,
       inDigest: 0,
       newest: [run(1)],
       openedUpTo: 1,

@@ -699,7 +699,7 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
 
       const first = await store.waitingApprovals('C1', { limit: 2 });
       const r5 = (await store.getRun('r5')) as { createdAt: number };
-      expect(first).toMatchObject({ total: 5, inDigest: 2, newestOpenedAt: r5.createdAt });
+      expect(first).toMatchObject({ total: 5, incidents: 5, inDigest: 2, newestOpenedAt: r5.createdAt });
       expect(first.runs.map((r) => r.id)).toEqual(['r5', 'r4']);
       expect((await store.waitingApprovals('C1', { limit: 2, offset: 4 })).runs.map((r) => r.id)).toEqual([
         'r1',
@@ -707,6 +707,7 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       expect((await store.waitingApprovals('C1', { limit: 0 })).total).toBe(5);
       expect(await store.waitingApprovals('C3', { limit: 5 })).toEqual({
         total: 0,
+        incidents: 0,
         inDigest: 0,
         newestOpenedAt: null,
         runs: [],
@@ -726,6 +727,12 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
         total: 0,
         runs: [],
       });
+      // A storm group waiting for approval is one request for each of its incidents.
+      const t = 1_700_000_000_000;
+      await store.openOrJoinStorm(stormRun('g1', 'QG1', 'PSD'), [], stormJoin('PSD', t));
+      await store.openOrJoinStorm(stormRun('g2', 'QG2', 'PSD'), [], stormJoin('PSD', t + 1000));
+      await store.openOrJoinStorm(stormRun('g3', 'QG3', 'PSD'), [], stormJoin('PSD', t + 2000));
+      expect(await store.waitingApprovals('C1', { limit: 1 })).toMatchObject({ total: 6, incidents: 8 });
     });
 
     it('groups the resolved incidents of one service within the window into one run, atomically', async () => {
