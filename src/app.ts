@@ -18,10 +18,11 @@ import { BotMetrics, observedSlackFetch } from './metrics.js';
 import { readStoredEvent } from './pagerduty/incident-events.js';
 import { pagerDutyIncidents, pagerDutyNotes } from './pagerduty/incidents.js';
 import { PagerDutyClient } from './pagerduty/rest-client.js';
+import { SessionBudget } from './postmortems/budget.js';
 import { ApprovalDigest } from './postmortems/digest.js';
 import { EventProcessor } from './postmortems/intake.js';
 import { jobHandlers } from './postmortems/job-handlers.js';
-import { Lifecycle } from './postmortems/lifecycle.js';
+import { Lifecycle, SLOT_STATES } from './postmortems/lifecycle.js';
 import { MessageWorker } from './postmortems/message-worker.js';
 import type { ApproverCheck } from './postmortems/ports.js';
 import { purgeJob } from './postmortems/retention.js';
@@ -87,8 +88,15 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
   let accepting = true;
 
   const http = buildHttp(config, { ...deps, now, store, metrics, accepting: () => accepting });
-  const adapters = buildAdapters(config, http.bolt, deps.botIdentity, { store, logger, now, metrics });
-  const domain = buildDomain(config, adapters, { store, logger, now });
+  const budget = new SessionBudget(store, config.devin.limits, SLOT_STATES, now);
+  const adapters = buildAdapters(config, http.bolt, deps.botIdentity, {
+    store,
+    logger,
+    now,
+    metrics,
+    budget,
+  });
+  const domain = buildDomain(config, adapters, { store, logger, now, budget });
   const health = configHealth(config);
   registerListeners(http.bolt, {
     service: domain.service,
@@ -261,9 +269,9 @@ function buildAdapters(
   config: Config,
   bolt: App,
   identity: BotIdentity,
-  deps: { store: Store; logger: Logger; now: () => number; metrics: BotMetrics },
+  deps: { store: Store; logger: Logger; now: () => number; metrics: BotMetrics; budget: SessionBudget },
 ) {
-  const { store, logger, now, metrics } = deps;
+  const { store, logger, now, metrics, budget } = deps;
   const pagerduty = config.pagerduty.apiToken
     ? new PagerDutyClient({
         apiUrl: config.pagerduty.apiUrl,
@@ -291,6 +299,7 @@ function buildAdapters(
       slackChat(bolt.client),
       new ChannelPacer(store, config.tuning.slackChannelIntervalMs, now),
       config.lifecycle.approvalExpireAfterMs,
+      budget,
     ),
     digestChannel: new SlackDigestChannel(
       slackChat(bolt.client),
@@ -318,13 +327,14 @@ function buildAdapters(
 function buildDomain(
   config: Config,
   adapters: Adapters,
-  deps: { store: Store; logger: Logger; now: () => number },
+  deps: { store: Store; logger: Logger; now: () => number; budget: SessionBudget },
 ) {
-  const { store, logger, now } = deps;
-  const lifecycle = new Lifecycle(store);
+  const { store, logger, now, budget } = deps;
+  const lifecycle = new Lifecycle(store, budget);
   const service = new PostmortemService({
     store,
     lifecycle,
+    budget,
     approvers: adapters.approvers,
     incidents: adapters.incidents,
     logger,
@@ -382,5 +392,5 @@ function buildDomain(
     approvalRemindAfterMs: config.lifecycle.approvalRemindAfterMs,
     approvalExpireAfterMs: config.lifecycle.approvalExpireAfterMs,
   });
-  return { service, follower, digest, workers: { events, sessions, messages, digest } };
+  return { service, follower, digest, workers: { events, sessions, messages, digest, queue: lifecycle } };
 }

@@ -70,7 +70,11 @@ describe('architecture', () => {
   it('changes run state only through the lifecycle', () => {
     const direct = files
       .filter((f) => !rel(f).startsWith('store/') && rel(f) !== 'postmortems/lifecycle.ts')
-      .filter((f) => /\.(transitionRun|openRun)\(/.test(text.get(f) ?? ''))
+      .filter((f) =>
+        /\.(transitionRun|openRun|transitionGatedRun|openGatedRun)\(|store\.admitQueued\(/.test(
+          text.get(f) ?? '',
+        ),
+      )
       .map(rel);
     expect(direct).toEqual([]);
   });

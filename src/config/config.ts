@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
+import type { CostLimits } from '../postmortems/budget.js';
 import type { PostmortemPolicy } from '../postmortems/policy.js';
 import { DEFAULT_DESTINATION, type SessionSettings } from '../postmortems/prompt.js';
 import { type PromptTemplate, parseTemplate, TemplateError } from '../postmortems/template.js';
@@ -133,6 +134,15 @@ const envSchema = z.object({
   DEVIN_RECONCILE_WINDOW: duration('5m'),
   DEVIN_MAX_ACU_LIMIT: optional(
     z.coerce.number({ error: 'expected a positive whole number' }).int().positive(),
+  ),
+  DEVIN_DAILY_SESSION_LIMIT: optional(
+    z.coerce.number({ error: 'expected a whole number of sessions (0 or more)' }).int().min(0),
+  ),
+  DEVIN_DAILY_ACU_LIMIT: optional(
+    z.coerce.number({ error: 'expected a number of ACUs (0 or more)' }).min(0).max(1e9),
+  ),
+  DEVIN_MAX_CONCURRENT_SESSIONS: optional(
+    z.coerce.number({ error: 'expected a whole number of sessions (1 or more)' }).int().min(1).max(100_000),
   ),
 
   AUTO_START_PRIORITIES: priorityList('P1,P2'),
@@ -271,6 +281,8 @@ export interface Config {
     reconcileWindowMs: number;
     /** What every session is created with (a routing entry may replace each). */
     session: SessionSettings;
+    /** The daily budget and the concurrency cap (budget.ts); unset: no limit. */
+    limits: CostLimits;
   };
   /** Which incidents get which postmortem, and where it reports: every priority rule together. */
   policy: PostmortemPolicy;
@@ -445,6 +457,11 @@ function buildConfig(
         knowledgeIds: e.DEVIN_KNOWLEDGE_IDS ?? [],
         repos: e.DEVIN_REPOS ?? [],
         maxAcuLimit: e.DEVIN_MAX_ACU_LIMIT,
+      },
+      limits: {
+        dailySessions: e.DEVIN_DAILY_SESSION_LIMIT,
+        dailyAcus: e.DEVIN_DAILY_ACU_LIMIT,
+        maxConcurrent: e.DEVIN_MAX_CONCURRENT_SESSIONS,
       },
     },
     policy: {

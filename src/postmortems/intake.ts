@@ -74,6 +74,8 @@ export class EventProcessor {
       const run = newRun(incident, 1, 'early', await this.channelFor(incident, decision.channel));
       if (await this.deps.lifecycle.open(run)) {
         log.info({ runId: run.id }, 'early start: Devin gathers evidence while the incident is open');
+      } else if (!(await this.deps.store.runsForIncident(incident.id)).length) {
+        log.info({ runId: run.id }, "no early start: the day's Devin budget is reached");
       }
     }
   }
@@ -112,8 +114,18 @@ export class EventProcessor {
       await this.openOrJoinStorm(run, incident, windowMs, auto, log);
       return;
     }
-    if (await this.deps.lifecycle.open(run)) {
-      log.info({ runId: run.id, action: decision.action, channel: run.channel }, 'postmortem run opened');
+    const opened = await this.deps.lifecycle.open(run);
+    if (opened) {
+      log.info(
+        { runId: run.id, action: decision.action, channel: run.channel, state: opened.state },
+        'postmortem run opened',
+      );
+      if (opened.budgetHold) {
+        log.warn(
+          { runId: run.id, budgetHold: opened.budgetHold },
+          "the day's Devin budget is reached: asking for approval instead of starting",
+        );
+      }
     } else log.info('incident already has a postmortem run; nothing to do');
   }
 

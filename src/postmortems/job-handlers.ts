@@ -4,6 +4,7 @@ import type { JobKind, Store } from '../store/store.js';
 import type { ApprovalDigest } from './digest.js';
 import { toJobFailure } from './errors.js';
 import type { EventProcessor } from './intake.js';
+import type { Lifecycle } from './lifecycle.js';
 import type { MessageWorker } from './message-worker.js';
 import type { ThreadReplyKind } from './model.js';
 import type { IncidentNotes } from './ports.js';
@@ -17,6 +18,8 @@ export interface JobHandlerDeps {
   messages: MessageWorker;
   /** Absent only in tests that queue no digest redraws. */
   digest?: ApprovalDigest;
+  /** The queue of runs waiting for a session slot (DEVIN_MAX_CONCURRENT_SESSIONS). */
+  queue: Pick<Lifecycle, 'admitQueued'>;
   store: Store;
   notes: IncidentNotes | undefined;
   logger: Logger;
@@ -41,6 +44,11 @@ export function jobHandlers(deps: JobHandlerDeps): Record<JobKind, JobHandler> {
     pagerduty_note: (job) => writeBackPullRequest(deps, runId(job)),
     purge_expired_data: () => purgeExpiredData(deps, deps.retentionMs),
     sync_digest: async (job) => deps.digest?.redraw(String(job.payload.channel), job),
+    admit_queued: async () => {
+      const admitted = await deps.queue.admitQueued();
+      for (const run of admitted)
+        deps.logger.info({ runId: run.id, incidentId: run.incidentId }, 'a session slot came free: starting');
+    },
   };
   return Object.fromEntries(
     Object.entries(handlers).map(([kind, handle]) => [

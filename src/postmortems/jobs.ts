@@ -63,6 +63,17 @@ export const syncDigestJob = (channel: string): NewJob => ({
 });
 
 /**
+ * Look at the queue of runs waiting for a session slot (lifecycle.ts dequeue): queued by every step that
+ * frees a slot. One lane, so replicas take turns; one waiting job is enough.
+ */
+export const admitQueuedJob = (): NewJob => ({
+  kind: 'admit_queued',
+  lane: 'sessions:queue',
+  payload: {},
+  dedupeKey: 'admit_queued',
+});
+
+/**
  * Storms: the group's incidents that have not reached its Devin session yet are sent to it. In the run's
  * Devin lane, after its create; one waiting job sends every incident that joined meanwhile.
  */

@@ -1,6 +1,8 @@
-import type { NewJob, NewRun, RunPatch, Store, StormJoin, StormOutcome } from '../store/store.js';
+import type { GatedSteps, NewJob, NewRun, RunPatch, Store, StormJoin, StormOutcome } from '../store/store.js';
+import { SessionBudget, type SlotStates } from './budget.js';
 import { LifecycleBug } from './errors.js';
 import {
+  admitQueuedJob,
   appendIncidentsJob,
   finalizeSessionJob,
   pagerDutyNoteJob,
@@ -31,6 +33,7 @@ export const STATE_MEANING: Record<RunState, string> = {
   awaiting_approval: 'asked in Slack: Approve / Skip',
   skipped: 'a person skipped it (Start anyway stays possible)',
   expired: 'nobody decided in time',
+  queued: 'waiting for a free session slot (DEVIN_MAX_CONCURRENT_SESSIONS)',
   starting: 'creating the Devin session (exactly once)',
   start_failed: 'the session could not be created (Retry)',
   started: 'Devin is working',
@@ -48,24 +51,44 @@ type JobSpec =
   | 'terminate_session'
   | 'finalize_session'
   | 'pagerduty_note'
+  | 'admit_queued'
   | 'append_incidents'
   | { reply: ThreadReplyKind };
 
-interface Birth {
+interface Step {
   state: RunState;
   jobs: readonly JobSpec[];
 }
+
+/**
+ * A step that starts a session passes the session gate (budget.ts): atomically with its write, the store
+ * decides whether it starts now, waits for a slot (`full`: the concurrency cap is reached) or, for a
+ * policy start, asks first (`overBudget`: the day's budget is reached; null: nothing is opened).
+ */
+interface Gate {
+  full: Step;
+  overBudget?: Step | null;
+}
+
+interface Birth extends Step {
+  gate?: Gate;
+}
+
+/** Waiting for a free session slot: the message says so; the queue is looked at (someone may have left). */
+const WAIT: Step = { state: 'queued', jobs: ['sync_message', 'admit_queued'] };
+/** Over the day's budget: the channel is asked, and approving is the override. */
+const ASK: Step = { state: 'awaiting_approval', jobs: ['sync_message'] };
 
 /** How a run is born, by what triggered it. */
 export const BIRTHS: Record<RunTrigger, Birth> = {
   /** Resolved, priority not in the auto-start set: the channel is asked first. */
   approval: { state: 'awaiting_approval', jobs: ['sync_message'] },
   /** Resolved with an auto-start priority: the session starts at once; its message follows it. */
-  auto: { state: 'starting', jobs: ['start_session'] },
-  /** Acknowledged with an early-start priority: gather evidence while the incident is open. */
-  early: { state: 'starting', jobs: ['start_session'] },
+  auto: { state: 'starting', jobs: ['start_session'], gate: { full: WAIT, overBudget: ASK } },
+  /** Acknowledged with an early-start priority: gather evidence while the incident is open (not over budget). */
+  early: { state: 'starting', jobs: ['start_session'], gate: { full: WAIT, overBudget: null } },
   /** A person asked (`/postmortem`, Run again, Retry of a failed session): the asking is the approval. */
-  manual: { state: 'starting', jobs: ['sync_message', 'start_session'] },
+  manual: { state: 'starting', jobs: ['sync_message', 'start_session'], gate: { full: WAIT } },
 };
 
 interface Transition {
@@ -73,26 +96,49 @@ interface Transition {
   /** The state after the step; 'same' keeps the run where it is (bookkeeping that must happen once). */
   to: RunState | 'same';
   jobs: readonly JobSpec[];
+  /** A step that starts a session: where it goes when the cap is reached instead (people's starts). */
+  gate?: Gate;
 }
 
 const FOLLOWED = ['started', 'needs_input'] as const satisfies readonly RunState[];
+/** States whose run holds a session slot (DEVIN_MAX_CONCURRENT_SESSIONS counts them). */
 const LIVE = ['starting', ...FOLLOWED] as const satisfies readonly RunState[];
+/** Live or waiting for a slot: what Stop and the finish message apply to. */
+const UNDER_WAY = ['queued', ...LIVE] as const satisfies readonly RunState[];
+const PEOPLE_START = { full: WAIT } as const satisfies Gate;
 
 export const TRANSITIONS = {
-  // People, in Slack.
-  approve: { from: ['awaiting_approval'], to: 'starting', jobs: ['sync_message', 'start_session'] },
+  // People, in Slack. Their starts wait for a slot when the concurrency cap is reached.
+  approve: {
+    from: ['awaiting_approval'],
+    to: 'starting',
+    jobs: ['sync_message', 'start_session'],
+    gate: PEOPLE_START,
+  },
   skip: { from: ['awaiting_approval'], to: 'skipped', jobs: ['sync_message'] },
-  start_anyway: { from: ['skipped'], to: 'starting', jobs: ['sync_message', 'start_session'] },
-  retry_start: { from: ['start_failed'], to: 'starting', jobs: ['sync_message', 'start_session'] },
-  stop: { from: LIVE, to: 'stopped', jobs: ['terminate_session', 'sync_message'] },
+  start_anyway: {
+    from: ['skipped'],
+    to: 'starting',
+    jobs: ['sync_message', 'start_session'],
+    gate: PEOPLE_START,
+  },
+  retry_start: {
+    from: ['start_failed'],
+    to: 'starting',
+    jobs: ['sync_message', 'start_session'],
+    gate: PEOPLE_START,
+  },
+  stop: { from: UNDER_WAY, to: 'stopped', jobs: ['terminate_session', 'sync_message', 'admit_queued'] },
   // Time, while an approval waits.
   remind: { from: ['awaiting_approval'], to: 'same', jobs: [{ reply: 'reminder' }] },
   expire: { from: ['awaiting_approval'], to: 'expired', jobs: ['sync_message'] },
+  // A session slot came free (a live run ended): the oldest waiting run starts (Lifecycle.admitQueued).
+  dequeue: { from: ['queued'], to: 'starting', jobs: ['sync_message', 'start_session'] },
   // Creating the session.
   session_created: { from: ['starting'], to: 'started', jobs: ['sync_message'] },
-  start_refused: { from: ['starting'], to: 'start_failed', jobs: ['sync_message'] },
+  start_refused: { from: ['starting'], to: 'start_failed', jobs: ['sync_message', 'admit_queued'] },
   /** An early start's incident resolved: tell the session to write the postmortem now. */
-  finalize: { from: LIVE, to: 'same', jobs: ['finalize_session', 'sync_message'] },
+  finalize: { from: UNDER_WAY, to: 'same', jobs: ['finalize_session', 'sync_message'] },
   // Following the session.
   session_working: { from: ['needs_input'], to: 'started', jobs: ['sync_message'] },
   session_needs_input: {
@@ -103,18 +149,18 @@ export const TRANSITIONS = {
   session_finished: {
     from: FOLLOWED,
     to: 'finished',
-    jobs: ['sync_message', { reply: 'finished' }, 'pagerduty_note'],
+    jobs: ['sync_message', { reply: 'finished' }, 'pagerduty_note', 'admit_queued'],
   },
   session_failed: {
     from: FOLLOWED,
     to: 'session_failed',
-    jobs: ['sync_message', { reply: 'session_failed' }],
+    jobs: ['sync_message', { reply: 'session_failed' }, 'admit_queued'],
   },
   /** Followed too long: the session is terminated too, or it would go on consuming ACUs unwatched. */
   give_up: {
     from: FOLLOWED,
     to: 'abandoned',
-    jobs: ['terminate_session', 'sync_message', { reply: 'abandoned' }],
+    jobs: ['terminate_session', 'sync_message', { reply: 'abandoned' }, 'admit_queued'],
   },
   // Storms (STORM_WINDOW): another resolved incident of the service joins the group's run (one run, one
   // message, at most one session per group). Taken by Lifecycle.openOrJoin, in the transaction that
@@ -123,14 +169,22 @@ export const TRANSITIONS = {
    * Joined while the group waits for a decision, was skipped, or its session could not be created: its
    * message shows one more incident (and Approve, Start anyway or Retry tells the session about all).
    */
-  join: { from: ['awaiting_approval', 'skipped', 'start_failed'], to: 'same', jobs: ['sync_message'] },
+  join: {
+    from: ['awaiting_approval', 'skipped', 'start_failed', 'queued'],
+    to: 'same',
+    jobs: ['sync_message'],
+  },
   /** Joined while the session starts or runs: the incident is sent to it as a follow-up message. */
   join_live: { from: LIVE, to: 'same', jobs: ['sync_message', 'append_incidents'] },
-  /** An incident with an auto-start priority joined a group waiting for approval: policy starts it. */
+  /**
+   * An incident with an auto-start priority joined a group waiting for approval: policy starts it, through
+   * the session gate (under the cap it waits; over the day's budget the group keeps asking, saying why).
+   */
   join_and_start: {
     from: ['awaiting_approval'],
     to: 'starting',
     jobs: ['sync_message', 'start_session'],
+    gate: { full: WAIT, overBudget: ASK },
   },
 } as const satisfies Record<string, Transition>;
 
@@ -140,6 +194,8 @@ export type RunEvent = keyof typeof TRANSITIONS;
 export const FOLLOWED_STATES: readonly RunState[] = FOLLOWED;
 /** States in which a person may press Stop (those `stop` leaves from). */
 export const STOPPABLE_STATES: readonly RunState[] = TRANSITIONS.stop.from;
+/** The states whose runs hold a session slot, and the one runs wait for a slot in (budget.ts). */
+export const SLOT_STATES: SlotStates = { live: LIVE, queued: 'queued' };
 /** States a run never leaves. */
 export const TERMINAL_STATES: readonly RunState[] = RUN_STATES.filter(
   (s) => !Object.values(TRANSITIONS).some((t: Transition) => t.from.includes(s) && t.to !== 'same'),
@@ -156,6 +212,7 @@ const JOB_MAKERS: Record<Exclude<JobSpec, object>, (runId: string) => NewJob> = 
   terminate_session: terminateSessionJob,
   finalize_session: finalizeSessionJob,
   pagerduty_note: pagerDutyNoteJob,
+  admit_queued: () => admitQueuedJob(),
   append_incidents: appendIncidentsJob,
 };
 
@@ -178,12 +235,30 @@ export interface FireOptions {
 
 /** The one way a run is opened or changes state. */
 export class Lifecycle {
-  constructor(private readonly store: Store) {}
+  private readonly budget: SessionBudget;
 
-  /** Opens a run in the state its trigger is born in, unless the incident already has that attempt. */
+  /** Without a budget: no limits (every start is let through the gate at once, and counted). */
+  constructor(
+    private readonly store: Store,
+    budget?: SessionBudget,
+  ) {
+    this.budget = budget ?? new SessionBudget(store, {}, SLOT_STATES, Date.now);
+  }
+
+  /**
+   * Opens a run in the state its trigger is born in, unless the incident already has that attempt. A
+   * birth that starts a session passes the session gate: it may be born waiting, or asking (over budget).
+   */
   open(run: Omit<NewRun, 'state'>): Promise<PostmortemRun | undefined> {
     const birth = BIRTHS[run.trigger];
-    return this.store.openRun({ ...run, state: birth.state }, jobsFor(run.id, birth.jobs));
+    if (!birth.gate)
+      return this.store.openRun({ ...run, state: birth.state }, this.jobsFor(run.id, birth.jobs));
+    const policy = run.trigger === 'auto' || run.trigger === 'early';
+    return this.store.openGatedRun(
+      { ...run, state: birth.state },
+      this.budget.gate(policy),
+      this.gatedSteps(run.id, birth, birth.gate),
+    );
   }
 
   /**
@@ -196,6 +271,17 @@ export class Lifecycle {
       throw new LifecycleBug(`${event} is not declared from ${options.expect}`);
     }
     const from = options.expect !== undefined ? [options.expect] : t.from;
+    if (t.gate && t.to !== 'same') {
+      if (options.onlyIfUnset?.length)
+        throw new LifecycleBug(`${event} passes the session gate: no onlyIfUnset`);
+      return this.store.transitionGatedRun(
+        runId,
+        from,
+        this.budget.gate(false),
+        this.gatedSteps(runId, { state: t.to, jobs: t.jobs }, t.gate),
+        options.patch ?? {},
+      );
+    }
     if (t.to === 'same') {
       // A step that keeps the state is taken from exactly one state, so "to" is that state.
       const states = options.expect !== undefined ? from : await this.currentState(runId, t.from);
@@ -206,7 +292,7 @@ export class Lifecycle {
         [state],
         state,
         options.patch ?? {},
-        jobsFor(runId, t.jobs),
+        this.jobsFor(runId, t.jobs),
         options.onlyIfUnset,
       );
     }
@@ -215,9 +301,38 @@ export class Lifecycle {
       from,
       t.to,
       options.patch ?? {},
-      jobsFor(runId, t.jobs),
+      this.jobsFor(runId, t.jobs),
       options.onlyIfUnset,
     );
+  }
+
+  /**
+   * `dequeue`, as the store's gate allows: the oldest waiting runs start while the cap leaves room. Queued
+   * by every step that frees a slot (admit_queued), and tried on every follower tick as a fallback.
+   */
+  admitQueued(): Promise<PostmortemRun[]> {
+    const t = TRANSITIONS.dequeue;
+    return this.store.admitQueued(t.from[0], t.to, this.budget.gate(false), (runId) =>
+      this.jobsFor(runId, t.jobs),
+    );
+  }
+
+  /** A step's jobs; the queue is looked at only under a cap (without one, nothing waits for a slot). */
+  private jobsFor(runId: string, specs: readonly JobSpec[]): NewJob[] {
+    const capped = this.budget.limits.maxConcurrent !== undefined;
+    return jobsFor(
+      runId,
+      specs.filter((spec) => capped || spec !== 'admit_queued'),
+    );
+  }
+
+  private gatedSteps(runId: string, admitted: Step, gate: Gate): GatedSteps {
+    const step = (s: Step) => ({ state: s.state, jobs: this.jobsFor(runId, s.jobs) });
+    return {
+      admitted: step(admitted),
+      full: step(gate.full),
+      overBudget: gate.overBudget ? step(gate.overBudget) : undefined,
+    };
   }
 
   /**
@@ -235,22 +350,44 @@ export class Lifecycle {
       ? ['join_and_start', 'join_live', 'join']
       : ['join_live', 'join'];
     const steps: StormJoin['steps'] = {};
+    const starts: NonNullable<StormJoin['gate']>['starts'] = {};
+    // A group started by policy: decided now, by nobody.
+    const decided = { decidedAt: storm.now, decidedBy: null };
     for (const event of events) {
       const t: Transition = TRANSITIONS[event];
       for (const from of t.from) {
-        steps[from] ??= {
+        if (steps[from]) continue;
+        steps[from] = {
           to: t.to === 'same' ? from : t.to,
-          // A group started by policy: decided now, by nobody.
-          patch: t.to === 'same' ? {} : { decidedAt: storm.now, decidedBy: null },
-          jobs: (groupRunId) => jobsFor(groupRunId, t.jobs),
+          patch: t.to === 'same' ? {} : decided,
+          jobs: (groupRunId) => this.jobsFor(groupRunId, t.jobs),
         };
+        // A policy start of the group passes the session gate: waiting under the cap, or asking still
+        // (the message then says the budget is reached).
+        const g = t.gate;
+        if (g?.overBudget) {
+          starts[from] = {
+            full: { to: g.full.state, patch: decided, jobs: (id) => this.jobsFor(id, g.full.jobs) },
+            overBudget: {
+              to: g.overBudget.state,
+              patch: {},
+              jobs: (id) => this.jobsFor(id, g.overBudget?.jobs ?? []),
+            },
+          };
+        }
       }
     }
-    return this.store.openOrJoinStorm({ ...run, state: birth.state }, jobsFor(run.id, birth.jobs), {
+    const policy = run.trigger === 'auto' || run.trigger === 'early';
+    return this.store.openOrJoinStorm({ ...run, state: birth.state }, this.jobsFor(run.id, birth.jobs), {
       serviceId: storm.serviceId,
       resolvedAt: storm.resolvedAt,
       windowMs: storm.windowMs,
       steps,
+      gate: {
+        gate: this.budget.gate(policy || storm.autoStart),
+        open: birth.gate ? this.gatedSteps(run.id, birth, birth.gate) : undefined,
+        starts,
+      },
     });
   }
 
@@ -266,14 +403,19 @@ export class Lifecycle {
  */
 export function lifecycleDiagram(): string {
   const lines = ['stateDiagram-v2'];
-  const births = new Map<RunState, RunTrigger[]>();
+  const births = new Map<RunState, string[]>();
+  const born = (state: RunState, label: string) => births.set(state, [...(births.get(state) ?? []), label]);
+  for (const [trigger, birth] of Object.entries(BIRTHS) as [RunTrigger, Birth][]) born(birth.state, trigger);
   for (const [trigger, birth] of Object.entries(BIRTHS) as [RunTrigger, Birth][]) {
-    births.set(birth.state, [...(births.get(birth.state) ?? []), trigger]);
+    if (birth.gate) born(birth.gate.full.state, `${trigger} (cap reached)`);
+    if (birth.gate?.overBudget) born(birth.gate.overBudget.state, `${trigger} (over budget)`);
   }
   for (const [state, triggers] of births) lines.push(`    [*] --> ${state}: ${triggers.join(', ')}`);
   for (const [event, t] of Object.entries(TRANSITIONS) as [RunEvent, Transition][]) {
     if (t.to === 'same') continue;
     for (const from of t.from) lines.push(`    ${from} --> ${t.to}: ${event}`);
+    if (t.gate)
+      for (const from of t.from) lines.push(`    ${from} --> ${t.gate.full.state}: ${event} (cap reached)`);
   }
   for (const state of TERMINAL_STATES) lines.push(`    ${state} --> [*]`);
   return lines.join('\n');

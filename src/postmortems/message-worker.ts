@@ -6,7 +6,7 @@ import type { PostmortemRun, RunState, ThreadReplyKind } from './model.js';
 import type { RunChannel } from './ports.js';
 
 /** States a request leaves the digest's waiting list for: decided either way, or expired. */
-const DIGEST_CHANGES: readonly RunState[] = ['skipped', 'expired', 'starting'];
+const DIGEST_CHANGES: readonly RunState[] = ['skipped', 'expired', 'queued', 'starting'];
 
 export interface MessageWorkerDeps {
   store: Store;

@@ -30,6 +30,7 @@ export const RUN_STATES = [
   'awaiting_approval',
   'skipped',
   'expired',
+  'queued',
   'starting',
   'start_failed',
   'started',
@@ -41,6 +42,9 @@ export const RUN_STATES = [
 ] as const;
 
 export type RunState = (typeof RUN_STATES)[number];
+
+/** Which of the day's limits held an automatic start for approval. */
+export type BudgetHold = 'daily_sessions' | 'daily_acus';
 
 /** Thread replies under a run's message; each is queued once, by the lifecycle step that calls for it. */
 export type ThreadReplyKind = 'needs_input' | 'finished' | 'session_failed' | 'abandoned' | 'reminder';
@@ -97,6 +101,17 @@ export interface PostmortemRun {
   devinStatusDetail: string | null;
   /** ACUs the session had consumed when last polled (Devin's acus_consumed). */
   acusConsumed: number | null;
+  /**
+   * The UTC day (days since the epoch) whose session budget the run's start spent: set when it was let
+   * start or queued (budget.ts). Null until then, and for runs started before the budget existed.
+   */
+  slotDay: number | null;
+  /** When the run began waiting for a free session slot (DEVIN_MAX_CONCURRENT_SESSIONS): the queue's order. */
+  queuedAt: number | null;
+  /** Why a start its priority called for was held for approval instead: the day's budget was reached. */
+  budgetHold: BudgetHold | null;
+  /** Who approved the run over the day's budget (an explicit override). */
+  budgetOverrideBy: string | null;
   /** When the Devin session was created: the clock for giving up on it. */
   sessionStartedAt: number | null;
   pullRequests: string[];

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
+import type { BudgetUsage, SessionBudget } from './budget.js';
 import {
   type ApproverCode,
   type IncidentSourceCode,
@@ -19,6 +20,8 @@ export interface PostmortemServiceDeps {
   incidents: IncidentSource | undefined;
   logger: Logger;
   now: () => number;
+  /** The daily budget and concurrency cap: `/postmortem status` shows today's use. */
+  budget?: SessionBudget | undefined;
 }
 
 /** The failures a person's request can meet; slack/replies.ts says each in words. */
@@ -53,6 +56,8 @@ export type StatusView =
       hiddenElsewhere: number;
       /** Jobs given up for good, waiting for an operator (npm run jobs): a warning line when any. */
       deadJobs: number;
+      /** Today's use of the session budget and slots (budget.ts). */
+      usage?: BudgetUsage | undefined;
     }
   | Extract<Outcome, { kind: 'not_allowed' | 'failed' }>;
 
@@ -186,6 +191,18 @@ export class PostmortemService {
    * or, for approvers, every channel's (`status all`, or an incident reported elsewhere).
    */
   async status(userId: string, channel: string, scope: StatusScope, limit = 10): Promise<StatusView> {
+    const view = await this.statusRuns(userId, channel, scope, limit);
+    // Today's use goes with the lists (a channel's runs, every run), not with one incident's runs.
+    if (view.kind !== 'runs' || scope.kind === 'incident') return view;
+    return { ...view, usage: await this.deps.budget?.usage() };
+  }
+
+  private async statusRuns(
+    userId: string,
+    channel: string,
+    scope: StatusScope,
+    limit: number,
+  ): Promise<StatusView> {
     const { store } = this.deps;
     const deadJobs = (await store.countJobs()).dead;
     if (scope.kind === 'channel') {
@@ -248,14 +265,28 @@ export class PostmortemService {
     if (denied) return denied;
     const { lifecycle, store, now } = this.deps;
     const startsSession = event !== 'skip';
+    // A start its priority called for, held because the day's budget was reached: starting it anyway is
+    // the explicit override, recorded with who (the hold itself never changes once the run is born).
+    const held = startsSession && event !== 'retry_start' ? (await store.getRun(runId))?.budgetHold : null;
     const run = await lifecycle.fire(runId, event, {
-      patch: { decidedBy: userId, decidedAt: now(), ...(startsSession ? { error: null } : {}) },
+      patch: {
+        decidedBy: userId,
+        decidedAt: now(),
+        ...(startsSession ? { error: null } : {}),
+        ...(held ? { budgetOverrideBy: userId } : {}),
+      },
     });
     if (!run) return { kind: 'stale', run: await store.getRun(runId) };
     this.deps.logger.info(
       { runId, incidentId: run.incidentId, userId, event, to: run.state },
       'postmortem run changed by a person',
     );
+    if (held) {
+      this.deps.logger.warn(
+        { runId, incidentId: run.incidentId, userId, budgetHold: held, to: run.state },
+        "postmortem started over the day's Devin budget: override by a person",
+      );
+    }
     return { kind: 'done', run };
   }
 

@@ -38,6 +38,15 @@ export class SessionFollower {
       if (await this.follow(run)) changed++;
     });
     changed += await this.tendApprovals();
+    // The fallback for a wake-up that was lost (admit_queued is queued by every step that frees a slot).
+    const admitted = await this.deps.lifecycle.admitQueued();
+    for (const run of admitted) {
+      this.deps.logger.info(
+        { runId: run.id, incidentId: run.incidentId },
+        'a session slot was free: starting',
+      );
+    }
+    changed += admitted.length;
     return { followed: runs.length, changed };
   }
 

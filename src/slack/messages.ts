@@ -1,6 +1,8 @@
 import type { types } from '@slack/bolt';
 import { formatDurationSetting } from '../config/duration.js';
+import type { BudgetUsage } from '../postmortems/budget.js';
 import type { PostmortemResult, PostmortemRun, StormMember, ThreadReplyKind } from '../postmortems/model.js';
+import { budgetHoldText, budgetLeftText, overrideText, waitingText } from './budget-text.js';
 import { cappedList, formatDuration, link, mention, untrusted } from './format.js';
 
 /** Action IDs of the buttons: part of the contract with messages already posted in Slack. */
@@ -22,8 +24,12 @@ export interface SlackMessage {
  * The one Slack message a run owns, rendered from the run's current state. Posting and every later
  * chat.update go through here, so the message always tells the run's story as stored.
  */
-export function renderRunMessage(run: PostmortemRun, storm?: readonly StormMember[]): SlackMessage {
-  if (storm && storm.length > 1) return renderStormMessage(run, storm);
+export function renderRunMessage(
+  run: PostmortemRun,
+  storm?: readonly StormMember[],
+  usage?: BudgetUsage,
+): SlackMessage {
+  if (storm && storm.length > 1) return renderStormMessage(run, storm, usage);
   const incident = run.incident;
   const number = incident.number !== null ? `#${incident.number} ` : '';
   const title = untrusted(incident.title, 500);
@@ -42,7 +48,7 @@ export function renderRunMessage(run: PostmortemRun, storm?: readonly StormMembe
   const blocks: KnownBlock[] = [
     { type: 'section', text: { type: 'mrkdwn', text: headline, verbatim: true } },
     { type: 'section', fields },
-    ...statusBlocks(run),
+    ...statusBlocks(run, 1, usage),
   ];
   return { text: `${NOTIFICATION[run.state]}: ${number}${untrusted(incident.title, 2000)}`, blocks };
 }
@@ -51,7 +57,11 @@ export function renderRunMessage(run: PostmortemRun, storm?: readonly StormMembe
  * A storm group's one message: "7 incidents on Checkout API resolved 14:00–14:08 UTC", its incidents as
  * links (as many as fit), and the run's status with one Approve / Skip for the whole group.
  */
-function renderStormMessage(run: PostmortemRun, storm: readonly StormMember[]): SlackMessage {
+function renderStormMessage(
+  run: PostmortemRun,
+  storm: readonly StormMember[],
+  usage: BudgetUsage | undefined,
+): SlackMessage {
   const service = untrusted(run.incident.serviceName, 300);
   const times = storm.map((m) => m.resolvedAt);
   const span = `${clock(Math.min(...times))}–${clock(Math.max(...times))} UTC`;
@@ -70,7 +80,7 @@ function renderStormMessage(run: PostmortemRun, storm: readonly StormMember[]): 
     section(`:cyclone: *${summary}*`),
     section(list),
     { type: 'section', fields },
-    ...statusBlocks(run, storm.length),
+    ...statusBlocks(run, storm.length, usage),
   ];
   return { text: `${NOTIFICATION[run.state]}: ${summary}`, blocks };
 }
@@ -84,6 +94,7 @@ const NOTIFICATION: Record<PostmortemRun['state'], string> = {
   awaiting_approval: 'Postmortem needs approval',
   skipped: 'Postmortem skipped',
   expired: 'Postmortem approval expired',
+  queued: 'Postmortem waiting for a free Devin session',
   starting: 'Postmortem starting',
   started: 'Postmortem in progress',
   needs_input: 'Devin needs input on a postmortem',
@@ -124,6 +135,7 @@ function actions(blockId: string, ...elements: ReturnType<typeof button>[]): Kno
 function origin(run: PostmortemRun, stormSize = 1): string {
   const who = run.decidedBy ? mention(run.decidedBy) : 'someone';
   const priority = untrusted(run.incident.priority ?? 'none', 50);
+  if (run.budgetOverrideBy) return overrideText(run, priority);
   if (stormSize > 1 && run.trigger === 'approval' && !run.decidedBy) {
     return 'Started automatically (an incident with an auto-start priority joined the group).';
   }
@@ -136,23 +148,32 @@ function origin(run: PostmortemRun, stormSize = 1): string {
 const stopButton = (run: PostmortemRun) =>
   actions('postmortem_running', button(STOP_ACTION_ID, 'Stop', run.id, 'danger'));
 
-function statusBlocks(run: PostmortemRun, stormSize = 1): KnownBlock[] {
+function statusBlocks(run: PostmortemRun, stormSize: number, usage: BudgetUsage | undefined): KnownBlock[] {
   const who = run.decidedBy ? mention(run.decidedBy) : 'someone';
   const session = link(run.devinUrl, 'open the session');
   const gathering = run.trigger === 'early' && run.finalizeSentAt === null;
   switch (run.state) {
-    case 'awaiting_approval':
+    case 'awaiting_approval': {
+      const left = budgetLeftText(usage);
       return [
+        ...(run.budgetHold ? [context(budgetHoldText(run.budgetHold, usage))] : []),
         section(
           stormSize > 1
             ? `Should Devin investigate these ${stormSize} incidents and write one postmortem for them?`
             : 'Should Devin investigate this incident and write its postmortem?',
         ),
+        ...(left ? [context(left)] : []),
         actions(
           'postmortem_decision',
           button(APPROVE_ACTION_ID, 'Approve', run.id, 'primary'),
           button(SKIP_ACTION_ID, 'Skip', run.id),
         ),
+      ];
+    }
+    case 'queued':
+      return [
+        context(`:double_vertical_bar: ${origin(run, stormSize)} Devin session ${waitingText(usage)}`),
+        stopButton(run),
       ];
     case 'skipped':
       return [

@@ -1,6 +1,7 @@
 import type { types } from '@slack/bolt';
 import type { PostmortemRun, RunState } from '../postmortems/model.js';
 import type { DenialReason, Outcome, RequestFailureCode, StatusView } from '../postmortems/service.js';
+import { usageLine } from './budget-text.js';
 import { cappedList, link, mention, untrusted } from './format.js';
 import { RUN_AGAIN_ACTION_ID } from './messages.js';
 
@@ -29,6 +30,7 @@ const STATE_WORDS: Record<RunState, string> = {
   awaiting_approval: 'waiting for approval',
   skipped: 'skipped',
   expired: 'approval expired',
+  queued: 'waiting for a free Devin session',
   starting: 'starting',
   started: 'Devin session running',
   needs_input: 'Devin needs input',
@@ -60,6 +62,8 @@ export function runSummary(run: PostmortemRun): string {
       cappedList(prs, { maxItems: 3, maxChars: 600, separator: ' · ', more: (n) => `…and ${n} more PRs` }),
     );
   }
+  if (run.budgetOverrideBy) parts.push(`over budget: override by ${mention(run.budgetOverrideBy)}`);
+  else if (run.budgetHold && run.state === 'awaiting_approval') parts.push("held: today's budget is reached");
   if (run.stoppedBy) parts.push(`stopped by ${mention(run.stoppedBy)}`);
   if (['start_failed', 'session_failed', 'abandoned'].includes(run.state) && run.error)
     parts.push(untrusted(run.error, 300));
@@ -116,6 +120,7 @@ function staleText(run: PostmortemRun | undefined): string {
       return `This postmortem was already skipped by ${who}.`;
     case 'expired':
       return 'This postmortem request expired; use `/postmortem` with the incident to start one.';
+    case 'queued':
     case 'starting':
     case 'started':
     case 'needs_input':
@@ -176,8 +181,10 @@ export function deadJobsWarning(deadJobs: number): string | undefined {
 
 export function statusReply(view: Extract<StatusView, { kind: 'runs' }>): Reply {
   const reply = runsReply(view);
-  const warning = deadJobsWarning(view.deadJobs);
-  return warning ? { text: `${reply.text}\n${warning}` } : reply;
+  const extra = [view.usage ? usageLine(view.usage) : undefined, deadJobsWarning(view.deadJobs)].filter(
+    (l): l is string => l !== undefined,
+  );
+  return extra.length > 0 ? { text: [reply.text, ...extra].join('\n') } : reply;
 }
 
 function runsReply(view: Extract<StatusView, { kind: 'runs' }>): Reply {

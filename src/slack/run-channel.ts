@@ -1,3 +1,4 @@
+import type { BudgetUsage, SessionBudget } from '../postmortems/budget.js';
 import { isDomainError } from '../postmortems/errors.js';
 import type { PostmortemRun, StormMember, ThreadReplyKind } from '../postmortems/model.js';
 import type { RunChannel } from '../postmortems/ports.js';
@@ -16,22 +17,40 @@ export class SlackRunChannel implements RunChannel {
     private readonly pacer: ChannelPacer,
     /** For the reminder's "expires in" line. */
     private readonly approvalExpireAfterMs: number,
+    /** What is left of the day's budget (approval messages) and how many sessions run (waiting ones). */
+    private readonly budget?: SessionBudget,
   ) {}
 
-  postRunMessage(run: PostmortemRun, callKey: number, storm?: readonly StormMember[], inThread?: string) {
+  async postRunMessage(
+    run: PostmortemRun,
+    callKey: number,
+    storm?: readonly StormMember[],
+    inThread?: string,
+  ) {
+    const usage = await this.usageFor(run);
     return this.paced(run.channel, callKey, () =>
-      this.chat.post(run.channel, renderRunMessage(run, storm), inThread),
+      this.chat.post(run.channel, renderRunMessage(run, storm, usage), inThread),
     );
   }
 
-  updateRunMessage(
+  async updateRunMessage(
     run: PostmortemRun & { slackTs: string },
     callKey: number,
     storm?: readonly StormMember[],
   ) {
+    const usage = await this.usageFor(run);
     return this.paced(run.channel, callKey, () =>
-      this.chat.update(run.channel, run.slackTs, renderRunMessage(run, storm)),
+      this.chat.update(run.channel, run.slackTs, renderRunMessage(run, storm, usage)),
     );
+  }
+
+  /** The budget's figures, read only for the messages that show them. */
+  private async usageFor(run: PostmortemRun): Promise<BudgetUsage | undefined> {
+    if (!this.budget) return undefined;
+    const shows =
+      run.state === 'queued' ||
+      (run.state === 'awaiting_approval' && (this.budget.hasDailyLimit || run.budgetHold !== null));
+    return shows ? this.budget.usage() : undefined;
   }
 
   async postThreadReply(run: PostmortemRun & { slackTs: string }, kind: ThreadReplyKind, callKey: number) {

@@ -321,6 +321,32 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 14,
+    name: 'the daily session budget and the concurrency cap (budget.ts)',
+    // slot_day: the UTC day (days since the epoch) whose budget a run's start spent; runs whose session
+    // started before this migration count on the day it started. queued_at: when a run began waiting for
+    // a free session slot. budget_hold: why an automatic start was held for approval; budget_override_by:
+    // who approved it anyway.
+    sqlite: `
+      ALTER TABLE runs ADD COLUMN slot_day INTEGER;
+      ALTER TABLE runs ADD COLUMN queued_at INTEGER;
+      ALTER TABLE runs ADD COLUMN budget_hold TEXT;
+      ALTER TABLE runs ADD COLUMN budget_override_by TEXT;
+      UPDATE runs SET slot_day = session_started_at / 86400000 WHERE session_started_at IS NOT NULL;
+      CREATE INDEX runs_slot_day ON runs (slot_day);
+      CREATE INDEX runs_queued ON runs (queued_at) WHERE state = 'queued';
+    `,
+    postgres: `
+      ALTER TABLE runs ADD COLUMN slot_day INTEGER;
+      ALTER TABLE runs ADD COLUMN queued_at BIGINT;
+      ALTER TABLE runs ADD COLUMN budget_hold TEXT;
+      ALTER TABLE runs ADD COLUMN budget_override_by TEXT;
+      UPDATE runs SET slot_day = session_started_at / 86400000 WHERE session_started_at IS NOT NULL;
+      CREATE INDEX runs_slot_day ON runs (slot_day);
+      CREATE INDEX runs_queued ON runs (queued_at) WHERE state = 'queued';
+    `,
+  },
+  {
     version: 15,
     name: "approval digests: where each approval request is shown, and each channel's digest message",
     // approval_placements: decided once per run, so a retried message job never turns a folded request

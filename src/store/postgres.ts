@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
+import { admissionRoom, decideGate, gateColumns } from './gate.js';
 import { MIGRATIONS } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace } from './pacing.js';
 import {
@@ -22,6 +23,7 @@ import {
 import type {
   ApprovalPlacement,
   DigestRecord,
+  GatedSteps,
   Job,
   JobLease,
   JobRecord,
@@ -30,6 +32,8 @@ import type {
   NewRun,
   ReceivedEvent,
   RunPatch,
+  SessionGate,
+  SessionUse,
   Store,
   StoreStats,
   StormJoin,
@@ -53,6 +57,11 @@ const MIGRATION_LOCK = 7_170_011_001;
 const QUEUE_LOCK_SPACE = 7170;
 /** First key of the transaction advisory lock a storm join takes on its service (the second is the hash). */
 const STORM_LOCK_SPACE = 7171;
+/**
+ * Transaction advisory lock of the session gate (budget and concurrency): every replica's count-and-claim
+ * of a session slot takes it first, after a storm's lock and before any queue lock, so gated steps run one at a time.
+ */
+const SESSION_GATE_LOCK = 7_170_014_001;
 
 /** Event transactions written at once (each a batch of the events that arrived meanwhile), and batch size. */
 const MAX_EVENT_FLUSHES = 3;
@@ -395,6 +404,8 @@ export class PostgresStore implements Store {
     let queued = false;
     const outcome = await this.tx(async (c): Promise<StormOutcome | undefined> => {
       await c.query(`SELECT pg_advisory_xact_lock(${STORM_LOCK_SPACE}, hashtext($1))`, [join.serviceId]);
+      const gate = join.gate;
+      if (gate) await c.query('SELECT pg_advisory_xact_lock($1)', [SESSION_GATE_LOCK]);
       const known = await c.query(
         `SELECT 1 FROM runs WHERE incident_id = $1 UNION ALL SELECT 1 FROM storm_members WHERE incident_id = $1`,
         [run.incidentId],
@@ -409,20 +420,38 @@ export class PostgresStore implements Store {
       );
       const groupId = candidates.rows[0]?.run_id;
       if (groupId !== undefined) {
-        await this.lockQueueKeys(
-          c,
-          Object.values(join.steps).flatMap((step) => step?.jobs(groupId) ?? []),
-        );
+        await this.lockQueueKeys(c, [
+          ...Object.values(join.steps).flatMap((step) => step?.jobs(groupId) ?? []),
+          ...Object.values(gate?.starts ?? {}).flatMap((alt) =>
+            alt ? [...alt.full.jobs(groupId), ...alt.overBudget.jobs(groupId)] : [],
+          ),
+        ]);
         const locked = await c.query<{ state: RunState }>('SELECT state FROM runs WHERE id = $1 FOR UPDATE', [
           groupId,
         ]);
         const from = locked.rows[0]?.state;
-        const step = from !== undefined ? join.steps[from] : undefined;
+        let step = from !== undefined ? join.steps[from] : undefined;
         if (from !== undefined && step) {
-          const { sets, values } = patchAssignments(step.patch, (i) => `$${i + 4}`);
+          // A join that starts the group's session passes the session gate.
+          let cols: ReturnType<typeof gateColumns> = { slotDay: null, queuedAt: null, budgetHold: null };
+          const alt = gate?.starts?.[from];
+          if (gate && alt) {
+            const g = gate.gate;
+            const decision = decideGate(g, await this.use(c, g.day, g.liveStates, g.queuedState), {
+              admitted: { state: step.to, jobs: [] },
+              full: { state: alt.full.to, jobs: [] },
+              overBudget: { state: alt.overBudget.to, jobs: [] },
+            });
+            if (decision.outcome === 'full') step = alt.full;
+            if (decision.outcome === 'over_budget') step = alt.overBudget;
+            cols = gateColumns(decision, g, now);
+          }
+          const { sets, values } = patchAssignments(step.patch, (i) => `$${i + 7}`);
           const { rows } = await c.query<RunRow>(
-            `UPDATE runs SET state = $1, updated_at = $2${sets} WHERE id = $3 RETURNING *`,
-            [step.to, now, groupId, ...values],
+            `UPDATE runs SET state = $1, updated_at = $2, slot_day = COALESCE($4::integer, slot_day),
+               queued_at = COALESCE($5::bigint, queued_at), budget_hold = COALESCE($6::text, budget_hold)${sets}
+             WHERE id = $3 RETURNING *`,
+            [step.to, now, groupId, cols.slotDay, cols.queuedAt, cols.budgetHold, ...values],
           );
           await c.query(
             `UPDATE storm_groups SET first_resolved_at = LEAST(first_resolved_at, $2),
@@ -441,17 +470,36 @@ export class PostgresStore implements Store {
         }
         // The group's run moved on (finished, say) meanwhile: this incident starts a new group.
       }
-      await this.lockQueueKeys(c, jobs);
-      const row = await this.insertRun(c, run, now);
+      // A new group's birth passes the session gate when it starts a session.
+      let birthJobs = jobs;
+      let birth = run;
+      let cols: ReturnType<typeof gateColumns> | undefined;
+      if (gate?.open) {
+        const g = gate.gate;
+        const decision = decideGate(g, await this.use(c, g.day, g.liveStates, g.queuedState), gate.open);
+        if (!decision.step) return undefined;
+        birth = { ...run, state: decision.step.state };
+        birthJobs = decision.step.jobs;
+        cols = gateColumns(decision, g, now);
+      }
+      await this.lockQueueKeys(c, birthJobs);
+      let row = await this.insertRun(c, birth, now);
       if (!row) return undefined;
+      if (cols) {
+        const updated = await c.query<RunRow>(
+          'UPDATE runs SET slot_day = $2, queued_at = $3, budget_hold = $4 WHERE id = $1 RETURNING *',
+          [run.id, cols.slotDay, cols.queuedAt, cols.budgetHold],
+        );
+        row = updated.rows[0] as RunRow;
+      }
       await c.query(
         `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
          VALUES ($1, $2, $3, $3, $4)`,
         [run.id, join.serviceId, join.resolvedAt, now],
       );
       await this.insertMember(c, run.id, run, join.resolvedAt, now);
-      await this.insertJobs(c, jobs);
-      queued = jobs.length > 0;
+      await this.insertJobs(c, birthJobs);
+      queued = birthJobs.length > 0;
       return { outcome: 'opened', run: toRun(row) };
     });
     if (queued) this.notifyQueued();
@@ -542,6 +590,156 @@ export class PostgresStore implements Store {
     });
     if (updated && jobs.length > 0) this.notifyQueued();
     return updated ? toRun(updated) : undefined;
+  }
+
+  async openGatedRun(run: NewRun, gate: SessionGate, steps: GatedSteps): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    let queued = false;
+    const opened = await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [SESSION_GATE_LOCK]);
+      const exists = await c.query('SELECT 1 FROM runs WHERE incident_id = $1 AND attempt = $2', [
+        run.incidentId,
+        run.attempt,
+      ]);
+      if (exists.rows.length > 0) return undefined;
+      const decision = decideGate(
+        gate,
+        await this.use(c, gate.day, gate.liveStates, gate.queuedState),
+        steps,
+      );
+      if (!decision.step) return undefined;
+      const cols = gateColumns(decision, gate, now);
+      await this.lockQueueKeys(c, decision.step.jobs);
+      const { rows } = await c.query<RunRow>(
+        `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+             prompt_secret, incident, incident_number, created_at, updated_at, slot_day, queued_at, budget_hold)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         ON CONFLICT (incident_id, attempt) DO NOTHING
+         RETURNING *`,
+        [
+          run.id,
+          run.incidentId,
+          run.attempt,
+          decision.step.state,
+          run.trigger,
+          run.channel,
+          run.decidedBy,
+          run.decidedAt,
+          run.devinTag,
+          run.promptSecret,
+          JSON.stringify(run.incident),
+          run.incident.number,
+          now,
+          now,
+          cols.slotDay,
+          cols.queuedAt,
+          cols.budgetHold,
+        ],
+      );
+      if (rows[0]) await this.insertJobs(c, decision.step.jobs);
+      queued = rows[0] !== undefined && decision.step.jobs.length > 0;
+      return rows[0];
+    });
+    if (queued) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
+  }
+
+  async transitionGatedRun(
+    id: string,
+    from: readonly RunState[],
+    gate: SessionGate,
+    steps: GatedSteps,
+    patch: RunPatch,
+  ): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    const { sets, values } = patchAssignments(patch, (i) => `$${i + 8}`);
+    let queued = false;
+    const updated = await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [SESSION_GATE_LOCK]);
+      const current = await c.query<{ state: RunState }>('SELECT state FROM runs WHERE id = $1', [id]);
+      const state = current.rows[0]?.state;
+      if (state === undefined || !from.includes(state)) return undefined;
+      const decision = decideGate(
+        gate,
+        await this.use(c, gate.day, gate.liveStates, gate.queuedState),
+        steps,
+      );
+      if (!decision.step) return undefined;
+      const cols = gateColumns(decision, gate, now);
+      await this.lockQueueKeys(c, decision.step.jobs);
+      const { rows } = await c.query<RunRow>(
+        `UPDATE runs SET state = $1, updated_at = $2, slot_day = COALESCE($5::integer, slot_day),
+             queued_at = COALESCE($6::bigint, queued_at), budget_hold = COALESCE($7::text, budget_hold)${sets}
+         WHERE id = $3 AND state = ANY($4::text[])
+         RETURNING *`,
+        [decision.step.state, now, id, from, cols.slotDay, cols.queuedAt, cols.budgetHold, ...values],
+      );
+      if (rows[0]) await this.insertJobs(c, decision.step.jobs);
+      queued = rows[0] !== undefined && decision.step.jobs.length > 0;
+      return rows[0];
+    });
+    if (queued) this.notifyQueued();
+    return updated ? toRun(updated) : undefined;
+  }
+
+  async admitQueued(
+    from: RunState,
+    to: RunState,
+    gate: SessionGate,
+    jobs: (runId: string) => NewJob[],
+  ): Promise<PostmortemRun[]> {
+    const admitted = await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [SESSION_GATE_LOCK]);
+      const room = admissionRoom(gate, await this.use(c, gate.day, gate.liveStates, from));
+      if (room === 0) return [];
+      const { rows: waiting } = await c.query<{ id: string }>(
+        'SELECT id FROM runs WHERE state = $1 ORDER BY queued_at, created_at LIMIT $2',
+        [from, room],
+      );
+      const ids = waiting.map((r) => r.id);
+      const newJobs = ids.flatMap((id) => jobs(id));
+      await this.lockQueueKeys(c, newJobs);
+      const { rows } = await c.query<RunRow>(
+        `UPDATE runs SET state = $1, updated_at = $2 WHERE id = ANY($3::text[]) AND state = $4 RETURNING *`,
+        [to, this.now(), ids, from],
+      );
+      const moved = new Set(rows.map((r) => r.id));
+      await this.insertJobs(
+        c,
+        ids.filter((id) => moved.has(id)).flatMap((id) => jobs(id)),
+      );
+      return rows;
+    });
+    if (admitted.length > 0) this.notifyQueued();
+    return admitted.map(toRun);
+  }
+
+  async sessionUse(day: number, liveStates: readonly RunState[], queuedState: RunState): Promise<SessionUse> {
+    await this.ready();
+    return this.use(this.pool, day, liveStates, queuedState);
+  }
+
+  private async use(
+    c: Queryable,
+    day: number,
+    liveStates: readonly RunState[],
+    queuedState: RunState,
+  ): Promise<SessionUse> {
+    const { rows } = await c.query<SessionUse>(
+      `SELECT
+         (SELECT COUNT(*) FROM runs WHERE slot_day = $1 AND state <> 'start_failed') AS sessions,
+         (SELECT COALESCE(SUM(acus_consumed), 0) FROM runs WHERE slot_day = $1) AS acus,
+         (SELECT COUNT(*) FROM runs WHERE state = ANY($2::text[])) AS live,
+         (SELECT COUNT(*) FROM runs WHERE state = $3) AS queued`,
+      [day, liveStates, queuedState],
+    );
+    const row = rows[0] as SessionUse;
+    return {
+      sessions: Number(row.sessions),
+      acus: Number(row.acus),
+      live: Number(row.live),
+      queued: Number(row.queued),
+    };
   }
 
   async updateRun(id: string, patch: RunPatch): Promise<void> {

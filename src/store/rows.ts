@@ -29,6 +29,10 @@ export interface RunRow {
   devin_status_detail: string | null;
   acus_consumed: number | null;
   session_started_at: number | null;
+  slot_day: number | null;
+  queued_at: number | null;
+  budget_hold: PostmortemRun['budgetHold'];
+  budget_override_by: string | null;
   pull_requests: string;
   result: string | null;
   finalize_requested_at: number | null;
@@ -63,6 +67,7 @@ export const PATCH_COLUMNS: Record<keyof RunPatch, string> = {
   evidence: 'evidence',
   incident: 'incident',
   promptSecret: 'prompt_secret',
+  budgetOverrideBy: 'budget_override_by',
 };
 
 /** Fields kept as JSON text. */
@@ -104,6 +109,10 @@ export function toRun(row: RunRow): PostmortemRun {
     devinStatusDetail: row.devin_status_detail,
     acusConsumed: row.acus_consumed,
     sessionStartedAt: row.session_started_at,
+    slotDay: row.slot_day,
+    queuedAt: row.queued_at,
+    budgetHold: row.budget_hold,
+    budgetOverrideBy: row.budget_override_by,
     pullRequests: JSON.parse(row.pull_requests) as string[],
     result: row.result ? (JSON.parse(row.result) as PostmortemResult) : null,
     finalizeRequestedAt: row.finalize_requested_at,

@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.js';
 import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
+import { admissionRoom, decideGate, gateColumns } from './gate.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace, UNPACED } from './pacing.js';
 import {
@@ -24,6 +25,7 @@ import {
 import type {
   ApprovalPlacement,
   DigestRecord,
+  GatedSteps,
   Job,
   JobLease,
   JobRecord,
@@ -32,6 +34,8 @@ import type {
   NewRun,
   ReceivedEvent,
   RunPatch,
+  SessionGate,
+  SessionUse,
   Store,
   StoreStats,
   StormJoin,
@@ -481,13 +485,41 @@ export class SqliteStore implements Store {
             `INSERT INTO storm_members (incident_id, run_id, incident, resolved_at, joined_at)
                VALUES (?, ?, ?, ?, ?)`,
           ).run(run.incidentId, runId, JSON.stringify(run.incident), join.resolvedAt, now);
+        const gate = join.gate;
         if (group) {
-          const step = join.steps[group.state];
+          let step = join.steps[group.state];
           if (!step) return undefined;
+          // A join that starts the group's session passes the session gate.
+          let cols: ReturnType<typeof gateColumns> = { slotDay: null, queuedAt: null, budgetHold: null };
+          const alt = gate?.starts?.[group.state];
+          if (gate && alt) {
+            const decision = decideGate(
+              gate.gate,
+              this.use(gate.gate.day, gate.gate.liveStates, gate.gate.queuedState),
+              {
+                admitted: { state: step.to, jobs: [] },
+                full: { state: alt.full.to, jobs: [] },
+                overBudget: { state: alt.overBudget.to, jobs: [] },
+              },
+            );
+            if (decision.outcome === 'full') step = alt.full;
+            if (decision.outcome === 'over_budget') step = alt.overBudget;
+            cols = gateColumns(decision, gate.gate, now);
+          }
           const { sets, values } = patchAssignments(step.patch, () => '?');
           const row = this.sql(
-            `UPDATE runs SET state = ?, updated_at = ?${sets} WHERE id = ? RETURNING *`,
-          ).get(step.to, now, ...values, group.run_id) as RunRow;
+            `UPDATE runs SET state = ?, updated_at = ?, slot_day = COALESCE(?, slot_day),
+                 queued_at = COALESCE(?, queued_at), budget_hold = COALESCE(?, budget_hold)${sets}
+               WHERE id = ? RETURNING *`,
+          ).get(
+            step.to,
+            now,
+            cols.slotDay,
+            cols.queuedAt,
+            cols.budgetHold,
+            ...values,
+            group.run_id,
+          ) as RunRow;
           this.sql(
             `UPDATE storm_groups SET first_resolved_at = MIN(first_resolved_at, ?),
                  last_resolved_at = MAX(last_resolved_at, ?) WHERE run_id = ?`,
@@ -501,15 +533,35 @@ export class SqliteStore implements Store {
           ) as { n: number };
           return { outcome: 'joined', run: toRun(row), from: group.state, members: n };
         }
-        const row = this.insertRun(run, now);
+        // A new group's birth passes the session gate when it starts a session.
+        let birthJobs = jobs;
+        let birth = run;
+        let cols: ReturnType<typeof gateColumns> | undefined;
+        if (gate?.open) {
+          const decision = decideGate(
+            gate.gate,
+            this.use(gate.gate.day, gate.gate.liveStates, gate.gate.queuedState),
+            gate.open,
+          );
+          if (!decision.step) return undefined;
+          birth = { ...run, state: decision.step.state };
+          birthJobs = decision.step.jobs;
+          cols = gateColumns(decision, gate.gate, now);
+        }
+        let row = this.insertRun(birth, now);
         if (!row) return undefined;
+        if (cols) {
+          row = this.sql(
+            'UPDATE runs SET slot_day = ?, queued_at = ?, budget_hold = ? WHERE id = ? RETURNING *',
+          ).get(cols.slotDay, cols.queuedAt, cols.budgetHold, run.id) as RunRow;
+        }
         this.sql(
           `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
              VALUES (?, ?, ?, ?, ?)`,
         ).run(run.id, join.serviceId, join.resolvedAt, join.resolvedAt, now);
         member(run.id);
-        for (const job of jobs) this.insertJob(job);
-        queued = jobs.length > 0;
+        for (const job of birthJobs) this.insertJob(job);
+        queued = birthJobs.length > 0;
         return { outcome: 'opened', run: toRun(row) };
       })
       .immediate();
@@ -590,6 +642,143 @@ export class SqliteStore implements Store {
       .immediate();
     if (updated && jobs.length > 0) this.notifyQueued();
     return updated ? toRun(updated) : undefined;
+  }
+
+  // The session gate: better-sqlite3 is synchronous and one process owns the file, so an immediate
+  // transaction (the write lock, taken first) makes count and write one step.
+  async openGatedRun(run: NewRun, gate: SessionGate, steps: GatedSteps): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    let queued = false;
+    const opened = this.db
+      .transaction(() => {
+        if (
+          this.sql('SELECT 1 FROM runs WHERE incident_id = ? AND attempt = ?').get(
+            run.incidentId,
+            run.attempt,
+          )
+        )
+          return undefined;
+        const decision = decideGate(gate, this.use(gate.day, gate.liveStates, gate.queuedState), steps);
+        if (!decision.step) return undefined;
+        const cols = gateColumns(decision, gate, now);
+        const row = this.sql(
+          `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
+               prompt_secret, incident, incident_number, created_at, updated_at, slot_day, queued_at, budget_hold)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (incident_id, attempt) DO NOTHING
+             RETURNING *`,
+        ).get(
+          run.id,
+          run.incidentId,
+          run.attempt,
+          decision.step.state,
+          run.trigger,
+          run.channel,
+          run.decidedBy,
+          run.decidedAt,
+          run.devinTag,
+          run.promptSecret,
+          JSON.stringify(run.incident),
+          run.incident.number,
+          now,
+          now,
+          cols.slotDay,
+          cols.queuedAt,
+          cols.budgetHold,
+        ) as RunRow | undefined;
+        if (row) for (const job of decision.step.jobs) this.insertJob(job);
+        queued = row !== undefined && decision.step.jobs.length > 0;
+        return row;
+      })
+      .immediate();
+    if (queued) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
+  }
+
+  async transitionGatedRun(
+    id: string,
+    from: readonly RunState[],
+    gate: SessionGate,
+    steps: GatedSteps,
+    patch: RunPatch,
+  ): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    const { sets, values } = patchAssignments(patch, () => '?');
+    let queued = false;
+    const updated = this.db
+      .transaction(() => {
+        const current = this.sql('SELECT state FROM runs WHERE id = ?').get(id) as
+          | { state: RunState }
+          | undefined;
+        if (!current || !from.includes(current.state)) return undefined;
+        const decision = decideGate(gate, this.use(gate.day, gate.liveStates, gate.queuedState), steps);
+        if (!decision.step) return undefined;
+        const cols = gateColumns(decision, gate, now);
+        const row = this.sql(
+          `UPDATE runs SET state = ?, updated_at = ?, slot_day = COALESCE(?, slot_day),
+               queued_at = COALESCE(?, queued_at), budget_hold = COALESCE(?, budget_hold)${sets}
+             WHERE id = ? AND state IN (${from.map(() => '?').join(', ')})
+             RETURNING *`,
+        ).get(
+          decision.step.state,
+          now,
+          cols.slotDay,
+          cols.queuedAt,
+          cols.budgetHold,
+          ...values,
+          id,
+          ...from,
+        ) as RunRow | undefined;
+        if (row) for (const job of decision.step.jobs) this.insertJob(job);
+        queued = row !== undefined && decision.step.jobs.length > 0;
+        return row;
+      })
+      .immediate();
+    if (queued) this.notifyQueued();
+    return updated ? toRun(updated) : undefined;
+  }
+
+  async admitQueued(
+    from: RunState,
+    to: RunState,
+    gate: SessionGate,
+    jobs: (runId: string) => NewJob[],
+  ): Promise<PostmortemRun[]> {
+    const admitted = this.db
+      .transaction(() => {
+        const room = admissionRoom(gate, this.use(gate.day, gate.liveStates, from));
+        if (room === 0) return [];
+        const ids = this.sql('SELECT id FROM runs WHERE state = ? ORDER BY queued_at, created_at LIMIT ?')
+          .all(from, room)
+          .map((r) => (r as { id: string }).id);
+        const rows: RunRow[] = [];
+        for (const id of ids) {
+          const row = this.sql(
+            'UPDATE runs SET state = ?, updated_at = ? WHERE id = ? AND state = ? RETURNING *',
+          ).get(to, this.now(), id, from) as RunRow | undefined;
+          if (!row) continue;
+          for (const job of jobs(id)) this.insertJob(job);
+          rows.push(row);
+        }
+        return rows;
+      })
+      .immediate();
+    if (admitted.length > 0) this.notifyQueued();
+    return admitted.map(toRun);
+  }
+
+  async sessionUse(day: number, liveStates: readonly RunState[], queuedState: RunState): Promise<SessionUse> {
+    return this.use(day, liveStates, queuedState);
+  }
+
+  private use(day: number, liveStates: readonly RunState[], queuedState: RunState): SessionUse {
+    return this.sql(
+      `SELECT
+         (SELECT COUNT(*) FROM runs WHERE slot_day = ? AND state <> 'start_failed') AS sessions,
+         (SELECT COALESCE(SUM(acus_consumed), 0) FROM runs WHERE slot_day = ?) AS acus,
+         (SELECT COUNT(*) FROM runs WHERE state IN (${liveStates.map(() => '?').join(', ')})) AS live,
+         (SELECT COUNT(*) FROM runs WHERE state = ?) AS queued`,
+    ).get(day, day, ...liveStates, queuedState) as SessionUse;
   }
 
   async updateRun(id: string, patch: RunPatch): Promise<void> {

@@ -1,4 +1,4 @@
-import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
+import type { BudgetHold, Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
 
 /**
  * Everything durable: received webhook events, incidents, postmortem runs and queued jobs.
@@ -47,6 +47,37 @@ export interface Store {
     jobs: NewJob[],
     onlyIfUnset?: readonly (keyof RunPatch)[],
   ): Promise<PostmortemRun | undefined>;
+  /**
+   * Opens a run whose birth starts a session, through the session gate (see SessionGate): the day's use
+   * and the live sessions are counted and the run written in one transaction, under one lock shared by
+   * every replica, so no two starts both take the last slot. `run.state` is unused: the step taken is
+   * `steps.admitted`, `steps.full` or `steps.overBudget` (no run at all when that is undefined). Returns
+   * the run as written, or undefined when the incident already had that attempt (or nothing was written).
+   */
+  openGatedRun(run: NewRun, gate: SessionGate, steps: GatedSteps): Promise<PostmortemRun | undefined>;
+  /**
+   * transitionRun through the session gate: the step is one of `steps`, as the gate decides, atomically
+   * with the counts (one lock across replicas). Undefined when the run was not in `from`.
+   */
+  transitionGatedRun(
+    id: string,
+    from: readonly RunState[],
+    gate: SessionGate,
+    steps: GatedSteps,
+    patch: RunPatch,
+  ): Promise<PostmortemRun | undefined>;
+  /**
+   * Lets waiting runs start, oldest first: as many runs in `from` (by queued_at) as the cap leaves room
+   * for (all of them without a cap) move to `to` with `jobs(runId)`, under the gate's lock. Returns them.
+   */
+  admitQueued(
+    from: RunState,
+    to: RunState,
+    gate: SessionGate,
+    jobs: (runId: string) => NewJob[],
+  ): Promise<PostmortemRun[]>;
+  /** The day's use of the session budget and the live and waiting runs now (budget.ts). */
+  sessionUse(day: number, liveStates: readonly RunState[], queuedState: RunState): Promise<SessionUse>;
   /** Bookkeeping that is not a state change (Slack message ts, create intent). */
   updateRun(id: string, patch: RunPatch): Promise<void>;
 
@@ -166,6 +197,49 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/**
+ * What a session-starting step checks, atomically with its write (budget.ts decides the figures):
+ * - over budget: `budget` is given (a policy start) and the runs holding a slot of `day` (any state but
+ *   start_failed) reach `budget.sessions`, or their ACUs (as last polled) reach `budget.acus`;
+ * - full: runs in `liveStates` reach `maxLive`, or runs already wait (they go first);
+ * - admitted otherwise.
+ * Admitted and full runs take a slot of `day` (slot_day); a full one is stamped queued_at; one over budget
+ * is stamped budget_hold with the limit that was reached (the sessions one when both are).
+ */
+export interface SessionGate {
+  day: number;
+  liveStates: readonly RunState[];
+  /** The state runs wait in (for "runs already wait"). */
+  queuedState: RunState;
+  maxLive?: number | undefined;
+  budget?: { sessions?: number | undefined; acus?: number | undefined } | undefined;
+}
+
+export interface GatedStep {
+  state: RunState;
+  jobs: NewJob[];
+}
+
+/** What a gated step does in each case; without `overBudget`, a run over budget is not written. */
+export interface GatedSteps {
+  admitted: GatedStep;
+  full: GatedStep;
+  overBudget?: GatedStep | undefined;
+}
+
+export type { BudgetHold };
+
+/** A day's use of the session budget, and the slots in use now. */
+export interface SessionUse {
+  /** Runs holding a slot of the day (started, starting or waiting; not those that failed to start). */
+  sessions: number;
+  /** ACUs their sessions consumed, as last polled. */
+  acus: number;
+  /** Runs in a live state now (all days). */
+  live: number;
+  /** Runs waiting for a slot now. */
+  queued: number;
+}
 /** How an incident joins a storm group (Store.openOrJoinStorm); built by the lifecycle. */
 export interface StormJoin {
   serviceId: string;
@@ -176,7 +250,24 @@ export interface StormJoin {
    * The states a group's run may be joined in, each with the state it moves to (the same for bookkeeping)
    * and the jobs the join queues for that run.
    */
-  steps: Partial<Record<RunState, { to: RunState; patch: RunPatch; jobs: (runId: string) => NewJob[] }>>;
+  steps: Partial<Record<RunState, StormStep>>;
+  /**
+   * The session gate (budget.ts) for the starts this may make, decided under the gate's lock in the same
+   * transaction: a new group's birth (`open`, in place of `run.state` and the jobs given), and the steps
+   * that start a group's session (`starts`, by the state they are taken from: where each goes instead
+   * when the cap is reached or the day's budget is).
+   */
+  gate?: {
+    gate: SessionGate;
+    open?: GatedSteps | undefined;
+    starts?: Partial<Record<RunState, { full: StormStep; overBudget: StormStep }>>;
+  };
+}
+
+export interface StormStep {
+  to: RunState;
+  patch: RunPatch;
+  jobs: (runId: string) => NewJob[];
 }
 
 export type StormOutcome =
@@ -271,6 +362,7 @@ export type RunPatch = Partial<
     | 'evidence'
     | 'incident'
     | 'promptSecret'
+    | 'budgetOverrideBy'
   >
 >;
 
@@ -284,7 +376,8 @@ export type JobKind =
   | 'pagerduty_note'
   | 'append_incidents'
   | 'purge_expired_data'
-  | 'sync_digest';
+  | 'sync_digest'
+  | 'admit_queued';
 
 export interface NewJob {
   kind: JobKind;

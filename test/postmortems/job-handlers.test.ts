@@ -40,6 +40,7 @@ beforeEach(() => {
   notes = new FakeIncidentNotes();
   handlers = jobHandlers({
     store,
+    queue: lifecycle,
     logger,
     notes,
     now: clock.now,

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { SessionBudget } from '../../src/postmortems/budget.js';
 import { LifecycleBug } from '../../src/postmortems/errors.js';
 import {
   allows,
@@ -10,6 +11,7 @@ import {
   Lifecycle,
   lifecycleDiagram,
   type RunEvent,
+  SLOT_STATES,
   STOPPABLE_STATES,
   TERMINAL_STATES,
   TRANSITIONS,
@@ -47,13 +49,22 @@ const exits = (state: RunState) =>
 
 describe('the lifecycle table', () => {
   it('reaches every state from a birth', () => {
-    const reached = new Set<RunState>(Object.values(BIRTHS).map((b) => b.state));
+    // A gated birth or step may also end where its gate sends it (waiting for a slot, asking over budget).
+    const gateStates = (
+      g: { full: { state: RunState }; overBudget?: { state: RunState } | null } | undefined,
+    ) => (g ? [g.full.state, ...(g.overBudget ? [g.overBudget.state] : [])] : []);
+    const reached = new Set<RunState>(Object.values(BIRTHS).flatMap((b) => [b.state, ...gateStates(b.gate)]));
     for (let grew = true; grew; ) {
       grew = false;
-      for (const t of Object.values(TRANSITIONS)) {
-        if (t.to === 'same' || reached.has(t.to)) continue;
-        if (t.from.some((s) => reached.has(s))) {
-          reached.add(t.to);
+      for (const t of Object.values(TRANSITIONS) as {
+        from: readonly RunState[];
+        to: RunState | 'same';
+        gate?: { full: { state: RunState } };
+      }[]) {
+        const targets = [...(t.to === 'same' ? [] : [t.to]), ...gateStates(t.gate)];
+        for (const to of targets) {
+          if (reached.has(to) || !t.from.some((s) => reached.has(s))) continue;
+          reached.add(to);
           grew = true;
         }
       }
@@ -77,10 +88,19 @@ describe('the lifecycle table', () => {
 
   it('derives the followed and stoppable states from the steps', () => {
     expect(FOLLOWED_STATES).toEqual(['started', 'needs_input']);
-    expect(STOPPABLE_STATES).toEqual(['starting', 'started', 'needs_input']);
+    expect(STOPPABLE_STATES).toEqual(['queued', 'starting', 'started', 'needs_input']);
+    expect(SLOT_STATES).toEqual({ live: ['starting', 'started', 'needs_input'], queued: 'queued' });
     for (const s of FOLLOWED_STATES) {
       for (const e of ['session_finished', 'session_failed', 'give_up'] as const)
         expect(allows(e, s)).toBe(true);
+    }
+  });
+
+  it('looks at the queue after every step that frees a session slot, and only then', () => {
+    const live = SLOT_STATES.live;
+    for (const [event, t] of Object.entries(TRANSITIONS) as [RunEvent, (typeof TRANSITIONS)[RunEvent]][]) {
+      const frees = t.to !== 'same' && !live.includes(t.to) && t.from.some((s) => live.includes(s));
+      expect((t.jobs as readonly unknown[]).includes('admit_queued'), event).toBe(frees);
     }
   });
 
@@ -170,5 +190,44 @@ describe('Lifecycle', () => {
       { kind: 'thread_reply', lane: 'slack:r1', payload: { runId: 'r1', reply: 'finished' } },
       { kind: 'pagerduty_note', lane: 'run:r1', payload: { runId: 'r1' } },
     ]);
+  });
+
+  it('passes starts through the session gate: waiting under the cap, asking (or not opening) over budget', async () => {
+    const store = openStore();
+    const budget = new SessionBudget(store, { maxConcurrent: 1, dailySessions: 2 }, SLOT_STATES, Date.now);
+    const lifecycle = new Lifecycle(store, budget);
+    expect((await open(lifecycle, 'auto', 'a'))?.state).toBe('starting');
+    expect(await open(lifecycle, 'manual', 'm')).toMatchObject({
+      state: 'queued',
+      queuedAt: expect.any(Number),
+    });
+    expect((await drain(store)).map((j) => j.kind)).toEqual([
+      'start_session',
+      'sync_message',
+      'admit_queued',
+    ]);
+    // Two slots of the day are taken: a policy start asks, an early start is not made, a person's waits.
+    expect(await open(lifecycle, 'auto', 'b')).toMatchObject({
+      state: 'awaiting_approval',
+      budgetHold: 'daily_sessions',
+    });
+    expect(await open(lifecycle, 'early', 'e')).toBeUndefined();
+    expect((await lifecycle.fire('b', 'approve', { patch: { budgetOverrideBy: 'U1' } }))?.state).toBe(
+      'queued',
+    );
+    // Nothing is admitted while the one slot is held.
+    expect(await lifecycle.admitQueued()).toEqual([]);
+    await drain(store);
+    await lifecycle.fire('a', 'session_created');
+    await lifecycle.fire('a', 'session_finished');
+    expect((await drain(store)).map((j) => j.kind)).toContain('admit_queued');
+    const admitted = await lifecycle.admitQueued();
+    expect(admitted.map((r) => [r.id, r.state])).toEqual([['m', 'starting']]);
+    expect(await drain(store)).toEqual([
+      { kind: 'sync_message', lane: 'slack:m', payload: { runId: 'm' } },
+      { kind: 'start_session', lane: 'run:m', payload: { runId: 'm' } },
+    ]);
+    // A waiting run can be stopped.
+    expect((await lifecycle.fire('b', 'stop', { patch: { stoppedBy: 'U2' } }))?.state).toBe('stopped');
   });
 });

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { processEventJob, syncDigestJob } from '../../src/postmortems/jobs.js';
-import type { Job, NewJob, NewRun, ReceivedEvent, Store, StormJoin } from '../../src/store/store.js';
+import type {
+  GatedSteps,
+  Job,
+  NewJob,
+  NewRun,
+  ReceivedEvent,
+  SessionGate,
+  Store,
+  StormJoin,
+} from '../../src/store/store.js';
 import { anIncident, aRun } from '../helpers/builders.js';
 
 /** A database for one contract test: `open()` gives a store on it; call it again after closing for another. */
@@ -53,6 +62,38 @@ const event = (id: string, incidentId: string | null = 'Q1'): ReceivedEvent => (
   receivedAt: 1_700_000_000_123,
   payload: '{"event":{"id":"x"}, "raw":  "kept as sent"}',
 });
+
+const LIVE = ['starting', 'started', 'needs_input'] as const;
+const DAY = 20_000;
+const gate = (overrides: Partial<SessionGate> = {}): SessionGate => ({
+  day: DAY,
+  liveStates: LIVE,
+  queuedState: 'queued',
+  ...overrides,
+});
+const steps = (id: string, overBudget = true): GatedSteps => ({
+  admitted: {
+    state: 'starting',
+    jobs: [{ kind: 'start_session', lane: `run:${id}`, payload: { runId: id } }],
+  },
+  full: { state: 'queued', jobs: [{ kind: 'sync_message', lane: `slack:${id}`, payload: { runId: id } }] },
+  overBudget: overBudget
+    ? {
+        state: 'awaiting_approval',
+        jobs: [{ kind: 'sync_message', lane: `slack:${id}`, payload: { runId: id } }],
+      }
+    : undefined,
+});
+/** A run of its own incident, for the gate's tests (one incident each). */
+const gatedRun = (id: string): NewRun => {
+  const own = anIncident({ id: `I-${id}` });
+  const {
+    createdAt: _c,
+    updatedAt: _u,
+    ...run
+  } = aRun({ id, incidentId: own.id, incident: own, trigger: 'auto' });
+  return run;
+};
 
 /**
  * What every Store must do, run unchanged against each implementation. `newDatabase` gives an empty
@@ -555,6 +596,125 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       expect(await store.reviveDeadJobs('all')).toEqual([c.id]);
       expect(await store.countJobs()).toEqual({ queued: 1, running: 0, dead: 0 });
       expect(await store.discardDeadJob(c.id)).toBe(false);
+    });
+
+    it('the session gate: concurrent claims take exactly the day’s budget; the rest are held, the next day is new', async () => {
+      const store = await fresh();
+      const budget = gate({ budget: { sessions: 3 } });
+      const ids = Array.from({ length: 10 }, (_, i) => `b${i}`);
+      const opened = await Promise.all(ids.map((id) => store.openGatedRun(gatedRun(id), budget, steps(id))));
+      const states = opened.map((r) => r?.state);
+      expect(states.filter((s) => s === 'starting')).toHaveLength(3);
+      expect(states.filter((s) => s === 'awaiting_approval')).toHaveLength(7);
+      for (const r of opened) {
+        if (r?.state === 'starting')
+          expect(r).toMatchObject({ slotDay: DAY, budgetHold: null, queuedAt: null });
+        else expect(r).toMatchObject({ slotDay: null, budgetHold: 'daily_sessions' });
+      }
+      expect(await store.sessionUse(DAY, LIVE, 'queued')).toEqual({
+        sessions: 3,
+        acus: 0,
+        live: 3,
+        queued: 0,
+      });
+      // Each run's jobs only with the step taken: three starts, seven messages.
+      expect((await store.listJobs()).map((j) => j.kind).sort()).toEqual(
+        [...Array(3).fill('start_session'), ...Array(7).fill('sync_message')].sort(),
+      );
+      // Opening the same incident and attempt again changes nothing.
+      expect(await store.openGatedRun(gatedRun('b0'), budget, steps('b0'))).toBeUndefined();
+      // A start that failed spent nothing; a new day has a budget of its own.
+      const admitted = opened.filter((r) => r?.state === 'starting').map((r) => r?.id as string);
+      await store.transitionRun(admitted[0] as string, ['starting'], 'start_failed', {}, []);
+      expect((await store.sessionUse(DAY, LIVE, 'queued')).sessions).toBe(2);
+      expect((await store.openGatedRun(gatedRun('c1'), budget, steps('c1')))?.state).toBe('starting');
+      expect((await store.openGatedRun(gatedRun('c2'), budget, steps('c2')))?.state).toBe(
+        'awaiting_approval',
+      );
+      const tomorrow = gate({ day: DAY + 1, budget: { sessions: 3 } });
+      expect(await store.openGatedRun(gatedRun('d1'), tomorrow, steps('d1'))).toMatchObject({
+        state: 'starting',
+        slotDay: DAY + 1,
+      });
+      // Without an over-budget step (an early start), a run over budget is not written at all.
+      expect(await store.openGatedRun(gatedRun('c3'), budget, steps('c3', false))).toBeUndefined();
+      expect(await store.getRun('c3')).toBeUndefined();
+    });
+
+    it('the session gate: the day’s ACUs, as last polled, hold further policy starts', async () => {
+      const store = await fresh();
+      const acus = gate({ budget: { acus: 10 } });
+      const a = await store.openGatedRun(gatedRun('a1'), acus, steps('a1'));
+      const b = await store.openGatedRun(gatedRun('a2'), acus, steps('a2'));
+      expect([a?.state, b?.state]).toEqual(['starting', 'starting']);
+      await store.updateRun('a1', { acusConsumed: 6 });
+      await store.updateRun('a2', { acusConsumed: 3.5 });
+      expect((await store.openGatedRun(gatedRun('a3'), acus, steps('a3')))?.state).toBe('starting');
+      await store.updateRun('a3', { acusConsumed: 0.5 });
+      expect((await store.sessionUse(DAY, LIVE, 'queued')).acus).toBeCloseTo(10);
+      expect(await store.openGatedRun(gatedRun('a4'), acus, steps('a4'))).toMatchObject({
+        state: 'awaiting_approval',
+        budgetHold: 'daily_acus',
+      });
+      // A person's start (no budget in its gate) is not held, and spends a slot of the day.
+      expect(await store.openGatedRun(gatedRun('a5'), gate(), steps('a5'))).toMatchObject({
+        state: 'starting',
+        slotDay: DAY,
+      });
+    });
+
+    it('the session gate: never more live runs than the cap, however many start or are admitted at once; oldest first', async () => {
+      const store = await fresh();
+      const capped = gate({ maxLive: 2 });
+      const ids = Array.from({ length: 8 }, (_, i) => `q${i}`);
+      const opened = [];
+      // Opened concurrently, in two waves so that the queue's order is known for the second.
+      opened.push(
+        ...(await Promise.all(
+          ids.slice(0, 4).map((id) => store.openGatedRun(gatedRun(id), capped, steps(id))),
+        )),
+      );
+      for (const id of ids.slice(4)) opened.push(await store.openGatedRun(gatedRun(id), capped, steps(id)));
+      expect(opened.filter((r) => r?.state === 'starting')).toHaveLength(2);
+      expect(opened.filter((r) => r?.state === 'queued')).toHaveLength(6);
+      for (const r of opened.filter((r) => r?.state === 'queued')) {
+        expect(r?.queuedAt).toEqual(expect.any(Number));
+        expect(r?.slotDay).toBe(DAY);
+      }
+      expect(await store.sessionUse(DAY, LIVE, 'queued')).toMatchObject({ live: 2, queued: 6, sessions: 8 });
+      // A gated transition (a person's Approve) waits too while the cap is reached.
+      await store.openRun({ ...gatedRun('p1'), state: 'awaiting_approval' }, []);
+      expect(
+        await store.transitionGatedRun('p1', ['awaiting_approval'], capped, steps('p1'), { decidedBy: 'U1' }),
+      ).toMatchObject({ state: 'queued', decidedBy: 'U1', slotDay: DAY });
+      expect(
+        await store.transitionGatedRun('p1', ['awaiting_approval'], capped, steps('p1'), {}),
+      ).toBeUndefined();
+
+      // Nothing ended: there is no room.
+      const dequeueJobs = (id: string) => [
+        { kind: 'start_session' as const, lane: `run:${id}`, payload: { runId: id } },
+      ];
+      expect(await store.admitQueued('queued', 'starting', capped, dequeueJobs)).toEqual([]);
+      // Both live runs end: many admissions at once (replicas racing) let exactly two start, the oldest.
+      const live = opened.filter((r) => r?.state === 'starting').map((r) => r?.id as string);
+      for (const id of live) await store.transitionRun(id, ['starting'], 'finished', {}, []);
+      const waitingOldestFirst = (await store.runsInStates(['queued'], 100))
+        .sort((x, y) => (x.queuedAt as number) - (y.queuedAt as number) || x.createdAt - y.createdAt)
+        .map((r) => r.id);
+      const rounds = await Promise.all(
+        Array.from({ length: 5 }, () => store.admitQueued('queued', 'starting', capped, dequeueJobs)),
+      );
+      const admitted = rounds.flat().map((r) => r.id);
+      expect(admitted).toHaveLength(2);
+      expect(new Set(admitted)).toEqual(new Set(waitingOldestFirst.slice(0, 2)));
+      expect((await store.runsInStates(LIVE, 100)).length).toBe(2);
+      // A start while runs wait goes behind them, even with room (here: none).
+      expect((await store.openGatedRun(gatedRun('late'), capped, steps('late')))?.state).toBe('queued');
+      // Without a cap, every waiting run starts.
+      const all = await store.admitQueued('queued', 'starting', gate(), dequeueJobs);
+      expect(all).toHaveLength(6);
+      expect(await store.sessionUse(DAY, LIVE, 'queued')).toMatchObject({ live: 8, queued: 0 });
     });
 
     it('sums up the shared state for metrics: jobs, the oldest waiting one, runs by state, ACUs', async () => {

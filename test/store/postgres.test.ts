@@ -2,10 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { processEventJob } from '../../src/postmortems/jobs.js';
-import { MIGRATIONS } from '../../src/store/migrations.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/migrations.js';
 import { migratePostgres, PostgresStore } from '../../src/store/postgres.js';
-import type { Job } from '../../src/store/store.js';
-import { anIncident } from '../helpers/builders.js';
+import type { GatedSteps, Job, SessionGate } from '../../src/store/store.js';
+import { anIncident, aRun } from '../helpers/builders.js';
 import { waitFor } from '../helpers/harness.js';
 import { createTestDatabase, sql, type TestDatabase } from '../helpers/postgres.js';
 import { storeContract } from './contract.js';
@@ -36,6 +36,59 @@ storeContract('PostgresStore', async () => {
 });
 
 describe('PostgresStore: several replicas on one database', () => {
+  it('two instances racing for session slots: exactly the budget and never more live than the cap', async () => {
+    const db = await database();
+    const replicas = [open(db.url), open(db.url)];
+    await Promise.all(replicas.map((r) => r.ping()));
+    const live = ['starting', 'started', 'needs_input'] as const;
+    const gate = (extra: Partial<SessionGate>): SessionGate => ({
+      day: 20_000,
+      liveStates: live,
+      queuedState: 'queued',
+      ...extra,
+    });
+    const run = (id: string) => {
+      const own = anIncident({ id: `I-${id}` });
+      const {
+        createdAt: _c,
+        updatedAt: _u,
+        ...r
+      } = aRun({ id, incidentId: own.id, incident: own, trigger: 'auto' });
+      return r;
+    };
+    const steps = (id: string): GatedSteps => ({
+      admitted: {
+        state: 'starting',
+        jobs: [{ kind: 'start_session', lane: `run:${id}`, payload: { runId: id } }],
+      },
+      full: { state: 'queued', jobs: [] },
+      overBudget: { state: 'awaiting_approval', jobs: [] },
+    });
+    const budget = gate({ budget: { sessions: 4 }, maxLive: 2 });
+    const ids = Array.from({ length: 12 }, (_, i) => `r${i}`);
+    const opened = await Promise.all(
+      ids.map((id, i) => (replicas[i % 2] as PostgresStore).openGatedRun(run(id), budget, steps(id))),
+    );
+    const count = (state: string) => opened.filter((r) => r?.state === state).length;
+    expect([count('starting'), count('queued'), count('awaiting_approval')]).toEqual([2, 2, 8]);
+    // The live ones end; both replicas admit at once, many times: two start, no more.
+    for (const r of opened.filter((r) => r?.state === 'starting'))
+      await replicas[0]?.transitionRun(r?.id as string, ['starting'], 'finished', {}, []);
+    const capped = gate({ maxLive: 1 });
+    const rounds = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        (replicas[i % 2] as PostgresStore).admitQueued('queued', 'starting', capped, () => []),
+      ),
+    );
+    expect(rounds.flat()).toHaveLength(1);
+    expect(await replicas[1]?.sessionUse(20_000, live, 'queued')).toEqual({
+      sessions: 4,
+      acus: 0,
+      live: 1,
+      queued: 1,
+    });
+  });
+
   it('two instances claiming concurrently never run two jobs of one lane at once, and lose or double none', async () => {
     const db = await database();
     const replicas = [open(db.url), open(db.url)];
@@ -316,8 +369,8 @@ describe('PostgresStore: several replicas on one database', () => {
   it('migrates a database created by the previous schema version, keeping its rows', async () => {
     const db = await database();
     const pool = new pg.Pool({ connectionString: db.url, max: 1 });
-    // Versions are assigned ahead of merging, so the one before the newest need not be one less.
-    const previous = (MIGRATIONS.at(-2) as { version: number }).version;
+    // The version before the newest (versions are assigned ahead, so they need not be contiguous).
+    const previous = Math.max(...MIGRATIONS.map((m) => m.version).filter((v) => v < SCHEMA_VERSION));
     await migratePostgres(pool, previous);
     await pool.query(
       `INSERT INTO events (id, type, incident_id, occurred_at, received_at, payload)
