@@ -71,7 +71,7 @@ describe('architecture', () => {
     const direct = files
       .filter((f) => !rel(f).startsWith('store/') && rel(f) !== 'postmortems/lifecycle.ts')
       .filter((f) =>
-        /\.(transitionRun|openRun|transitionGatedRun|openGatedRun)\(|store\.admitQueued\(/.test(
+        /\.(transitionRun|openRun|transitionGatedRun|openGatedRun|openOrJoinStorm|moveStormMembers)\(|store\.admitQueued\(/.test(
           text.get(f) ?? '',
         ),
       )

@@ -26,6 +26,12 @@ export interface JobRunnerOptions {
   /** Unexpected errors (bugs, not "try later") are retried this many times, then the job is buried. */
   maxUnexpectedAttempts?: number;
   /**
+   * A job of a kind this release has no handler for (queued by a newer release running beside it, during
+   * a rolling update) is handed back, due again after this long, for a replica that knows it: never run,
+   * never counted as a failure, never buried.
+   */
+  unknownKindRetryMs?: number;
+  /**
    * Fields for the log lines about a job that did not complete, beyond its own (e.g. the incident of the
    * run it is for). Asked only when there is something to log; a failure to answer leaves them out.
    */
@@ -68,6 +74,7 @@ export class JobRunner {
       backoffBaseMs: 2000,
       backoffMaxMs: 10 * 60_000,
       maxUnexpectedAttempts: 10,
+      unknownKindRetryMs: 30_000,
       ...options,
     };
     options.store.onJobsQueued(() => this.wake());
@@ -308,8 +315,26 @@ export class JobRunner {
       ...payloadIds(job),
     };
     let log = logger.child(fields);
+    const handler = (this.o.handlers as Partial<Record<string, JobHandler>>)[job.kind];
+    if (!handler) {
+      log.warn(
+        { retryInMs: this.o.unknownKindRetryMs },
+        'job kind unknown to this release: left for a replica of the release that queued it',
+      );
+      await this.record(log, () =>
+        store.retryJob(
+          job,
+          this.o.now() + this.o.unknownKindRetryMs,
+          `job kind ${job.kind} unknown to this release`,
+          {
+            failed: false,
+          },
+        ),
+      );
+      return;
+    }
     try {
-      await this.o.handlers[job.kind](job);
+      await handler(job);
     } catch (err) {
       const context = await this.o.logContext?.(job).catch(() => undefined);
       if (context) log = logger.child({ ...fields, ...context });

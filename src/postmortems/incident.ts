@@ -25,6 +25,9 @@ export interface IncidentEvent {
   };
 }
 
+/** The service ID of an incident whose events never named its service. */
+export const UNKNOWN_SERVICE_ID = 'unknown';
+
 /**
  * Folds one incident event into the stored incident. Every incident event carries the whole incident,
  * so the newest event wins; a redelivered or late older event changes nothing.
@@ -38,7 +41,7 @@ export function applyIncidentEvent(previous: Incident | undefined, event: Incide
     id: data.id,
     number: data.number ?? previous?.number ?? null,
     title: data.title ?? previous?.title ?? '(untitled incident)',
-    serviceId: data.serviceId ?? previous?.serviceId ?? 'unknown',
+    serviceId: data.serviceId ?? previous?.serviceId ?? UNKNOWN_SERVICE_ID,
     serviceName: data.serviceName ?? previous?.serviceName ?? 'unknown service',
     // priority: null is meaningful (no priority), absent means "not in this payload".
     priority: data.priority === undefined ? (previous?.priority ?? null) : data.priority,

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { NewRun, ReceivedEvent, Store } from '../store/store.js';
 import { DomainError } from './errors.js';
-import { applyIncidentEvent } from './incident.js';
+import { applyIncidentEvent, UNKNOWN_SERVICE_ID } from './incident.js';
 import { processEventJob } from './jobs.js';
 import { allows, type Lifecycle } from './lifecycle.js';
 import type { Incident, PostmortemRun } from './model.js';
@@ -109,9 +109,10 @@ export class EventProcessor {
       await this.channelFor(incident, decision.channel),
     );
     const windowMs = this.deps.stormWindowMs ?? 0;
-    // An early start that did not work out keeps to itself: it is that incident's second attempt.
-    if (windowMs > 0 && !early) {
-      await this.openOrJoinStorm(run, incident, windowMs, auto, log);
+    // An early start that did not work out keeps to itself: it is that incident's second attempt. An
+    // incident without service data is not grouped: 'unknown' is no service, it would lump outages together.
+    if (windowMs > 0 && !early && incident.serviceId !== UNKNOWN_SERVICE_ID) {
+      await this.openOrJoinGroup(run, incident, windowMs, auto, log);
       return;
     }
     const opened = await this.deps.lifecycle.open(run);
@@ -163,7 +164,7 @@ export class EventProcessor {
    * is within the window of (a chain: each joiner extends the window from the group's latest, or earliest,
    * resolution). The group's run, message and session are the first incident's; see lifecycle.ts.
    */
-  private async openOrJoinStorm(
+  private async openOrJoinGroup(
     run: Omit<NewRun, 'state'>,
     incident: Incident,
     windowMs: number,

@@ -1,4 +1,13 @@
-import type { GatedSteps, NewJob, NewRun, RunPatch, Store, StormJoin, StormOutcome } from '../store/store.js';
+import type {
+  GatedSteps,
+  NewJob,
+  NewRun,
+  RunPatch,
+  Store,
+  StormJoin,
+  StormMove,
+  StormOutcome,
+} from '../store/store.js';
 import { SessionBudget, type SlotStates } from './budget.js';
 import { LifecycleBug } from './errors.js';
 import {
@@ -168,6 +177,8 @@ export const TRANSITIONS = {
   /**
    * Joined while the group waits for a decision, was skipped, or its session could not be created: its
    * message shows one more incident (and Approve, Start anyway or Retry tells the session about all).
+   * An incident with an auto-start priority joins only a group waiting for approval (join_and_start);
+   * a skipped or start_failed group leaves it to open a group of its own, which policy starts.
    */
   join: {
     from: ['awaiting_approval', 'skipped', 'start_failed', 'queued'],
@@ -189,6 +200,20 @@ export const TRANSITIONS = {
 } as const satisfies Record<string, Transition>;
 
 export type RunEvent = keyof typeof TRANSITIONS;
+
+/**
+ * Storms: the states in which a group's incidents that have not reached a session still will, in the
+ * prompt of the session its decision (Approve, Start anyway, Retry) or the create under way makes. A
+ * group whose run is in any other state with such incidents (its session ended, or refused the message
+ * about them) hands them to a new group of their own (Lifecycle.regroup).
+ */
+export const GROUP_PENDING_STATES: readonly RunState[] = [
+  'awaiting_approval',
+  'skipped',
+  'start_failed',
+  'queued',
+  'starting',
+];
 
 /** States whose Devin session the bot follows. */
 export const FOLLOWED_STATES: readonly RunState[] = FOLLOWED;
@@ -357,6 +382,8 @@ export class Lifecycle {
       const t: Transition = TRANSITIONS[event];
       for (const from of t.from) {
         if (steps[from]) continue;
+        // An auto-start incident does not wait on a group people skipped or whose start failed.
+        if (storm.autoStart && event === 'join' && (from === 'skipped' || from === 'start_failed')) continue;
         steps[from] = {
           to: t.to === 'same' ? from : t.to,
           patch: t.to === 'same' ? {} : decided,
@@ -389,6 +416,36 @@ export class Lifecycle {
         starts,
       },
     });
+  }
+
+  /**
+   * Storms: opens `run` (born as its trigger says) as a new group, taking incidents out of another
+   * group's run in the same store transaction: the undelivered incidents of a group whose session can no
+   * longer be told them (`undeliveredOnly`, the old group's message redrawn), or a whole group that gets
+   * a new attempt (Run again or Retry after its session failed). Undefined when there was nothing left to
+   * move (a repeat) or the run's incident already has that attempt.
+   */
+  regroup(
+    run: Omit<NewRun, 'state'>,
+    from: { runId: string; incidentIds: readonly string[]; undeliveredOnly: boolean },
+  ): Promise<PostmortemRun | undefined> {
+    const birth = BIRTHS[run.trigger];
+    const policy = run.trigger === 'auto' || run.trigger === 'early';
+    const move: StormMove = {
+      fromRunId: from.runId,
+      incidentIds: from.incidentIds,
+      undeliveredOnly: from.undeliveredOnly,
+      fromJobs: from.undeliveredOnly ? this.jobsFor(from.runId, ['sync_message']) : [],
+      // A birth that starts a session passes the session gate, as `open`'s does.
+      gate: birth.gate
+        ? { gate: this.budget.gate(policy), open: this.gatedSteps(run.id, birth, birth.gate) }
+        : undefined,
+    };
+    return this.store.moveStormMembers(
+      { ...run, state: birth.state },
+      this.jobsFor(run.id, birth.jobs),
+      move,
+    );
   }
 
   private async currentState(runId: string, from: readonly RunState[]): Promise<RunState[]> {

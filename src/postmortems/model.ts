@@ -143,4 +143,8 @@ export interface StormMember {
   joinedAt: number;
   /** When the incident reached the group's Devin session (in its prompt or a follow-up message). */
   deliveredAt: number | null;
+  /** When a create attempt packed it into the session's prompt (the create's outcome may be unknown). */
+  inPromptAt: number | null;
+  /** When the group's postmortem link was noted on the incident in PagerDuty. */
+  notedAt: number | null;
 }

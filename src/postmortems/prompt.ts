@@ -43,12 +43,13 @@ export function buildSessionRequest(
   options: { earlyStart?: boolean; storm?: StormPromptPart } = {},
 ): SessionRequest {
   const marker = fenceMarker(fullCtx.promptSecret, 'session');
-  const stormPart = options.storm ? renderStormPart(options.storm, fullCtx.promptSecret) : '';
-  const ctx = withinBudget(
-    fullCtx,
-    (c) => renderPrompt(c, marker),
-    PROMPT_BUDGET_CHARS - (stormPart ? stormPart.length + 2 : 0),
-  );
+  // The main incident's prompt comes first: with a storm part, its timeline is cut to leave that part
+  // room (at least STORM_PART_BUDGET_CHARS); a template too large for that keeps its size, and the part
+  // gets only what is left of the budget (fitStormPart), its other incidents going by message.
+  const reserve = options.storm
+    ? Math.max(STORM_PART_BUDGET_CHARS, renderStormPart(options.storm, fullCtx.promptSecret).length + 2)
+    : 0;
+  const ctx = withinBudget(fullCtx, (c) => renderPrompt(c, marker), PROMPT_BUDGET_CHARS - reserve);
   const { incident } = ctx;
   const main = options.earlyStart
     ? [
@@ -61,7 +62,8 @@ export function buildSessionRequest(
         steps(ctx),
       ].join('\n')
     : renderPrompt(ctx, marker);
-  const prompt = stormPart ? `${main}\n\n${stormPart}` : main;
+  const storm = options.storm && fitStormPart(main.length, options.storm, fullCtx.promptSecret);
+  const prompt = storm ? `${main}\n\n${renderStormPart(storm, fullCtx.promptSecret)}` : main;
   const request: SessionRequest = {
     prompt,
     title: cut(`Postmortem: ${incident.number !== null ? `#${incident.number} ` : ''}${incident.title}`, 200),
@@ -270,12 +272,37 @@ function cut(s: string, max: number): string {
 
 /**
  * Storms (STORM_WINDOW): the part of the prompt, or a follow-up message, with the group's other
- * incidents, each with its own evidence. STORM_PART_BUDGET_CHARS bounds it in the first prompt (the main
- * incident's timeline is cut to leave it room), STORM_MESSAGE_BUDGET_CHARS a follow-up message; incidents
- * that do not fit go in the next message.
+ * incidents, each with its own evidence. In the first prompt it gets what the main incident's prompt
+ * leaves of PROMPT_BUDGET_CHARS (the main timeline is cut to leave it STORM_PART_BUDGET_CHARS, when the
+ * template is small enough for that), a follow-up message at most
+ * STORM_MESSAGE_BUDGET_CHARS; incidents that do not fit go in the next message.
  */
 export const STORM_PART_BUDGET_CHARS = 12_000;
 export const STORM_MESSAGE_BUDGET_CHARS = 24_000;
+
+/** What of the budget a storm part may take after a main prompt of `mainChars` characters. */
+export function stormRoom(mainChars: number): number {
+  return Math.max(0, PROMPT_BUDGET_CHARS - mainChars - 2);
+}
+
+/**
+ * The storm part as it goes after a main prompt of `mainChars` characters: its last incidents dropped
+ * until the prompt is within PROMPT_BUDGET_CHARS; undefined when not one incident fits (they all go in
+ * messages then).
+ */
+export function fitStormPart(
+  mainChars: number,
+  part: StormPromptPart,
+  promptSecret: string,
+): StormPromptPart | undefined {
+  let incidents = part.incidents;
+  while (incidents.length > 0) {
+    const fitted = { ...part, incidents };
+    if (renderStormPart(fitted, promptSecret).length <= stormRoom(mainChars)) return fitted;
+    incidents = incidents.slice(0, -1);
+  }
+  return undefined;
+}
 /** Each incident's timeline in a storm part is cut to this many characters. */
 export const STORM_TIMELINE_CHARS = 1_500;
 

@@ -9,7 +9,7 @@ import {
 } from './errors.js';
 import { newRun } from './intake.js';
 import type { Lifecycle, RunEvent } from './lifecycle.js';
-import type { Incident, PostmortemRun } from './model.js';
+import type { Incident, PostmortemRun, StormMember } from './model.js';
 import type { ApproverCheck, Authorization, IncidentSource } from './ports.js';
 
 export interface PostmortemServiceDeps {
@@ -159,7 +159,35 @@ export class PostmortemService {
     // Still waiting for approval: running it is approving it (a second run beside it would leave live buttons).
     if (latest.state === 'awaiting_approval') return this.approve(latest.id, userId);
     const incident = (await this.deps.store.getIncident(incidentId)) ?? latest.incident;
+    // A storm group whose session failed: the new attempt is the whole group's, its incidents moved to it
+    // (in the same transaction) to be told to its session again.
+    const members = latest.state === 'session_failed' ? await this.deps.store.stormMembers(latest.id) : [];
+    if (members.length > 1) return this.openManualGroup(latest, incident, members, userId, channel);
     return this.openManualRun(incident, afterAttempt + 1, userId, channel);
+  }
+
+  private async openManualGroup(
+    failed: PostmortemRun,
+    incident: Incident,
+    members: readonly StormMember[],
+    userId: string,
+    channel: string,
+  ): Promise<Outcome> {
+    const run = newRun(incident, failed.attempt + 1, 'manual', channel, { userId, at: this.deps.now() });
+    const opened = await this.deps.lifecycle.regroup(run, {
+      runId: failed.id,
+      incidentIds: members.map((m) => m.incident.id),
+      undeliveredOnly: false,
+    });
+    if (opened) {
+      this.deps.logger.info(
+        { runId: run.id, incidentId: incident.id, attempt: run.attempt, userId, incidents: members.length },
+        'postmortem requested again for a storm group',
+      );
+      return { kind: 'done', run: opened };
+    }
+    const latest = (await this.deps.store.runsForIncident(incident.id)).at(-1);
+    return latest ? { kind: 'exists', run: latest } : { kind: 'stale', run: undefined };
   }
 
   /** The /postmortem modal: an incident PagerDuty does not know, described by a person. */

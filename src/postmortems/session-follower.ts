@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { RunPatch, Store } from '../store/store.js';
 import { isDomainError } from './errors.js';
+import { appendIncidentsJob } from './jobs.js';
 import { FOLLOWED_STATES, type Lifecycle, type RunEvent } from './lifecycle.js';
 import type { PostmortemRun } from './model.js';
 import { changesRun, type FollowLimits, observeSession } from './observe-session.js';
@@ -36,6 +37,7 @@ export class SessionFollower {
     let changed = 0;
     await forEachLimited(runs, this.deps.concurrency ?? 4, async (run) => {
       if (await this.follow(run)) changed++;
+      await this.tendStorm(run);
     });
     changed += await this.tendApprovals();
     // The fallback for a wake-up that was lost (admit_queued is queued by every step that frees a slot).
@@ -81,6 +83,17 @@ export class SessionFollower {
       return true;
     }
     return this.step(run, observation.event, observation.patch);
+  }
+
+  /**
+   * Storms: a followed group with incidents its session was not told (their append job given up, or
+   * discarded by an operator) gets the job again; one already waiting is not doubled (its dedupe key).
+   */
+  private async tendStorm(run: PostmortemRun): Promise<void> {
+    const members = await this.deps.store.stormMembers(run.id);
+    if (members.some((m) => m.deliveredAt === null && m.incident.id !== run.incidentId)) {
+      await this.deps.store.enqueueJob(appendIncidentsJob(run.id));
+    }
   }
 
   private async step(run: PostmortemRun, event: RunEvent, patch: RunPatch): Promise<boolean> {

@@ -2,22 +2,25 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { Job, Store } from '../store/store.js';
 import { DomainError, isDomainError, isRetryable, isSessionApiCode, outcomeUnknown } from './errors.js';
+import { newRun } from './intake.js';
 import { appendIncidentsJob, syncMessageJob, terminateSessionJob } from './jobs.js';
-import { FOLLOWED_STATES, type Lifecycle } from './lifecycle.js';
+import { FOLLOWED_STATES, GROUP_PENDING_STATES, type Lifecycle } from './lifecycle.js';
 import type { PostmortemRun, StormMember } from './model.js';
-import { type PostmortemPolicy, routeOf } from './policy.js';
+import { decidePostmortem, type PostmortemPolicy, routeOf } from './policy.js';
 import type { EvidenceSource, Session, SessionApi } from './ports.js';
 import {
   buildFinalizeMessage,
   buildSessionRequest,
+  fitStormPart,
   newPromptSecret,
   type PromptContext,
   renderStormPart,
   type SessionSettings,
   STORM_MESSAGE_BUDGET_CHARS,
-  STORM_PART_BUDGET_CHARS,
   type StormIncident,
+  type StormPromptPart,
   stormEntrySize,
+  stormRoom,
 } from './prompt.js';
 import type { PromptTemplate } from './template.js';
 
@@ -96,8 +99,9 @@ export class SessionWorker {
       const found = await sessions.findByTag(run.devinTag);
       if (found) {
         log.info({ sessionId: found.id }, 'found the session an earlier attempt created');
-        // Which storm incidents that prompt carried is not known: they are sent again, to be sure.
-        return { session: found, inPrompt: [run.incidentId] };
+        // The storm incidents that attempt's prompt carried were stored with its intent.
+        const carried = (await store.stormMembers(run.id)).filter((m) => m.inPromptAt !== null);
+        return { session: found, inPrompt: [run.incidentId, ...carried.map((m) => m.incident.id)] };
       }
       if (now() - run.createAttemptedAt < this.deps.reconcileWindowMs) {
         throw new DomainError(
@@ -107,28 +111,36 @@ export class SessionWorker {
         );
       }
     }
+    const context = await this.promptContext(run);
+    const settings = this.sessionSettings(run);
+    const options = { earlyStart: run.trigger === 'early' && run.finalizeRequestedAt === null };
+    // The main incident's prompt first; the group's other incidents get the room it leaves, the rest
+    // follow in messages.
+    const members = await store.stormMembers(run.id);
+    const others = members.filter((m) => m.incident.id !== run.incidentId);
+    let storm: StormPromptPart | undefined;
+    if (others.length > 0) {
+      const part: StormPromptPart = {
+        serviceName: run.incident.serviceName,
+        groupSize: members.length,
+        incidents: [],
+        kind: 'prompt',
+      };
+      // The main prompt as it is with a storm part (none of the part fits in an empty one).
+      const main = buildSessionRequest(context, settings, { ...options, storm: part }).prompt.length;
+      const room = stormRoom(main);
+      const incidents = room > 0 ? await this.packStorm(run, others, room) : [];
+      storm = fitStormPart(main, { ...part, incidents }, context.promptSecret);
+    }
+    const request = buildSessionRequest(context, settings, storm ? { ...options, storm } : options);
+    const inPrompt = (storm?.incidents ?? []).map((p) => p.incident.id);
+    // With the intent, which incidents its prompt carries: a session found by its tag later has them.
+    if (members.length > 0) await store.markStormInPrompt(run.id, inPrompt, now());
     await store.updateRun(run.id, { createAttemptedAt: now() });
     try {
-      const context = await this.promptContext(run);
-      const members = await store.stormMembers(run.id);
-      const others = members.filter((m) => m.incident.id !== run.incidentId);
-      const packed = others.length > 0 ? await this.packStorm(run, others, STORM_PART_BUDGET_CHARS) : [];
-      const request = buildSessionRequest(context, this.sessionSettings(run), {
-        earlyStart: run.trigger === 'early' && run.finalizeRequestedAt === null,
-        ...(others.length > 0
-          ? {
-              storm: {
-                serviceName: run.incident.serviceName,
-                groupSize: members.length,
-                incidents: packed,
-                kind: 'prompt' as const,
-              },
-            }
-          : {}),
-      });
       const session = await sessions.create(request);
       log.info({ sessionId: session.id, stormIncidents: members.length }, 'Devin session created');
-      return { session, inPrompt: [run.incidentId, ...packed.map((p) => p.incident.id)] };
+      return { session, inPrompt: [run.incidentId, ...inPrompt] };
     } catch (err) {
       // Devin said no, or never got the request: nothing to reconcile next time.
       if (isDomainError(err) && isSessionApiCode(err.code) && !outcomeUnknown(err.code)) {
@@ -195,9 +207,16 @@ export class SessionWorker {
   async appendIncidents(runId: string): Promise<void> {
     const { store, sessions, logger, now } = this.deps;
     const run = await store.getRun(runId);
-    if (!run?.devinSessionId || !FOLLOWED_STATES.includes(run.state)) return;
+    if (!run) return;
     let pending = await this.undelivered(run);
     if (pending.length === 0) return;
+    const log = logger.child({ runId, incidentId: run.incidentId });
+    if (!run.devinSessionId || !FOLLOWED_STATES.includes(run.state)) {
+      // Still to be decided or created: that session's first prompt carries them.
+      if (GROUP_PENDING_STATES.includes(run.state)) return;
+      await this.regroup(run, pending, `the group's run is ${run.state}`, log);
+      return;
+    }
     const secret = await this.promptSecret(run);
     const groupSize = (await store.stormMembers(runId)).length;
     while (pending.length > 0) {
@@ -213,7 +232,15 @@ export class SessionWorker {
         },
         secret,
       );
-      await sessions.sendMessage(run.devinSessionId, message);
+      try {
+        await sessions.sendMessage(run.devinSessionId, message);
+      } catch (err) {
+        // Devin will take it later: the job is retried. Refused (the session is gone, or takes no more
+        // messages): those incidents get a group, and a decision, of their own.
+        if (isDomainError(err) && isRetryable(err)) throw err;
+        await this.regroup(run, pending, `Devin refused the message: ${errorMessage(err)}`, log);
+        return;
+      }
       const ids = batch.map((b) => b.incident.id);
       await store.markStormDelivered(runId, ids, now());
       logger.info(
@@ -221,6 +248,32 @@ export class SessionWorker {
         'storm: incidents that joined the group sent to its session',
       );
       pending = pending.filter((m) => !ids.includes(m.incident.id));
+    }
+  }
+
+  /**
+   * Storms: incidents that joined a group but can no longer reach its session move, in one store
+   * transaction, into a new group of their own, decided by policy as any resolved incident is: it starts
+   * at once if one of them has an auto-start priority, else its channel is asked.
+   */
+  private async regroup(run: PostmortemRun, pending: StormMember[], why: string, log: Logger): Promise<void> {
+    const { store, policy, lifecycle } = this.deps;
+    const first = pending[0] as StormMember;
+    const decisions = pending.map((m) => decidePostmortem(m.incident, policy));
+    const auto = decisions.some((d) => d.action === 'auto_start');
+    const attempt = ((await store.runsForIncident(first.incident.id)).at(-1)?.attempt ?? 0) + 1;
+    const channel = (decisions[0] ?? decidePostmortem(first.incident, policy)).channel;
+    const next = newRun(first.incident, attempt, auto ? 'auto' : 'approval', channel);
+    const opened = await lifecycle.regroup(next, {
+      runId: run.id,
+      incidentIds: pending.map((m) => m.incident.id),
+      undeliveredOnly: true,
+    });
+    if (opened) {
+      log.warn(
+        { newRunId: opened.id, incidents: pending.length, state: opened.state, why },
+        'storm: incidents that could not reach the group session form a group of their own',
+      );
     }
   }
 

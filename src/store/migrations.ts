@@ -393,6 +393,20 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX runs_channel_state ON runs (channel, state, created_at);
     `,
   },
+  {
+    version: 16,
+    name: "storm members: which went into the session's first prompt, and which have the postmortem noted",
+    // in_prompt_at: packed into a create attempt's prompt (set with the create intent), so a session
+    // found by tag afterwards is not told them again. noted_at: the PagerDuty note was written on it.
+    sqlite: `
+      ALTER TABLE storm_members ADD COLUMN in_prompt_at INTEGER;
+      ALTER TABLE storm_members ADD COLUMN noted_at INTEGER;
+    `,
+    postgres: `
+      ALTER TABLE storm_members ADD COLUMN in_prompt_at BIGINT;
+      ALTER TABLE storm_members ADD COLUMN noted_at BIGINT;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((v, m) => Math.max(v, m.version), 0);

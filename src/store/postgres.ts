@@ -37,6 +37,7 @@ import type {
   Store,
   StoreStats,
   StormJoin,
+  StormMove,
   StormOutcome,
   WaitingApprovals,
 } from './store.js';
@@ -529,6 +530,86 @@ export class PostgresStore implements Store {
        WHERE run_id = $2 AND delivered_at IS NULL AND incident_id = ANY($3::text[])`,
       [at, runId, [...incidentIds]],
     );
+  }
+
+  async markStormInPrompt(runId: string, incidentIds: readonly string[], at: number | null): Promise<void> {
+    await this.query(
+      `UPDATE storm_members SET in_prompt_at = CASE WHEN incident_id = ANY($1::text[]) THEN $2::bigint END
+       WHERE run_id = $3`,
+      [at === null ? [] : [...incidentIds], at, runId],
+    );
+  }
+
+  async markStormNoted(runId: string, incidentId: string, at: number): Promise<void> {
+    await this.query(
+      'UPDATE storm_members SET noted_at = $1 WHERE run_id = $2 AND incident_id = $3 AND noted_at IS NULL',
+      [at, runId, incidentId],
+    );
+  }
+
+  /** Locks as openOrJoinStorm does: the service, the lanes, then the group's run row. */
+  async moveStormMembers(run: NewRun, jobs: NewJob[], move: StormMove): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    let queued = false;
+    const which = `run_id = $1 AND incident_id = ANY($2::text[])${
+      move.undeliveredOnly ? ' AND delivered_at IS NULL' : ''
+    }`;
+    const opened = await this.tx(async (c): Promise<RunRow | undefined> => {
+      const group = await c.query<{ service_id: string }>(
+        'SELECT service_id FROM storm_groups WHERE run_id = $1',
+        [move.fromRunId],
+      );
+      const serviceId = group.rows[0]?.service_id ?? run.incident.serviceId;
+      await c.query(`SELECT pg_advisory_xact_lock(${STORM_LOCK_SPACE}, hashtext($1))`, [serviceId]);
+      const gate = move.gate;
+      if (gate) await c.query('SELECT pg_advisory_xact_lock($1)', [SESSION_GATE_LOCK]);
+      const moving = await c.query<{ n: number; first: string | null; last: string | null }>(
+        `SELECT COUNT(*)::int AS n, MIN(resolved_at) AS first, MAX(resolved_at) AS last FROM storm_members
+         WHERE ${which}`,
+        [move.fromRunId, [...move.incidentIds]],
+      );
+      const found = moving.rows[0];
+      if (!found || found.n === 0) return undefined;
+      // A birth that starts a session passes the session gate.
+      let birth = run;
+      let birthJobs = jobs;
+      let cols: ReturnType<typeof gateColumns> | undefined;
+      if (gate) {
+        const g = gate.gate;
+        const decision = decideGate(g, await this.use(c, g.day, g.liveStates, g.queuedState), gate.open);
+        if (!decision.step) return undefined;
+        birth = { ...run, state: decision.step.state };
+        birthJobs = decision.step.jobs;
+        cols = gateColumns(decision, g, now);
+      }
+      const allJobs = [...birthJobs, ...move.fromJobs];
+      await this.lockQueueKeys(c, allJobs);
+      await c.query('SELECT 1 FROM runs WHERE id = $1 FOR UPDATE', [move.fromRunId]);
+      let row = await this.insertRun(c, birth, now);
+      if (!row) return undefined;
+      if (cols) {
+        const updated = await c.query<RunRow>(
+          'UPDATE runs SET slot_day = $2, queued_at = $3, budget_hold = $4 WHERE id = $1 RETURNING *',
+          [run.id, cols.slotDay, cols.queuedAt, cols.budgetHold],
+        );
+        row = updated.rows[0] as RunRow;
+      }
+      await c.query(
+        `UPDATE storm_members SET run_id = $3, joined_at = $4, delivered_at = NULL, in_prompt_at = NULL,
+           noted_at = NULL WHERE ${which}`,
+        [move.fromRunId, [...move.incidentIds], run.id, now],
+      );
+      await c.query(
+        `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
+         VALUES ($1, $2, $3, $4, $5)`,
+        [run.id, serviceId, Number(found.first), Number(found.last), now],
+      );
+      await this.insertJobs(c, allJobs);
+      queued = allJobs.length > 0;
+      return row;
+    });
+    if (opened && queued) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
   }
 
   async getRun(id: string): Promise<PostmortemRun | undefined> {

@@ -173,6 +173,8 @@ export interface StormMemberRow {
   resolved_at: number;
   joined_at: number;
   delivered_at: number | null;
+  in_prompt_at: number | null;
+  noted_at: number | null;
 }
 
 export function toStormMember(row: StormMemberRow): StormMember {
@@ -182,6 +184,8 @@ export function toStormMember(row: StormMemberRow): StormMember {
     resolvedAt: row.resolved_at,
     joinedAt: row.joined_at,
     deliveredAt: row.delivered_at,
+    inPromptAt: row.in_prompt_at,
+    notedAt: row.noted_at,
   };
 }
 

@@ -39,6 +39,7 @@ import type {
   Store,
   StoreStats,
   StormJoin,
+  StormMove,
   StormOutcome,
   WaitingApprovals,
 } from './store.js';
@@ -583,6 +584,71 @@ export class SqliteStore implements Store {
       `UPDATE storm_members SET delivered_at = ?
          WHERE run_id = ? AND delivered_at IS NULL AND incident_id IN (SELECT value FROM json_each(?))`,
     ).run(at, runId, JSON.stringify(incidentIds));
+  }
+
+  async markStormInPrompt(runId: string, incidentIds: readonly string[], at: number | null): Promise<void> {
+    this.sql(
+      `UPDATE storm_members SET in_prompt_at = CASE WHEN incident_id IN (SELECT value FROM json_each(?)) THEN ? END
+         WHERE run_id = ?`,
+    ).run(JSON.stringify(at === null ? [] : incidentIds), at, runId);
+  }
+
+  async markStormNoted(runId: string, incidentId: string, at: number): Promise<void> {
+    this.sql(
+      'UPDATE storm_members SET noted_at = ? WHERE run_id = ? AND incident_id = ? AND noted_at IS NULL',
+    ).run(at, runId, incidentId);
+  }
+
+  async moveStormMembers(run: NewRun, jobs: NewJob[], move: StormMove): Promise<PostmortemRun | undefined> {
+    const now = this.now();
+    const which = `run_id = ? AND incident_id IN (SELECT value FROM json_each(?))${
+      move.undeliveredOnly ? ' AND delivered_at IS NULL' : ''
+    }`;
+    let queued = false;
+    const opened = this.db
+      .transaction((): RunRow | undefined => {
+        const moving = this.sql(
+          `SELECT COUNT(*) AS n, MIN(resolved_at) AS first, MAX(resolved_at) AS last FROM storm_members WHERE ${which}`,
+        ).get(move.fromRunId, JSON.stringify(move.incidentIds)) as { n: number; first: number; last: number };
+        if (moving.n === 0) return undefined;
+        // A birth that starts a session passes the session gate.
+        let birth = run;
+        let birthJobs = jobs;
+        let cols: ReturnType<typeof gateColumns> | undefined;
+        const gate = move.gate;
+        if (gate) {
+          const decision = decideGate(
+            gate.gate,
+            this.use(gate.gate.day, gate.gate.liveStates, gate.gate.queuedState),
+            gate.open,
+          );
+          if (!decision.step) return undefined;
+          birth = { ...run, state: decision.step.state };
+          birthJobs = decision.step.jobs;
+          cols = gateColumns(decision, gate.gate, now);
+        }
+        let row = this.insertRun(birth, now);
+        if (!row) return undefined;
+        if (cols) {
+          row = this.sql(
+            'UPDATE runs SET slot_day = ?, queued_at = ?, budget_hold = ? WHERE id = ? RETURNING *',
+          ).get(cols.slotDay, cols.queuedAt, cols.budgetHold, run.id) as RunRow;
+        }
+        queued = birthJobs.length + move.fromJobs.length > 0;
+        this.sql(
+          `UPDATE storm_members SET run_id = ?, joined_at = ?, delivered_at = NULL, in_prompt_at = NULL,
+               noted_at = NULL WHERE ${which}`,
+        ).run(run.id, now, move.fromRunId, JSON.stringify(move.incidentIds));
+        this.sql(
+          `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
+             VALUES (?, COALESCE((SELECT service_id FROM storm_groups WHERE run_id = ?), ?), ?, ?, ?)`,
+        ).run(run.id, move.fromRunId, run.incident.serviceId, moving.first, moving.last, now);
+        for (const job of [...birthJobs, ...move.fromJobs]) this.insertJob(job);
+        return row;
+      })
+      .immediate();
+    if (opened && queued) this.notifyQueued();
+    return opened ? toRun(opened) : undefined;
   }
 
   async getRun(id: string): Promise<PostmortemRun | undefined> {

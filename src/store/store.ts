@@ -93,6 +93,21 @@ export interface Store {
   stormMembers(runId: string): Promise<StormMember[]>;
   /** These incidents of the group reached its Devin session at `at` (those not marked before). */
   markStormDelivered(runId: string, incidentIds: readonly string[], at: number): Promise<void>;
+  /**
+   * The incidents of the group packed into its session's prompt, written with the create intent (before
+   * the create call): `incidentIds` get `at`, every other member of the group none. `at` null clears all.
+   */
+  markStormInPrompt(runId: string, incidentIds: readonly string[], at: number | null): Promise<void>;
+  /** The group's postmortem was noted on this incident in PagerDuty at `at` (unless it was before). */
+  markStormNoted(runId: string, incidentId: string, at: number): Promise<void>;
+  /**
+   * Storms, in one transaction: `run` opens with `jobs` as a new group of its own, and the incidents of
+   * `move.fromRunId`'s group named in `move.incidentIds` move into it (with `undeliveredOnly`, only those
+   * that never reached its session), delivered, in-prompt and noted reset; `move.fromJobs` are queued for
+   * the group left behind. Undefined, nothing written, when none of them is still there to move or `run`'s
+   * incident already has that attempt: a repeated call changes nothing.
+   */
+  moveStormMembers(run: NewRun, jobs: NewJob[], move: StormMove): Promise<PostmortemRun | undefined>;
 
   enqueueJob(job: NewJob): Promise<void>;
   /** Takes the next due job whose lane has no earlier unfinished job, and leases it until `leaseUntil`. */
@@ -268,6 +283,19 @@ export interface StormStep {
   to: RunState;
   patch: RunPatch;
   jobs: (runId: string) => NewJob[];
+}
+
+/** Which incidents Store.moveStormMembers takes out of a group; built by the lifecycle. */
+export interface StormMove {
+  fromRunId: string;
+  incidentIds: readonly string[];
+  undeliveredOnly: boolean;
+  fromJobs: NewJob[];
+  /**
+   * The session gate for the new run's birth when it starts a session (as StormJoin's `open`): in place
+   * of `run.state` and the jobs given; a birth the gate does not write (over budget, no step) moves nothing.
+   */
+  gate?: { gate: SessionGate; open: GatedSteps } | undefined;
 }
 
 export type StormOutcome =

@@ -214,7 +214,7 @@ describe('storms: one postmortem per outage', () => {
     );
     expect(JSON.stringify(message.blocks)).not.toContain('postmortem_approve');
 
-    // Another service's group is skipped; an incident joining it later stays skipped with it.
+    // Another service's group is skipped; a P3 joining it later stays skipped with it…
     const other = { serviceId: 'PSVCB', serviceName: 'Billing' };
     await postPagerDuty(h.url, stormEvent(10, { priority: 'P3', ...other }));
     await h.settled();
@@ -222,12 +222,24 @@ describe('storms: one postmortem per outage', () => {
     if (!billing) throw new Error('no Billing message');
     await postSlackInteraction(h.url, buttonClick(h.slack, billing, 'postmortem_skip', 'UALICE01'));
     await h.settled();
-    await postPagerDuty(h.url, stormEvent(11, { priority: 'P1', ...other }));
+    await postPagerDuty(h.url, stormEvent(11, { priority: 'P3', ...other }));
     await h.settled();
     expect(h.devin.createRequests).toHaveLength(1);
     expect(JSON.stringify(billing.blocks)).toContain('2 incidents on Billing');
     expect(contextText(billing)).toContain('Postmortem skipped by <@UALICE01>');
     expect(h.slack.callsOf('chat.postMessage')).toHaveLength(2);
+    // …but a P1 is not folded into a skipped group: it opens a group of its own, which policy starts.
+    await postPagerDuty(h.url, stormEvent(12, { priority: 'P1', ...other }));
+    await h.settled();
+    expect(h.devin.createRequests).toHaveLength(2);
+    const own = String((h.devin.createRequests[1] as { prompt: string }).prompt);
+    expect(covered(own, [10, 11, 12].map(incidentId))).toEqual([incidentId(12)]);
+    expect(JSON.stringify(billing.blocks)).toContain('2 incidents on Billing');
+    expect(h.slack.callsOf('chat.postMessage')).toHaveLength(3);
+    const started = botMessages(h).find((m) =>
+      contextText(m).includes('Started automatically (priority P1)'),
+    );
+    expect(JSON.stringify(started?.blocks)).toContain(`#${9012}`);
   });
 
   it('/postmortem <incident of a group> is an explicit new run for that one incident', async () => {
@@ -279,24 +291,37 @@ describe('storms: one postmortem per outage', () => {
     expect(h.pagerduty.postedNotes[0]?.content).toContain('https://github.com/acme/postmortems/pull/8');
   });
 
-  it('a group whose session could not be created takes joiners; Retry creates one session told them all', async () => {
+  it('a group whose session could not be created takes joiners that wait for a decision; Retry creates one session told them all', async () => {
     h = await startHarness({ env: { STORM_WINDOW: '10m' } });
     h.devin.nextCreates({ kind: 'status', status: 402, body: { detail: 'Out of ACUs' } });
     await postPagerDuty(h.url, stormEvent(0));
     await h.settled();
     expect((await h.bot.store.recentRuns(10)).map((r) => r.state)).toEqual(['start_failed']);
-    await postPagerDuty(h.url, stormEvent(1));
+    await postPagerDuty(h.url, stormEvent(1, { priority: 'P3' }));
     await h.settled();
     expect(await h.bot.store.recentRuns(10)).toHaveLength(1);
     const message = botMessages(h)[0];
     if (!message) throw new Error('no message');
     expect(JSON.stringify(message.blocks)).toContain('2 incidents on Checkout API');
-    await postSlackInteraction(h.url, buttonClick(h.slack, message, 'postmortem_retry', 'UALICE01'));
+    // A P1 does not wait on a group whose start failed: a group of its own, started by policy.
+    await postPagerDuty(h.url, stormEvent(2));
     await h.settled();
     expect(h.devin.sessions).toHaveLength(1);
+    expect(
+      covered(
+        String((h.devin.createRequests.at(-1) as { prompt: string }).prompt),
+        [0, 1, 2].map(incidentId),
+      ),
+    ).toEqual([incidentId(2)]);
+    expect(JSON.stringify(message.blocks)).toContain('2 incidents on Checkout API');
+    expect(h.slack.callsOf('chat.postMessage')).toHaveLength(2);
+
+    await postSlackInteraction(h.url, buttonClick(h.slack, message, 'postmortem_retry', 'UALICE01'));
+    await h.settled();
+    expect(h.devin.sessions).toHaveLength(2);
     const prompt = String((h.devin.createRequests.at(-1) as { prompt: string }).prompt);
-    expect(covered(prompt, [incidentId(0), incidentId(1)])).toHaveLength(2);
+    expect(covered(prompt, [0, 1, 2].map(incidentId))).toEqual([incidentId(0), incidentId(1)]);
     expect(h.devin.messages).toHaveLength(0);
-    expect(h.slack.callsOf('chat.postMessage')).toHaveLength(1);
+    expect(h.slack.callsOf('chat.postMessage')).toHaveLength(2);
   });
 });

@@ -99,6 +99,33 @@ describe('JobRunner', () => {
     ]);
   });
 
+  it('leaves a job of a kind it has no handler for (a newer release queued it) to a replica that knows it', async () => {
+    const { s, r } = setup(async () => {}, { unknownKindRetryMs: 30 });
+    const claims = vi.spyOn(s, 'claimJob');
+    // Not among this runner's handlers, as a kind added by the next release is not among the last one's.
+    await s.enqueueJob({ kind: 'append_incidents', lane: 'run:r1', payload: { runId: 'r1' } });
+    await waitFor(() => claims.mock.calls.length >= 20, 'the job claimed and handed back a few times');
+    await r.stop();
+    const [job] = await s.listJobs();
+    expect(job).toMatchObject({ kind: 'append_incidents', state: 'queued', failures: 0 });
+    expect(await s.countJobs()).toEqual({ queued: 1, running: 0, dead: 0 });
+    // A replica of the release that knows the kind runs it.
+    const ran: string[] = [];
+    runner = new JobRunner({
+      store: s,
+      handlers: { append_incidents: async (j: Job) => void ran.push(j.kind) } as unknown as Record<
+        JobKind,
+        (job: Job) => Promise<void>
+      >,
+      logger,
+      pollIntervalMs: 5,
+    });
+    runner.start();
+    await waitFor(() => ran.length === 1, 'the job run by a replica that knows its kind');
+    await runner.settled();
+    expect(await s.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+  });
+
   it('stop() waits for the job in flight', async () => {
     const started = signal();
     const release = signal();

@@ -1001,5 +1001,163 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       expect(twice.filter((o) => o !== undefined)).toHaveLength(1);
       expect(await store.stormMembers(groupId)).toHaveLength(13);
     });
+
+    it('records which members a prompt carried and which are noted, per member, once', async () => {
+      const store = await fresh();
+      const t = 1_700_000_000_000;
+      await store.openOrJoinStorm(stormRun('g1', 'S1'), [], stormJoin('PS1', t));
+      for (const n of [2, 3])
+        await store.openOrJoinStorm(stormRun(`x${n}`, `S${n}`), [], stormJoin('PS1', t));
+      const fields = async () =>
+        (await store.stormMembers('g1')).map((m) => [m.incident.id, m.inPromptAt, m.notedAt]);
+      expect(await fields()).toEqual([
+        ['S1', null, null],
+        ['S2', null, null],
+        ['S3', null, null],
+      ]);
+      await store.markStormInPrompt('g1', ['S2', 'S3'], 100);
+      // A later attempt packs fewer: the others are no longer in its prompt.
+      await store.markStormInPrompt('g1', ['S2', 'S-unknown'], 200);
+      await store.markStormNoted('g1', 'S3', 300);
+      await store.markStormNoted('g1', 'S3', 400);
+      await store.markStormNoted('other', 'S1', 500);
+      expect(await fields()).toEqual([
+        ['S1', null, null],
+        ['S2', 200, null],
+        ['S3', null, 300],
+      ]);
+      await store.markStormInPrompt('g1', ['S2'], null);
+      expect((await fields()).map((f) => f[1])).toEqual([null, null, null]);
+    });
+
+    it('moves members of a group into a new run and group in one transaction, once', async () => {
+      const store = await fresh();
+      const t = 1_700_000_000_000;
+      await store.openOrJoinStorm(stormRun('g1', 'S1'), [], stormJoin('PS1', t));
+      await store.transitionRun('g1', ['awaiting_approval'], 'started', {}, []);
+      for (const n of [2, 3, 4]) {
+        await store.openOrJoinStorm(stormRun(`x${n}`, `S${n}`), [], stormJoin('PS1', t + n * 1000));
+      }
+      await store.markStormDelivered('g1', ['S1', 'S2'], 50);
+      await store.markStormNoted('g1', 'S1', 60);
+      const move = (undeliveredOnly: boolean, fromJobs: NewJob[] = []) => ({
+        fromRunId: 'g1',
+        incidentIds: ['S2', 'S3', 'S4'],
+        undeliveredOnly,
+        fromJobs,
+      });
+      const opened = await store.moveStormMembers(
+        { ...stormRun('n1', 'S3'), state: 'starting', trigger: 'auto' },
+        [{ kind: 'start_session', lane: 'run:n1', payload: { runId: 'n1' } }],
+        move(true, [redraw('g1')]),
+      );
+      expect(opened).toMatchObject({ id: 'n1', incidentId: 'S3', state: 'starting' });
+      // Only the undelivered moved; the group left behind keeps what its session was told.
+      expect((await store.stormMembers('g1')).map((m) => m.incident.id)).toEqual(['S1', 'S2']);
+      const moved = await store.stormMembers('n1');
+      expect(moved.map((m) => [m.incident.id, m.runId, m.deliveredAt])).toEqual([
+        ['S3', 'n1', null],
+        ['S4', 'n1', null],
+      ]);
+      // Its birth's jobs, and one redraw of the message left behind (the joins' one waits already).
+      const jobs = (await store.listJobs()).map((j) => [j.kind, j.lane]);
+      expect(jobs.filter(([, lane]) => lane === 'run:n1')).toEqual([['start_session', 'run:n1']]);
+      expect(jobs.filter(([, lane]) => lane === 'slack:g1')).toEqual([['sync_message', 'slack:g1']]);
+      // A repeat moves nothing and opens nothing.
+      expect(
+        await store.moveStormMembers({ ...stormRun('n2', 'S3'), state: 'starting' }, [], move(true)),
+      ).toBeUndefined();
+      expect(await store.getRun('n2')).toBeUndefined();
+      // The new group is one of its own: the next incident of the service within its window may join it.
+      await store.transitionRun('g1', ['started'], 'finished', {}, []);
+      await store.transitionRun('n1', ['starting'], 'started', {}, []);
+      const joined = await store.openOrJoinStorm(stormRun('x5', 'S5'), [], stormJoin('PS1', t + 5000));
+      expect(joined).toMatchObject({ outcome: 'joined', run: { id: 'n1' }, members: 3 });
+
+      // A whole group to a new attempt of its run's incident: everything moves, delivery and notes reset.
+      const again = await store.moveStormMembers(
+        { ...stormRun('g2', 'S1'), attempt: 2, state: 'starting', trigger: 'manual' },
+        [],
+        { fromRunId: 'g1', incidentIds: ['S1', 'S2'], undeliveredOnly: false, fromJobs: [] },
+      );
+      expect(again).toMatchObject({ id: 'g2', incidentId: 'S1', attempt: 2 });
+      expect(await store.stormMembers('g1')).toEqual([]);
+      expect((await store.stormMembers('g2')).map((m) => [m.incident.id, m.deliveredAt, m.notedAt])).toEqual([
+        ['S1', null, null],
+        ['S2', null, null],
+      ]);
+      // Its incident already has that attempt: nothing moves.
+      await store.openOrJoinStorm(stormRun('g3', 'S9', 'PS3'), [], stormJoin('PS3', t));
+      await store.openOrJoinStorm(stormRun('x10', 'S10', 'PS3'), [], stormJoin('PS3', t));
+      expect(
+        await store.moveStormMembers({ ...stormRun('g4', 'S1'), attempt: 2, state: 'starting' }, [], {
+          fromRunId: 'g3',
+          incidentIds: ['S10'],
+          undeliveredOnly: false,
+          fromJobs: [],
+        }),
+      ).toBeUndefined();
+      expect((await store.stormMembers('g3')).map((m) => m.incident.id)).toEqual(['S10', 'S9'].sort());
+    });
+
+    it('a moved group whose birth starts a session passes the session gate', async () => {
+      const store = await fresh();
+      const t = 1_700_000_000_000;
+      await store.openOrJoinStorm(stormRun('g1', 'S1'), [], stormJoin('PS1', t));
+      for (const n of [2, 3])
+        await store.openOrJoinStorm(stormRun(`x${n}`, `S${n}`), [], stormJoin('PS1', t));
+      const moveOf = (id: string, g: SessionGate, overBudget = true) => ({
+        fromRunId: 'g1',
+        incidentIds: [id],
+        undeliveredOnly: true,
+        fromJobs: [],
+        gate: { gate: g, open: steps(`n${id}`, overBudget) },
+      });
+      const born = (id: string) => ({
+        ...stormRun(`n${id}`, id),
+        state: 'starting' as const,
+        trigger: 'auto' as const,
+      });
+      // The cap is reached (nothing live, but none may be): the new group waits for a slot.
+      expect(await store.moveStormMembers(born('S2'), [], moveOf('S2', gate({ maxLive: 0 })))).toMatchObject({
+        id: 'nS2',
+        state: 'queued',
+        slotDay: DAY,
+      });
+      // Over the day's budget with no step for it: nothing is opened, nothing moves.
+      const spent = gate({ budget: { sessions: 0 } });
+      expect(await store.moveStormMembers(born('S3'), [], moveOf('S3', spent, false))).toBeUndefined();
+      expect(await store.getRun('nS3')).toBeUndefined();
+      expect((await store.stormMembers('g1')).map((m) => m.incident.id)).toEqual(['S1', 'S3']);
+      // With a step for it: the new group asks first, saying why.
+      expect(await store.moveStormMembers(born('S3'), [], moveOf('S3', spent))).toMatchObject({
+        state: 'awaiting_approval',
+        budgetHold: 'daily_sessions',
+      });
+      expect((await store.stormMembers('nS3')).map((m) => m.incident.id)).toEqual(['S3']);
+    });
+
+    it('moves members once when two moves of one group race', async () => {
+      const store = await fresh();
+      const t = 1_700_000_000_000;
+      await store.openOrJoinStorm(stormRun('g1', 'S1'), [], stormJoin('PS1', t));
+      await store.openOrJoinStorm(stormRun('x2', 'S2'), [], stormJoin('PS1', t));
+      const results = await Promise.all(
+        ['m1', 'm2', 'm3'].map((id) =>
+          store.moveStormMembers(
+            { ...stormRun(id, 'S2'), attempt: Number(id.slice(1)), state: 'starting' },
+            [],
+            {
+              fromRunId: 'g1',
+              incidentIds: ['S2'],
+              undeliveredOnly: true,
+              fromJobs: [],
+            },
+          ),
+        ),
+      );
+      expect(results.filter((r) => r !== undefined)).toHaveLength(1);
+      expect(await store.stormMembers('g1')).toHaveLength(1);
+    });
   });
 }

@@ -20,7 +20,10 @@ export interface FakeSession {
 
 /** What happened to a session, for anyone watching the stand-in live (the demo page). */
 export interface FakeDevinEvents {
-  session: [session: FakeSession, change: 'created' | 'updated' | 'message' | 'terminated'];
+  session: [
+    session: FakeSession,
+    change: 'created' | 'updated' | 'message' | 'message-refused' | 'terminated',
+  ];
 }
 
 /**
@@ -54,6 +57,11 @@ export class FakeDevin {
   unavailableUntil = 0;
   /** Until this time every request hangs without an answer (the client times out). */
   hangUntil = 0;
+  /**
+   * While set, every message sent to a session is answered with this error status (problem+json), as
+   * Devin answers a session that takes no more messages (4xx) or an outage (5xx); nothing is delivered.
+   */
+  refuseMessages: { status: number; detail?: string } | undefined;
   /** How long a new session takes to show up when listing by tag (Devin indexes asynchronously). */
   listVisibilityDelayMs = 0;
   private readonly createdAtMs = new Map<string, number>();
@@ -171,6 +179,17 @@ export class FakeDevin {
           return sendJson(res, 422, {
             detail: [{ loc: ['body', 'message'], msg: 'Field required', type: 'missing' }],
           });
+        }
+        if (this.refuseMessages) {
+          const { status, detail } = this.refuseMessages;
+          problem(
+            res,
+            status,
+            status >= 500 ? 'Service Unavailable' : 'Conflict',
+            detail ?? 'message refused',
+          );
+          this.events.emit('session', session, 'message-refused');
+          return;
         }
         this.messages.push({ sessionId: session.session_id, message });
         // A message wakes a suspended session and sets Devin working again.
