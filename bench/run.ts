@@ -3,7 +3,9 @@
  * in the same run a bare Express 5 app as the baseline, all driven by autocannon with the same signed
  * resolved-incident webhooks: the bot on SQLite, then on Postgres as one replica and as two replicas
  * sharing one database (the load split between them, as a load balancer would). Then a storm on SQLite:
- * 10,000 distinct resolved incidents plus duplicates, checked for loss, duplicates and Slack pacing.
+ * 10,000 distinct resolved incidents plus duplicates (200 P1s from 5 services, the rest spread over 195
+ * more), checked for loss, duplicates and Slack pacing, with issue #12's storm rows: sessions created,
+ * channel posts in the first minute, and when every incident was decided or visible in a message or digest.
  * Prints a table and writes a JSON file.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -52,8 +54,28 @@ interface Signed {
   incidentId: string;
 }
 
-function resolvedWebhook(n: number, priority: string, tag: string): Signed {
+/**
+ * The storm's services: as in a real outage, the P1s page from a handful of services (STORM_P1_SERVICES,
+ * one alert per host or check), and the other incidents are spread over many more.
+ */
+const STORM_P1_SERVICES = 5;
+const STORM_OTHER_SERVICES = 195;
+
+function stormService(n: number): { id: string; name: string } {
+  const i = n < STORM_AUTO ? n % STORM_P1_SERVICES : STORM_P1_SERVICES + (n % STORM_OTHER_SERVICES);
+  return { id: `PSTORM${String(i).padStart(3, '0')}`, name: `Storm service ${i}` };
+}
+
+function resolvedWebhook(
+  n: number,
+  priority: string,
+  tag: string,
+  service?: { id: string; name: string },
+): Signed {
   const e = structuredClone(template);
+  if (service) {
+    e.event.data.service = { ...e.event.data.service, id: service.id, summary: service.name };
+  }
   e.event.id = `bench-${tag}-evt-${n}`;
   e.event.data.id = `B${tag.toUpperCase()}${n}`;
   e.event.data.number = 100_000 + n;
@@ -63,6 +85,10 @@ function resolvedWebhook(n: number, priority: string, tag: string): Signed {
   const body = JSON.stringify(e);
   return { body, signature: signPagerDutyBody(body, SECRET), incidentId: e.event.data.id };
 }
+
+/** Each incident with the run that decides it: its own, or its storm group's (STORM_WINDOW). */
+const INCIDENT_RUNS = `SELECT incident_id, id AS run_id FROM runs
+  UNION SELECT incident_id, run_id FROM storm_members`;
 
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -426,8 +452,10 @@ async function main(): Promise<void> {
   stormDevin.latencyMs = 200;
   const stormDb = join(work, 'storm.db');
   const storm = Array.from({ length: STORM_INCIDENTS }, (_, n) =>
-    resolvedWebhook(n, n < STORM_AUTO ? 'P1' : 'P3', 'storm'),
+    resolvedWebhook(n, n < STORM_AUTO ? 'P1' : 'P3', 'storm', stormService(n)),
   );
+  const p1Services = new Set(Array.from({ length: STORM_AUTO }, (_, n) => stormService(n).id)).size;
+  const allServices = new Set(Array.from({ length: STORM_INCIDENTS }, (_, n) => stormService(n).id)).size;
   const duplicates = Array.from(
     { length: STORM_DUPLICATES },
     (_, n) => storm[(n * 7919) % storm.length] as Signed,
@@ -441,20 +469,48 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const statuses = await send(stormBot.port, deliveries, CONNECTIONS);
   const intakeSeconds = (Date.now() - t0) / 1000;
-  // Every incident decided, and every auto-started session created.
+  // Every incident decided, and every auto-started session created; and when every incident became
+  // visible: decided (by policy or a person), or shown in a message of its own or in a digest drawn since
+  // it folded there.
   const deadline = Date.now() + 180_000;
   let runs = 0;
+  let decidedSeconds: number | undefined;
+  let visibleSeconds: number | undefined;
+  let visible = 0;
   while (Date.now() < deadline) {
     runs = query<{ n: number }>(stormDb, 'SELECT COUNT(*) AS n FROM runs').n;
+    const known = query<{ n: number }>(stormDb, `SELECT COUNT(*) AS n FROM (${INCIDENT_RUNS}) AS i`).n;
     const starting = query<{ n: number }>(
       stormDb,
       "SELECT COUNT(*) AS n FROM runs WHERE state = 'starting'",
     ).n;
-    if (runs === STORM_INCIDENTS && starting === 0) break;
+    visible = query<{ n: number }>(
+      stormDb,
+      `SELECT COUNT(DISTINCT i.incident_id) AS n FROM (${INCIDENT_RUNS}) AS i
+         JOIN runs r ON r.id = i.run_id
+         LEFT JOIN approval_placements p ON p.run_id = r.id
+         LEFT JOIN digests d ON d.channel = r.channel
+         WHERE r.state <> 'awaiting_approval' OR r.slack_ts IS NOT NULL
+            OR (p.shown_in = 'digest' AND d.ts IS NOT NULL AND d.drawn_at >= p.placed_at)`,
+    ).n;
+    const now = (Date.now() - t0) / 1000;
+    if (visibleSeconds === undefined && visible === STORM_INCIDENTS) visibleSeconds = now;
+    if (decidedSeconds === undefined && known === STORM_INCIDENTS && starting === 0) decidedSeconds = now;
+    if (decidedSeconds !== undefined && visibleSeconds !== undefined) break;
     await sleep(500);
   }
-  const decidedSeconds = (Date.now() - t0) / 1000;
-  await sleep(10_000); // watch Slack pacing for a while longer
+  decidedSeconds ??= (Date.now() - t0) / 1000;
+  // Watch Slack pacing for a while longer, and at least the storm's first minute.
+  await sleep(Math.max(10_000, t0 + 61_000 - Date.now()));
+  const firstMinute = stormSlack
+    .callsOf('chat.postMessage')
+    .filter((c) => c.at - t0 <= 60_000 && !c.args.thread_ts);
+  const postsPerChannel: Record<string, number> = {};
+  for (const c of firstMinute)
+    postsPerChannel[String(c.args.channel)] = (postsPerChannel[String(c.args.channel)] ?? 0) + 1;
+  const threadPostsFirstMinute = stormSlack
+    .callsOf('chat.postMessage')
+    .filter((c) => c.at - t0 <= 60_000 && c.args.thread_ts).length;
   const slackTimes = stormSlack.calls
     .filter((c) => c.method === 'chat.postMessage' || c.method === 'chat.update')
     .map((c) => c.at);
@@ -467,7 +523,7 @@ async function main(): Promise<void> {
     sessionsPerIncident.set(tag, (sessionsPerIncident.get(tag) ?? 0) + 1);
   }
   const eventsStored = query<{ n: number }>(stormDb, 'SELECT COUNT(*) AS n FROM events').n;
-  const decided = query<{ n: number }>(stormDb, 'SELECT COUNT(DISTINCT incident_id) AS n FROM runs').n;
+  const decided = query<{ n: number }>(stormDb, `SELECT COUNT(*) AS n FROM (${INCIDENT_RUNS}) AS i`).n;
   const pendingMessages = query<{ n: number }>(
     stormDb,
     "SELECT COUNT(*) AS n FROM jobs WHERE kind = 'sync_message' AND state = 'queued'",
@@ -486,6 +542,14 @@ async function main(): Promise<void> {
     sessions: stormDevin.sessions.length,
     duplicateSessions: [...sessionsPerIncident.values()].filter((n) => n > 1).length,
     lostIncidents: STORM_INCIDENTS - decided,
+    services: { all: allServices, withP1s: p1Services },
+    visibleWithinSeconds: visibleSeconds ?? null,
+    incidentsVisible: visible,
+    firstMinute: {
+      postsPerChannel,
+      maxPostsInOneChannel: Math.max(0, ...Object.values(postsPerChannel)),
+      threadPosts: threadPostsFirstMinute,
+    },
     slack: {
       callsObserved: slackTimes.length,
       observedSeconds,
@@ -512,6 +576,12 @@ async function main(): Promise<void> {
     rssMb: t.botRssMb.afterLoad <= 150,
     duplicateSessions: s.duplicateSessions === 0,
     lostIncidents: s.lostIncidents === 0,
+    // Issue #12's storm targets: one session per service group that auto-starts (the P1s' services),
+    // a channel people can still read, and every incident in a message or digest within a minute.
+    stormSessionsPerServiceGroup: (s.sessions as number) <= p1Services,
+    stormPostsPerChannelFirstMinute:
+      (s.firstMinute as { maxPostsInOneChannel: number }).maxPostsInOneChannel <= 10,
+    stormEveryIncidentVisibleWithin60s: visibleSeconds !== undefined && visibleSeconds <= 60,
     ...(postgres
       ? {
           postgresOneReplicaRatio: postgres.one.requestsPerSecond / base.requestsPerSecond >= 0.35,
@@ -532,6 +602,15 @@ async function main(): Promise<void> {
   );
   console.log(
     `  Devin sessions ${s.sessions} for ${STORM_AUTO} auto-started incidents; duplicate sessions ${s.duplicateSessions}`,
+  );
+  console.log(
+    `  storm rows: sessions created ${s.sessions} (target ≤ ${p1Services}, the service groups with P1s; ${allServices} services in all)`,
+  );
+  console.log(
+    `  storm rows: channel posts in the first minute ${JSON.stringify(postsPerChannel)} (target ≤ 10 per channel), plus ${threadPostsFirstMinute} in threads`,
+  );
+  console.log(
+    `  storm rows: every incident decided or visible in a message or digest within ${visibleSeconds === undefined ? `— (not reached: ${visible}/${STORM_INCIDENTS})` : `${visibleSeconds.toFixed(1)} s`} (target ≤ 60 s)`,
   );
   console.log(
     `  Slack: ${s.slack.callsObserved} calls in ${s.slack.observedSeconds?.toFixed(0)} s, max ${s.slack.maxCallsPerChannelPerSecond}/s in one channel, ${s.slack.rateLimitedAnswers} 429s, ${s.slack.messagesStillQueued} messages still queued (delivered at ~1/s)`,

@@ -19,6 +19,7 @@ import { readStoredEvent } from './pagerduty/incident-events.js';
 import { pagerDutyIncidents, pagerDutyNotes } from './pagerduty/incidents.js';
 import { PagerDutyClient } from './pagerduty/rest-client.js';
 import { SessionBudget } from './postmortems/budget.js';
+import { ApprovalDigest } from './postmortems/digest.js';
 import { EventProcessor } from './postmortems/intake.js';
 import { jobHandlers } from './postmortems/job-handlers.js';
 import { Lifecycle, SLOT_STATES } from './postmortems/lifecycle.js';
@@ -30,6 +31,7 @@ import { SessionFollower } from './postmortems/session-follower.js';
 import { SessionWorker } from './postmortems/session-worker.js';
 import { SlackApprovers } from './slack/approvers.js';
 import { slackChat } from './slack/chat.js';
+import { SlackDigestChannel } from './slack/digest.js';
 import { configHealth } from './slack/home.js';
 import type { BotIdentity } from './slack/identity.js';
 import { IncidentChannelFinder } from './slack/incident-channels.js';
@@ -96,7 +98,12 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
   });
   const domain = buildDomain(config, adapters, { store, logger, now, budget });
   const health = configHealth(config);
-  registerListeners(http.bolt, { service: domain.service, now, health: () => health });
+  registerListeners(http.bolt, {
+    service: domain.service,
+    digest: domain.digest,
+    now,
+    health: () => health,
+  });
 
   const jobs = new JobRunner({
     ...config.tuning.jobs,
@@ -296,6 +303,10 @@ function buildAdapters(
       config.lifecycle.approvalExpireAfterMs,
       budget,
     ),
+    digestChannel: new SlackDigestChannel(
+      slackChat(bolt.client),
+      new ChannelPacer(store, config.tuning.slackChannelIntervalMs, now),
+    ),
     channelFinder,
     sessions: devinSessions(devin),
     incidents: pagerduty ? pagerDutyIncidents(pagerduty) : undefined,
@@ -354,11 +365,21 @@ function buildDomain(
     giveUpAfterMs: config.tuning.devinGiveUpAfterMs,
     reconcileWindowMs: config.devin.reconcileWindowMs,
   });
+  const digest = new ApprovalDigest({
+    store,
+    channel: adapters.digestChannel,
+    service,
+    after: config.slack.digestAfter,
+    intervalMs: config.tuning.slackDigestIntervalMs,
+    logger,
+    now,
+  });
   const messages = new MessageWorker({
     store,
     channel: adapters.channel,
     defaultChannel: config.policy.defaultChannel,
     logger,
+    digest,
   });
   const follower = new SessionFollower({
     store,
@@ -373,5 +394,5 @@ function buildDomain(
     approvalRemindAfterMs: config.lifecycle.approvalRemindAfterMs,
     approvalExpireAfterMs: config.lifecycle.approvalExpireAfterMs,
   });
-  return { service, follower, workers: { events, sessions, messages, queue: lifecycle } };
+  return { service, follower, digest, workers: { events, sessions, messages, digest, queue: lifecycle } };
 }

@@ -184,6 +184,13 @@ const envSchema = z.object({
         error: 'expected a channel name with {number} and/or {id}, e.g. inc-{number}',
       }),
   ),
+  SLACK_DIGEST_AFTER: optional(
+    z.coerce
+      .number({ error: 'expected a whole number of requests (0 turns the digest off)' })
+      .int()
+      .min(0)
+      .max(1000),
+  ).default(5),
   SLACK_INCLUDE_CHANNEL_HISTORY: optional(
     z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'expected true or false' }),
   ).transform((v) => v === 'true' || v === '1' || v === 'yes'),
@@ -222,6 +229,8 @@ export interface Tuning {
   devinGiveUpAfterMs: number;
   /** Minimum time between Slack calls in one channel (Slack's limit for posting). */
   slackChannelIntervalMs: number;
+  /** Minimum time between two redraws of a channel's approval digest. */
+  slackDigestIntervalMs: number;
 }
 
 export const PRODUCTION_TUNING: Tuning = {
@@ -238,6 +247,7 @@ export const PRODUCTION_TUNING: Tuning = {
   devinTimeoutMs: 60_000,
   devinGiveUpAfterMs: 24 * 60 * 60_000,
   slackChannelIntervalMs: 1000,
+  slackDigestIntervalMs: 3000,
 };
 
 export interface Config {
@@ -249,6 +259,8 @@ export interface Config {
     apiUrl: string | undefined;
     /** People (U…/W…) and user groups (S…) who may start and decide postmortems; empty = everyone. */
     approvers: string[];
+    /** More approval requests than this waiting in a channel fold into its digest; 0: never. */
+    digestAfter: number;
   };
   pagerduty: {
     /** v3 subscription signing secrets; several during rotation. */
@@ -426,6 +438,7 @@ function buildConfig(
       // The Web API client joins method names onto this URL, so it must end in a slash.
       apiUrl: e.SLACK_API_URL ? `${e.SLACK_API_URL}/` : undefined,
       approvers: e.SLACK_APPROVERS ?? [],
+      digestAfter: e.SLACK_DIGEST_AFTER,
     },
     pagerduty: {
       webhookSecrets: e.PAGERDUTY_WEBHOOK_SECRET ?? [],

@@ -69,7 +69,9 @@ export type LifecycleCode =
   | 'message_pending'
   /** The routed channel refused the message: post it again at once, in the default channel. */
   | 'message_rerouted'
-  | 'message_missing';
+  | 'message_missing'
+  /** A channel's digest was drawn moments ago: its next redraw waits, taking every change since in one. */
+  | 'digest_coalescing';
 
 export type DomainErrorCode = IncidentSourceCode | SessionApiCode | ChatCode | ApproverCode | LifecycleCode;
 
@@ -132,6 +134,7 @@ export function retryDecision(err: DomainError): RetryDecision {
     case 'create_unconfirmed':
     case 'message_pending':
     case 'message_rerouted':
+    case 'digest_coalescing':
       return { kind: 'at', afterMs: err.retryAfterMs ?? 0 };
     case 'incident_source_missing':
     case 'incident_not_found':

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { JobHandler } from '../jobs/runner.js';
 import type { JobKind, Store } from '../store/store.js';
+import type { ApprovalDigest } from './digest.js';
 import { toJobFailure } from './errors.js';
 import type { EventProcessor } from './intake.js';
 import type { Lifecycle } from './lifecycle.js';
@@ -15,6 +16,8 @@ export interface JobHandlerDeps {
   events: EventProcessor;
   sessions: SessionWorker;
   messages: MessageWorker;
+  /** Absent only in tests that queue no digest redraws. */
+  digest?: ApprovalDigest;
   /** The queue of runs waiting for a session slot (DEVIN_MAX_CONCURRENT_SESSIONS). */
   queue: Pick<Lifecycle, 'admitQueued'>;
   store: Store;
@@ -40,6 +43,7 @@ export function jobHandlers(deps: JobHandlerDeps): Record<JobKind, JobHandler> {
     thread_reply: (job) => deps.messages.threadReply(runId(job), job.payload.reply as ThreadReplyKind, job),
     pagerduty_note: (job) => writeBackPullRequest(deps, runId(job)),
     purge_expired_data: () => purgeExpiredData(deps, deps.retentionMs),
+    sync_digest: async (job) => deps.digest?.redraw(String(job.payload.channel), job),
     admit_queued: async () => {
       const admitted = await deps.queue.admitQueued();
       for (const run of admitted)

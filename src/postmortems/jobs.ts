@@ -52,6 +52,17 @@ export const syncMessageJob = (runId: string): NewJob => ({
 });
 
 /**
+ * A channel's approval digest is redrawn from the store (digest.ts): one waiting redraw takes every change
+ * made meanwhile, and the channel's lane keeps two redraws (on any replicas) from running at once.
+ */
+export const syncDigestJob = (channel: string): NewJob => ({
+  kind: 'sync_digest',
+  lane: `digest:${channel}`,
+  payload: { channel },
+  dedupeKey: `digest:${channel}`,
+});
+
+/**
  * Look at the queue of runs waiting for a session slot (lifecycle.ts dequeue): queued by every step that
  * frees a slot. One lane, so replicas take turns; one waiting job is enough.
  */

@@ -1,8 +1,12 @@
 import type { Logger } from 'pino';
 import type { Job, Store } from '../store/store.js';
+import type { ApprovalDigest } from './digest.js';
 import { DomainError, isDomainError } from './errors.js';
-import type { ThreadReplyKind } from './model.js';
+import type { PostmortemRun, RunState, ThreadReplyKind } from './model.js';
 import type { RunChannel } from './ports.js';
+
+/** States a request leaves the digest's waiting list for: decided either way, or expired. */
+const DIGEST_CHANGES: readonly RunState[] = ['skipped', 'expired', 'queued', 'starting'];
 
 export interface MessageWorkerDeps {
   store: Store;
@@ -10,6 +14,8 @@ export interface MessageWorkerDeps {
   /** Where a run reports when its routed channel refuses the bot. */
   defaultChannel: string;
   logger: Logger;
+  /** Folds approval requests into their channel's digest in a storm (SLACK_DIGEST_AFTER). */
+  digest?: ApprovalDigest | undefined;
 }
 
 /**
@@ -24,6 +30,7 @@ export class MessageWorker {
     const { store, channel, defaultChannel, logger } = this.deps;
     const run = await store.getRun(runId);
     if (!run) return;
+    if (await this.shownInDigest(run)) return;
     // Storms: a group's message lists its incidents, redrawn as they join.
     const members = await store.stormMembers(runId);
     const storm = members.length > 1 ? members : undefined;
@@ -31,7 +38,12 @@ export class MessageWorker {
       if (run.slackTs) {
         await channel.updateRunMessage({ ...run, slackTs: run.slackTs }, job.id, storm);
       } else {
-        const posted = await channel.postRunMessage(run, job.id, storm);
+        const posted = await channel.postRunMessage(
+          run,
+          job.id,
+          storm,
+          await this.deps.digest?.threadFor(run),
+        );
         await store.updateRun(runId, { channel: posted.channel, slackTs: posted.ts });
       }
     } catch (err) {
@@ -48,15 +60,35 @@ export class MessageWorker {
     }
   }
 
+  /**
+   * Whether the run's message is the channel's digest rather than its own: an approval request folded
+   * into the digest (placed now, the first time), or one decided there without a session (skipped) or
+   * expired there. A request decided there for a session gets its own message from now on. Every
+   * decision or expiry of a request redraws the digest, if the channel has one.
+   */
+  private async shownInDigest(run: PostmortemRun): Promise<boolean> {
+    const digest = this.deps.digest;
+    if (!digest?.enabled || run.trigger !== 'approval') return false;
+    if (run.state === 'awaiting_approval') return !run.slackTs && (await digest.place(run)) === 'digest';
+    if (DIGEST_CHANGES.includes(run.state)) await digest.changed(run);
+    return (
+      !run.slackTs && (run.state === 'skipped' || run.state === 'expired') && (await digest.isInDigest(run))
+    );
+  }
+
   /** Job: one reply in the run's thread, drawn from the run as stored. */
   async threadReply(runId: string, kind: ThreadReplyKind, job: Job): Promise<void> {
     const run = await this.deps.store.getRun(runId);
     if (!run) return;
+    // A reminder of a request in the digest: the digest itself is the reminder (it lists what waits).
+    if (!run.slackTs && kind === 'reminder' && (await this.deps.digest?.isInDigest(run))) return;
     if (!run.slackTs) {
       // The run's message was never posted (Slack refused it for good): do not block its lane forever.
       if (job.attempts > 600) throw new DomainError('message_missing', 'the run message was never posted');
       throw new DomainError('message_pending', 'the run message is not posted yet', { retryAfterMs: 1000 });
     }
-    await this.deps.channel.postThreadReply({ ...run, slackTs: run.slackTs }, kind, job.id);
+    // A run approved from the digest has its message in the digest's thread: its replies go there too.
+    const thread = (await this.deps.digest?.threadFor(run)) ?? run.slackTs;
+    await this.deps.channel.postThreadReply({ ...run, slackTs: thread }, kind, job.id);
   }
 }

@@ -19,6 +19,8 @@ export interface RunChannel {
     run: PostmortemRun,
     callKey: number,
     storm?: readonly StormMember[],
+    /** Post it in this thread of the run's channel (the digest's, for a request approved there). */
+    inThread?: string,
   ): Promise<{ channel: string; ts: string }>;
   updateRunMessage(
     run: PostmortemRun & { slackTs: string },
@@ -30,6 +32,26 @@ export interface RunChannel {
     kind: ThreadReplyKind,
     callKey: number,
   ): Promise<void>;
+}
+
+/** A channel's approval digest as drawn from the store (digest.ts). */
+export interface ApprovalDigestView {
+  channel: string;
+  /** Approval requests waiting in the channel, and how many of them are shown only in the digest. */
+  total: number;
+  /** The incidents they are for (a storm group's request is for several). */
+  incidents: number;
+  inDigest: number;
+  /** The newest few, newest first. */
+  newest: PostmortemRun[];
+  /** When the newest request counted was opened: Approve all and Skip all decide those up to then. */
+  openedUpTo: number | null;
+}
+
+/** Slack, for a channel's approval digest: one message, posted once and then updated in place. Fails with ChatCode. */
+export interface DigestChannel {
+  postDigest(view: ApprovalDigestView, callKey: number): Promise<{ ts: string }>;
+  updateDigest(view: ApprovalDigestView, ts: string, callKey: number): Promise<void>;
 }
 
 /** A request for a new session, built by prompt.ts. */

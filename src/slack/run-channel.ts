@@ -21,10 +21,15 @@ export class SlackRunChannel implements RunChannel {
     private readonly budget?: SessionBudget,
   ) {}
 
-  async postRunMessage(run: PostmortemRun, callKey: number, storm?: readonly StormMember[]) {
+  async postRunMessage(
+    run: PostmortemRun,
+    callKey: number,
+    storm?: readonly StormMember[],
+    inThread?: string,
+  ) {
     const usage = await this.usageFor(run);
     return this.paced(run.channel, callKey, () =>
-      this.chat.post(run.channel, renderRunMessage(run, storm, usage)),
+      this.chat.post(run.channel, renderRunMessage(run, storm, usage), inThread),
     );
   }
 

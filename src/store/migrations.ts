@@ -347,6 +347,53 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 15,
+    name: "approval digests: where each approval request is shown, and each channel's digest message",
+    // approval_placements: decided once per run, so a retried message job never turns a folded request
+    // into a card of its own; thread_ts: the digest whose thread a request approved there reports in.
+    // digests: the channel's latest digest message and whether it is still open; `version` counts changes
+    // asked for, `drawn_version` the last one drawn, so a redraw that fails is tried again and one that
+    // races a change is followed by another.
+    sqlite: `
+      CREATE TABLE approval_placements (
+        run_id TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        shown_in TEXT NOT NULL,
+        thread_ts TEXT,
+        placed_at INTEGER NOT NULL
+      );
+      CREATE INDEX approval_placements_channel ON approval_placements (channel, shown_in);
+      CREATE TABLE digests (
+        channel TEXT PRIMARY KEY,
+        ts TEXT,
+        open INTEGER NOT NULL DEFAULT 0,
+        version INTEGER NOT NULL DEFAULT 0,
+        drawn_version INTEGER NOT NULL DEFAULT 0,
+        drawn_at INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE INDEX runs_channel_state ON runs (channel, state, created_at);
+    `,
+    postgres: `
+      CREATE TABLE approval_placements (
+        run_id TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        shown_in TEXT NOT NULL,
+        thread_ts TEXT,
+        placed_at BIGINT NOT NULL
+      );
+      CREATE INDEX approval_placements_channel ON approval_placements (channel, shown_in);
+      CREATE TABLE digests (
+        channel TEXT PRIMARY KEY,
+        ts TEXT,
+        open BOOLEAN NOT NULL DEFAULT FALSE,
+        version BIGINT NOT NULL DEFAULT 0,
+        drawn_version BIGINT NOT NULL DEFAULT 0,
+        drawn_at BIGINT NOT NULL DEFAULT 0
+      );
+      CREATE INDEX runs_channel_state ON runs (channel, state, created_at);
+    `,
+  },
+  {
     version: 16,
     name: "storm members: which went into the session's first prompt, and which have the postmortem noted",
     // in_prompt_at: packed into a create attempt's prompt (set with the create intent), so a session

@@ -7,6 +7,7 @@ import { admissionRoom, decideGate, gateColumns } from './gate.js';
 import { MIGRATIONS } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace } from './pacing.js';
 import {
+  type DigestRow,
   JOB_RECORD_COLUMNS,
   type JobRecordRow,
   jobListLimit,
@@ -14,11 +15,14 @@ import {
   patchAssignments,
   type RunRow,
   type StormMemberRow,
+  toDigest,
   toJobRecord,
   toRun,
   toStormMember,
 } from './rows.js';
 import type {
+  ApprovalPlacement,
+  DigestRecord,
   GatedSteps,
   Job,
   JobLease,
@@ -35,6 +39,7 @@ import type {
   StormJoin,
   StormMove,
   StormOutcome,
+  WaitingApprovals,
 } from './store.js';
 
 export interface PostgresStoreOptions {
@@ -1046,6 +1051,145 @@ export class PostgresStore implements Store {
 
   async releaseLease(name: string, owner: string): Promise<void> {
     await this.query('DELETE FROM leases WHERE name = $1 AND owner = $2', [name, owner]);
+  }
+
+  async placeApprovalRequest(
+    runId: string,
+    after: number,
+    redraw: NewJob,
+  ): Promise<ApprovalPlacement | undefined> {
+    const placed = await this.tx(
+      async (c): Promise<{ shownIn: ApprovalPlacement; queued: boolean } | undefined> => {
+        await this.lockQueueKeys(c, [redraw]);
+        const existing = await c.query<{ shown_in: ApprovalPlacement }>(
+          'SELECT shown_in FROM approval_placements WHERE run_id = $1',
+          [runId],
+        );
+        if (existing.rows[0]) return { shownIn: existing.rows[0].shown_in, queued: false };
+        const runs = await c.query<{ channel: string; created_at: number }>(
+          'SELECT channel, created_at FROM runs WHERE id = $1',
+          [runId],
+        );
+        const run = runs.rows[0];
+        if (!run) return undefined;
+        // Counting stops at `after`: in a storm of thousands the answer is the same, and cheap. Requests
+        // placed at the same time count each other's run state, not each other's placement: no lock needed.
+        const counted = await c.query<{ n: number }>(
+          `SELECT COUNT(*)::int AS n FROM (
+           SELECT 1 FROM runs
+           WHERE channel = $1 AND state = 'awaiting_approval' AND id <> $2
+             AND (created_at < $3 OR (created_at = $3 AND id < $2))
+           LIMIT $4) AS earlier`,
+          [run.channel, runId, run.created_at, after],
+        );
+        const shownIn: ApprovalPlacement = (counted.rows[0]?.n ?? 0) >= after ? 'digest' : 'card';
+        const inserted = await c.query<{ shown_in: ApprovalPlacement }>(
+          `INSERT INTO approval_placements (run_id, channel, shown_in, placed_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (run_id) DO NOTHING RETURNING shown_in`,
+          [runId, run.channel, shownIn, this.now()],
+        );
+        if (!inserted.rows[0]) {
+          // Another replica placed it meanwhile: its decision stands.
+          const again = await c.query<{ shown_in: ApprovalPlacement }>(
+            'SELECT shown_in FROM approval_placements WHERE run_id = $1',
+            [runId],
+          );
+          return again.rows[0] ? { shownIn: again.rows[0].shown_in, queued: false } : undefined;
+        }
+        if (shownIn === 'card') return { shownIn, queued: false };
+        await c.query(
+          `INSERT INTO digests (channel, version) VALUES ($1, 1)
+           ON CONFLICT (channel) DO UPDATE SET version = digests.version + 1`,
+          [run.channel],
+        );
+        await this.insertJobs(c, [redraw]);
+        return { shownIn, queued: true };
+      },
+    );
+    if (placed?.queued) this.notifyQueued();
+    return placed?.shownIn;
+  }
+
+  async approvalPlacement(
+    runId: string,
+  ): Promise<{ shownIn: ApprovalPlacement; threadTs: string | null } | undefined> {
+    const { rows } = await this.query<{ shown_in: ApprovalPlacement; thread_ts: string | null }>(
+      'SELECT shown_in, thread_ts FROM approval_placements WHERE run_id = $1',
+      [runId],
+    );
+    return rows[0] ? { shownIn: rows[0].shown_in, threadTs: rows[0].thread_ts } : undefined;
+  }
+
+  async setApprovalThread(runId: string, threadTs: string): Promise<void> {
+    await this.query(
+      'UPDATE approval_placements SET thread_ts = $1 WHERE run_id = $2 AND thread_ts IS NULL',
+      [threadTs, runId],
+    );
+  }
+
+  async touchDigest(channel: string, redraw: NewJob): Promise<boolean> {
+    const touched = await this.tx(async (c) => {
+      await this.lockQueueKeys(c, [redraw]);
+      const { rows } = await c.query(
+        `UPDATE digests SET version = version + 1
+           WHERE channel = $1 AND (open OR version > drawn_version)
+           RETURNING channel`,
+        [channel],
+      );
+      if (rows[0]) await this.insertJobs(c, [redraw]);
+      return rows[0] !== undefined;
+    });
+    if (touched) this.notifyQueued();
+    return touched;
+  }
+
+  async getDigest(channel: string): Promise<DigestRecord | undefined> {
+    const { rows } = await this.query<DigestRow>('SELECT * FROM digests WHERE channel = $1', [channel]);
+    return rows[0] ? toDigest(rows[0]) : undefined;
+  }
+
+  async digestDrawn(
+    channel: string,
+    drawn: { ts: string | null; open: boolean; version: number; at: number },
+  ): Promise<void> {
+    await this.query(
+      `UPDATE digests SET ts = $1, open = $2, drawn_version = GREATEST(drawn_version, $3), drawn_at = $4
+         WHERE channel = $5`,
+      [drawn.ts, drawn.open, drawn.version, drawn.at, channel],
+    );
+  }
+
+  async waitingApprovals(
+    channel: string,
+    options: { openedUpTo?: number; limit: number; offset?: number },
+  ): Promise<WaitingApprovals> {
+    const upTo = options.openedUpTo ?? null;
+    const counts = await this.query<{ total: number; in_digest: number; newest: number | null }>(
+      `SELECT COUNT(*)::int AS total, COUNT(p.run_id)::int AS in_digest, MAX(r.created_at) AS newest
+         FROM runs r LEFT JOIN approval_placements p ON p.run_id = r.id AND p.shown_in = 'digest'
+         WHERE r.channel = $1 AND r.state = 'awaiting_approval' AND ($2::bigint IS NULL OR r.created_at <= $2)`,
+      [channel, upTo],
+    );
+    // A run with storm members is one row per member; a run without, one row.
+    const members = await this.query<{ incidents: number }>(
+      `SELECT COUNT(*)::int AS incidents FROM runs r LEFT JOIN storm_members m ON m.run_id = r.id
+         WHERE r.channel = $1 AND r.state = 'awaiting_approval' AND ($2::bigint IS NULL OR r.created_at <= $2)`,
+      [channel, upTo],
+    );
+    const { rows } = await this.query<RunRow>(
+      `SELECT * FROM runs
+         WHERE channel = $1 AND state = 'awaiting_approval' AND ($2::bigint IS NULL OR created_at <= $2)
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4`,
+      [channel, upTo, options.limit, options.offset ?? 0],
+    );
+    const c = counts.rows[0];
+    return {
+      total: c?.total ?? 0,
+      incidents: members.rows[0]?.incidents ?? 0,
+      inDigest: c?.in_digest ?? 0,
+      newestOpenedAt: c?.newest === null || c?.newest === undefined ? null : Number(c.newest),
+      runs: rows.map(toRun),
+    };
   }
 
   async countJobs(): Promise<{ queued: number; running: number; dead: number }> {

@@ -6,7 +6,7 @@ import type {
   RunState,
   StormMember,
 } from '../postmortems/model.js';
-import type { JobRecord, JobState, RunPatch } from './store.js';
+import type { DigestRecord, JobRecord, JobState, RunPatch } from './store.js';
 
 /** The runs table's row, the same in SQLite and Postgres (BIGINT columns are read as numbers). */
 export interface RunRow {
@@ -200,5 +200,26 @@ export function toStormMember(row: StormMemberRow): StormMember {
     deliveredAt: row.delivered_at,
     inPromptAt: row.in_prompt_at,
     notedAt: row.noted_at,
+  };
+}
+
+/** The digests table's row (BIGINT columns may come back as strings from Postgres). */
+export interface DigestRow {
+  channel: string;
+  ts: string | null;
+  open: number | boolean;
+  version: number | string;
+  drawn_version: number | string;
+  drawn_at: number | string;
+}
+
+export function toDigest(row: DigestRow): DigestRecord {
+  return {
+    channel: row.channel,
+    ts: row.ts,
+    open: Boolean(row.open),
+    version: Number(row.version),
+    drawnVersion: Number(row.drawn_version),
+    drawnAt: Number(row.drawn_at),
   };
 }

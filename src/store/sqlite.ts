@@ -9,6 +9,7 @@ import { admissionRoom, decideGate, gateColumns } from './gate.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace, UNPACED } from './pacing.js';
 import {
+  type DigestRow,
   isDurablePatch,
   JOB_RECORD_COLUMNS,
   type JobRecordRow,
@@ -17,11 +18,14 @@ import {
   patchAssignments,
   type RunRow,
   type StormMemberRow,
+  toDigest,
   toJobRecord,
   toRun,
   toStormMember,
 } from './rows.js';
 import type {
+  ApprovalPlacement,
+  DigestRecord,
   GatedSteps,
   Job,
   JobLease,
@@ -38,6 +42,7 @@ import type {
   StormJoin,
   StormMove,
   StormOutcome,
+  WaitingApprovals,
 } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -310,6 +315,126 @@ export class SqliteStore implements Store {
       for (const w of waiters) w(err);
       if (this.syncWaiters.length > 0) this.startSync();
     });
+  }
+
+  async placeApprovalRequest(
+    runId: string,
+    after: number,
+    redraw: NewJob,
+  ): Promise<ApprovalPlacement | undefined> {
+    // Without its own fsync, like all background writes (see the class comment): a placement lost to a power
+    // cut is lost with its job's completion (written after it), so the job runs again and places the
+    // request anew, before anything showed it; the next sync makes it durable anyway. In a storm these are
+    // thousands.
+    const placed = this.db
+      .transaction((): { shownIn: ApprovalPlacement; queued: boolean } | undefined => {
+        const existing = this.sql('SELECT shown_in FROM approval_placements WHERE run_id = ?').get(runId) as
+          | { shown_in: ApprovalPlacement }
+          | undefined;
+        if (existing) return { shownIn: existing.shown_in, queued: false };
+        const run = this.sql('SELECT channel, created_at FROM runs WHERE id = ?').get(runId) as
+          | { channel: string; created_at: number }
+          | undefined;
+        if (!run) return undefined;
+        // Counting stops at `after`: in a storm of thousands the answer is the same, and cheap.
+        const { n } = this.sql(
+          `SELECT COUNT(*) AS n FROM (
+             SELECT 1 FROM runs
+             WHERE channel = ? AND state = 'awaiting_approval' AND id <> ?
+               AND (created_at < ? OR (created_at = ? AND id < ?))
+             LIMIT ?)`,
+        ).get(run.channel, runId, run.created_at, run.created_at, runId, after) as { n: number };
+        const shownIn: ApprovalPlacement = n >= after ? 'digest' : 'card';
+        this.sql(
+          'INSERT INTO approval_placements (run_id, channel, shown_in, placed_at) VALUES (?, ?, ?, ?)',
+        ).run(runId, run.channel, shownIn, this.now());
+        if (shownIn === 'card') return { shownIn, queued: false };
+        this.sql(
+          `INSERT INTO digests (channel, version) VALUES (?, 1)
+             ON CONFLICT (channel) DO UPDATE SET version = digests.version + 1`,
+        ).run(run.channel);
+        this.insertJob(redraw);
+        return { shownIn, queued: true };
+      })
+      .immediate();
+    if (placed?.queued) this.notifyQueued();
+    return placed?.shownIn;
+  }
+
+  async approvalPlacement(
+    runId: string,
+  ): Promise<{ shownIn: ApprovalPlacement; threadTs: string | null } | undefined> {
+    const row = this.sql('SELECT shown_in, thread_ts FROM approval_placements WHERE run_id = ?').get(runId) as
+      | { shown_in: ApprovalPlacement; thread_ts: string | null }
+      | undefined;
+    return row ? { shownIn: row.shown_in, threadTs: row.thread_ts } : undefined;
+  }
+
+  async setApprovalThread(runId: string, threadTs: string): Promise<void> {
+    this.sql('UPDATE approval_placements SET thread_ts = ? WHERE run_id = ? AND thread_ts IS NULL').run(
+      threadTs,
+      runId,
+    );
+  }
+
+  async touchDigest(channel: string, redraw: NewJob): Promise<boolean> {
+    // Without its own fsync for the same reason as a placement: lost only together with its job's completion.
+    const touched = this.db
+      .transaction(() => {
+        const row = this.sql(
+          `UPDATE digests SET version = version + 1
+             WHERE channel = ? AND (open = 1 OR version > drawn_version)
+             RETURNING channel`,
+        ).get(channel);
+        if (row) this.insertJob(redraw);
+        return row !== undefined;
+      })
+      .immediate();
+    if (touched) this.notifyQueued();
+    return touched;
+  }
+
+  async getDigest(channel: string): Promise<DigestRecord | undefined> {
+    const row = this.sql('SELECT * FROM digests WHERE channel = ?').get(channel) as DigestRow | undefined;
+    return row ? toDigest(row) : undefined;
+  }
+
+  async digestDrawn(
+    channel: string,
+    drawn: { ts: string | null; open: boolean; version: number; at: number },
+  ): Promise<void> {
+    this.sql(
+      `UPDATE digests SET ts = ?, open = ?, drawn_version = max(drawn_version, ?), drawn_at = ? WHERE channel = ?`,
+    ).run(drawn.ts, drawn.open ? 1 : 0, drawn.version, drawn.at, channel);
+  }
+
+  async waitingApprovals(
+    channel: string,
+    options: { openedUpTo?: number; limit: number; offset?: number },
+  ): Promise<WaitingApprovals> {
+    const upTo = options.openedUpTo ?? null;
+    const counts = this.sql(
+      `SELECT COUNT(*) AS total, COUNT(p.run_id) AS in_digest, MAX(r.created_at) AS newest
+         FROM runs r LEFT JOIN approval_placements p ON p.run_id = r.id AND p.shown_in = 'digest'
+         WHERE r.channel = ? AND r.state = 'awaiting_approval' AND (? IS NULL OR r.created_at <= ?)`,
+    ).get(channel, upTo, upTo) as { total: number; in_digest: number; newest: number | null };
+    // A run with storm members is one row per member; a run without, one row.
+    const { incidents } = this.sql(
+      `SELECT COUNT(*) AS incidents FROM runs r LEFT JOIN storm_members m ON m.run_id = r.id
+         WHERE r.channel = ? AND r.state = 'awaiting_approval' AND (? IS NULL OR r.created_at <= ?)`,
+    ).get(channel, upTo, upTo) as { incidents: number };
+    const rows = this.sql(
+      `SELECT * FROM runs
+         WHERE channel = ? AND state = 'awaiting_approval' AND (? IS NULL OR created_at <= ?)
+         ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`,
+    ).all(channel, upTo, upTo, options.limit, options.offset ?? 0) as RunRow[];
+    return {
+      total: counts.total,
+      incidents,
+      inDigest: counts.in_digest,
+      newestOpenedAt: counts.newest,
+      runs: rows.map(toRun),
+    };
   }
 
   /** Called whenever jobs were queued, so workers in this process can wake at once. */

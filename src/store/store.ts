@@ -168,6 +168,44 @@ export interface Store {
   tryLease(name: string, owner: string, now: number, until: number): Promise<boolean>;
   /** Gives the lease up, if `owner` holds it (shutting down: another replica takes the next tick). */
   releaseLease(name: string, owner: string): Promise<void>;
+  /**
+   * Approval digests (postmortems/digest.ts). Decides once, atomically, where run `runId`'s approval
+   * request is shown: in `channel`'s digest when at least `after` other requests of that channel, opened
+   * before it, are still waiting; else in a message of its own. A request that goes to the digest marks
+   * the digest changed and queues `redraw` in the same transaction. The decision stands: asking again
+   * returns it unchanged. Undefined when there is no such run.
+   */
+  placeApprovalRequest(runId: string, after: number, redraw: NewJob): Promise<ApprovalPlacement | undefined>;
+  /** Where the run's approval request was shown, if it was placed, and the digest thread it reports in. */
+  approvalPlacement(
+    runId: string,
+  ): Promise<{ shownIn: ApprovalPlacement; threadTs: string | null } | undefined>;
+  /** The digest thread a request approved there reports in (its message and replies); set once. */
+  setApprovalThread(runId: string, threadTs: string): Promise<void>;
+  /**
+   * Something the channel's digest shows changed (a request decided or expired): if the channel has an
+   * open digest (or one still to be drawn), it is marked changed and `redraw` queued. False when it has none.
+   */
+  touchDigest(channel: string, redraw: NewJob): Promise<boolean>;
+  getDigest(channel: string): Promise<DigestRecord | undefined>;
+  /**
+   * Records a redraw of the digest: its message, whether it is still open (once closed, the next fold
+   * posts a new one at the bottom of the channel), the change version it shows and when.
+   */
+  digestDrawn(
+    channel: string,
+    drawn: { ts: string | null; open: boolean; version: number; at: number },
+  ): Promise<void>;
+  /**
+   * The approval requests waiting in `channel` (state awaiting_approval), newest first: `limit` of them
+   * from `offset`, how many wait in all, how many of those are in the digest, and when the newest was
+   * opened. With `openedUpTo`, only those opened at or before then.
+   */
+  waitingApprovals(
+    channel: string,
+    options: { openedUpTo?: number; limit: number; offset?: number },
+  ): Promise<WaitingApprovals>;
+
   /** Called whenever jobs may have become runnable, so workers in this process can wake at once. */
   onJobsQueued(listener: () => void): void;
 
@@ -276,6 +314,33 @@ export interface StoreStats {
   acusConsumed: number;
 }
 
+/** Where an approval request is shown: its own message, or its channel's digest. */
+export type ApprovalPlacement = 'card' | 'digest';
+
+export interface DigestRecord {
+  channel: string;
+  /** The latest digest message; null before the first post. */
+  ts: string | null;
+  /** Whether it still shows waiting requests (false once everything in it was decided). */
+  open: boolean;
+  /** Changes asked for so far, and the last one drawn: a redraw is due while they differ. */
+  version: number;
+  drawnVersion: number;
+  /** When it was last drawn (0: never). */
+  drawnAt: number;
+}
+
+export interface WaitingApprovals {
+  total: number;
+  /** The incidents those requests are for: a storm group's request counts each of its incidents. */
+  incidents: number;
+  /** Of those, the requests shown in the digest (not in a message of their own). */
+  inDigest: number;
+  /** created_at of the newest waiting request, null when none waits. */
+  newestOpenedAt: number | null;
+  runs: PostmortemRun[];
+}
+
 export interface ReceivedEvent {
   id: string;
   type: string;
@@ -339,6 +404,7 @@ export type JobKind =
   | 'pagerduty_note'
   | 'append_incidents'
   | 'purge_expired_data'
+  | 'sync_digest'
   | 'admit_queued';
 
 export interface NewJob {

@@ -248,6 +248,17 @@ describe('who may spend', () => {
   });
 });
 
+describe('SLACK_DIGEST_AFTER', () => {
+  it('defaults to 5, takes 0 (the digest off), and refuses anything but a whole number', () => {
+    expect(loadConfig(valid).slack.digestAfter).toBe(5);
+    expect(loadConfig({ ...valid, SLACK_DIGEST_AFTER: '0' }).slack.digestAfter).toBe(0);
+    expect(loadConfig({ ...valid, SLACK_DIGEST_AFTER: '25' }).slack.digestAfter).toBe(25);
+    for (const value of ['-1', '2.5', 'lots']) {
+      expect(problems({ ...valid, SLACK_DIGEST_AFTER: value })[0], value).toMatch(/^SLACK_DIGEST_AFTER: /);
+    }
+  });
+});
+
 describe('lifecycle settings', () => {
   it('defaults and parses durations, cron and early-start priorities', () => {
     expect(loadConfig(valid).policy.earlyStartPriorities).toEqual([]);

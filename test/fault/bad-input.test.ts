@@ -2,9 +2,10 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PostmortemRun, RunState } from '../../src/postmortems/model.js';
 import { buildSessionRequest, fenceMarker } from '../../src/postmortems/prompt.js';
+import { renderDigestMessage, renderReviewModal } from '../../src/slack/digest.js';
 import { renderRunMessage, renderThreadReply } from '../../src/slack/messages.js';
 import { anIncident, aRun } from '../helpers/builders.js';
-import { blockKitProblem } from '../helpers/fake-slack.js';
+import { blockKitProblem, viewProblem } from '../helpers/fake-slack.js';
 import {
   type Harness,
   PD_SECRET,
@@ -240,6 +241,51 @@ describe('what the bot writes, for any incident text', () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+
+  it('the approval digest and its Review modal are escaped and within Block Kit limits', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(nasty, nasty, nasty), { minLength: 1, maxLength: 10 }),
+        fc.integer({ min: 0, max: 20_000 }),
+        fc.boolean(),
+        (incidents, older, closed) => {
+          const runs = incidents.map(([title, serviceName, priority], i) =>
+            aRun({
+              id: `run-${i}`,
+              incident: anIncident({ title, serviceName, priority, number: 1000 + i }),
+            }),
+          );
+          const total = runs.length + older;
+          const message = renderDigestMessage({
+            channel: 'C1',
+            total,
+            incidents: total + older,
+            inDigest: closed ? 0 : total,
+            newest: runs,
+            openedUpTo: 1_700_000_000_000,
+          });
+          const modal = renderReviewModal(
+            { channel: 'C1', page: 1, pages: 3, total, runs },
+            `Approved ${total} requests.`,
+          ) as unknown as Record<string, unknown>;
+          expect(blockKitProblem(message.blocks)).toBeUndefined();
+          expect(viewProblem(modal)).toBeUndefined();
+          // mrkdwn text is escaped; plain_text (option descriptions) is shown as typed, never parsed.
+          const texts: string[] = [message.text];
+          JSON.stringify([message.blocks, modal.blocks], (_k, v) => {
+            if (v && typeof v === 'object' && v.type === 'mrkdwn' && typeof v.text === 'string')
+              texts.push(v.text);
+            return v;
+          });
+          for (const t of texts) {
+            expect(t.replace(ownMarkup, '').includes('<')).toBe(false);
+            expect(t.isWellFormed()).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 

@@ -65,10 +65,12 @@ describe('crash safety (SIGKILL at random points)', () => {
     devin.latencyMs = 150;
     const dbPath = join(mkdtempSync(join(tmpdir(), 'crash-')), 'bot.db');
     bot = new BotProcess({
-      ...(testEnv(slack, devin, dbPath, { LOG_LEVEL: 'warn', DEVIN_RECONCILE_WINDOW: '2s' }) as Record<
-        string,
-        string
-      >),
+      ...(testEnv(slack, devin, dbPath, {
+        LOG_LEVEL: 'warn',
+        DEVIN_RECONCILE_WINDOW: '2s',
+        // Every request its own message (no digest, which has its own tests): this test checks each is posted.
+        SLACK_DIGEST_AFTER: '0',
+      }) as Record<string, string>),
     });
     await bot.start();
     const b = bot;

@@ -111,6 +111,7 @@ export function testConfig(env: Env, configure?: (config: Config) => void): Conf
     devinTimeoutMs: 2000,
     devinGiveUpAfterMs: config.tuning.devinGiveUpAfterMs,
     slackChannelIntervalMs: 100,
+    slackDigestIntervalMs: 200,
   };
   if (env.DEVIN_RECONCILE_WINDOW === undefined) config.devin.reconcileWindowMs = 150;
   configure?.(config);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { processEventJob } from '../../src/postmortems/jobs.js';
+import { processEventJob, syncDigestJob } from '../../src/postmortems/jobs.js';
 import type {
   GatedSteps,
   Job,
@@ -751,6 +751,150 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       expect((await store.getRun('r1'))?.acusConsumed).toBe(1.5);
       expect((await store.getRun('r3'))?.acusConsumed).toBeNull();
     });
+
+    it('places each approval request once: a card while fewer than `after` earlier ones of its channel wait, else the digest', async () => {
+      const store = await fresh();
+      const redraw = syncDigestJob('C1');
+      for (const i of [1, 2, 3, 4]) await store.openRun(newRun(`r${i}`, i), []);
+      await store.openRun(newRun('elsewhere', 9, { channel: 'C2' }), []);
+      // Placed out of order (jobs run in any order): what counts is which requests were opened earlier.
+      expect(await store.placeApprovalRequest('r4', 2, redraw)).toBe('digest');
+      expect(await store.placeApprovalRequest('r1', 2, redraw)).toBe('card');
+      expect(await store.placeApprovalRequest('r2', 2, redraw)).toBe('card');
+      expect(await store.placeApprovalRequest('elsewhere', 2, redraw)).toBe('card');
+      expect(await store.placeApprovalRequest('nope', 2, redraw)).toBeUndefined();
+      // Two earlier ones decided: r3 would get a card now, but r4's placement stands.
+      await store.transitionRun('r1', ['awaiting_approval'], 'skipped', {}, []);
+      await store.transitionRun('r2', ['awaiting_approval'], 'skipped', {}, []);
+      expect(await store.placeApprovalRequest('r4', 2, redraw)).toBe('digest');
+      expect(await store.placeApprovalRequest('r3', 2, redraw)).toBe('card');
+      expect(await store.approvalPlacement('r1')).toEqual({ shownIn: 'card', threadTs: null });
+      expect(await store.approvalPlacement('r4')).toEqual({ shownIn: 'digest', threadTs: null });
+      expect(await store.approvalPlacement('nope')).toBeUndefined();
+      // The digest thread a request approved there reports in is set once.
+      await store.setApprovalThread('r4', '1700000000.000009');
+      await store.setApprovalThread('r4', '1700000000.000042');
+      expect(await store.approvalPlacement('r4')).toEqual({
+        shownIn: 'digest',
+        threadTs: '1700000000.000009',
+      });
+      // The fold marked the channel's digest changed and queued one redraw (deduplicated while it waits).
+      expect(await store.getDigest('C1')).toEqual({
+        channel: 'C1',
+        ts: null,
+        open: false,
+        version: 1,
+        drawnVersion: 0,
+        drawnAt: 0,
+      });
+      expect(await store.getDigest('C2')).toBeUndefined();
+      const jobs = await store.listJobs();
+      expect(jobs.map((j) => [j.kind, j.lane, j.payload])).toEqual([
+        ['sync_digest', 'digest:C1', { channel: 'C1' }],
+      ]);
+    });
+
+    it('places requests racing on several connections once each', async () => {
+      const db = await newDatabase();
+      const [a, b] = [await db.open(), await db.open().catch(() => undefined)];
+      const stores = b ? [a, b] : [a];
+      for (let i = 1; i <= 8; i++) await a.openRun(newRun(`r${i}`, i), []);
+      const ids = Array.from({ length: 8 }, (_, i) => `r${i + 1}`);
+      const placed = await Promise.all(
+        [...ids, ...ids].map((id, i) =>
+          (stores[i % stores.length] as Store).placeApprovalRequest(id, 3, syncDigestJob('C1')),
+        ),
+      );
+      // Each run has one placement whichever call won: the first three by opening get cards.
+      expect(placed.slice(0, 8)).toEqual(placed.slice(8));
+      expect(placed.slice(0, 8)).toEqual(['card', 'card', 'card', ...Array(5).fill('digest')]);
+      expect((await a.getDigest('C1'))?.version).toBe(5);
+      expect((await a.listJobs()).filter((j) => j.kind === 'sync_digest')).toHaveLength(1);
+      for (const s of stores) await s.close();
+    });
+
+    it("marks a channel's digest changed only while it has one, and records what was drawn", async () => {
+      const store = await fresh();
+      const redraw = syncDigestJob('C1');
+      expect(await store.touchDigest('C1', redraw)).toBe(false);
+      for (const i of [1, 2]) await store.openRun(newRun(`r${i}`, i), []);
+      await store.placeApprovalRequest('r1', 1, redraw);
+      expect(await store.placeApprovalRequest('r2', 1, redraw)).toBe('digest');
+      // Not drawn yet: a change still counts.
+      expect(await store.touchDigest('C1', redraw)).toBe(true);
+      expect((await store.getDigest('C1'))?.version).toBe(2);
+      await store.digestDrawn('C1', { ts: '1700000000.000001', open: true, version: 2, at: 1234 });
+      expect(await store.getDigest('C1')).toMatchObject({
+        ts: '1700000000.000001',
+        drawnVersion: 2,
+        drawnAt: 1234,
+      });
+      // Posted: changes count.
+      expect(await store.touchDigest('C1', redraw)).toBe(true);
+      // A slow redraw of an older version cannot make the newer change look drawn.
+      await store.digestDrawn('C1', { ts: '1700000000.000001', open: true, version: 1, at: 2000 });
+      expect(await store.getDigest('C1')).toMatchObject({ version: 3, drawnVersion: 2, drawnAt: 2000 });
+      // Closed (nothing left in it) and drawn: no digest to change until a request folds again; the
+      // message is kept (the threads of requests approved from it are under it).
+      await store.digestDrawn('C1', { ts: '1700000000.000001', open: false, version: 3, at: 3000 });
+      expect(await store.touchDigest('C1', redraw)).toBe(false);
+      expect(await store.getDigest('C1')).toMatchObject({
+        ts: '1700000000.000001',
+        open: false,
+        version: 3,
+        drawnVersion: 3,
+      });
+      // One redraw queued for all of it (deduplicated while it waits).
+      expect((await store.listJobs()).map((j) => j.kind)).toEqual(['sync_digest']);
+    });
+
+    it('lists the requests waiting in a channel, newest first, paged, counted, up to an opening time', async () => {
+      const store = await fresh();
+      for (const i of [1, 2, 3, 4, 5]) await store.openRun(newRun(`r${i}`, i), []);
+      await store.openRun(newRun('other-channel', 6, { channel: 'C2' }), []);
+      await store.openRun(newRun('decided', 7), []);
+      await store.transitionRun('decided', ['awaiting_approval'], 'skipped', {}, []);
+      for (const id of ['r1', 'r2', 'r3', 'r4', 'r5'])
+        await store.placeApprovalRequest(id, 3, syncDigestJob('C1'));
+
+      const first = await store.waitingApprovals('C1', { limit: 2 });
+      const r5 = (await store.getRun('r5')) as { createdAt: number };
+      expect(first).toMatchObject({ total: 5, incidents: 5, inDigest: 2, newestOpenedAt: r5.createdAt });
+      expect(first.runs.map((r) => r.id)).toEqual(['r5', 'r4']);
+      expect((await store.waitingApprovals('C1', { limit: 2, offset: 4 })).runs.map((r) => r.id)).toEqual([
+        'r1',
+      ]);
+      expect((await store.waitingApprovals('C1', { limit: 0 })).total).toBe(5);
+      expect(await store.waitingApprovals('C3', { limit: 5 })).toEqual({
+        total: 0,
+        incidents: 0,
+        inDigest: 0,
+        newestOpenedAt: null,
+        runs: [],
+      });
+      // Up to an opening time: those opened at or before it (runs opened in one millisecond count alike).
+      const r2 = (await store.getRun('r2')) as { createdAt: number };
+      const all = await store.waitingApprovals('C1', { limit: 10 });
+      const upTo = await store.waitingApprovals('C1', { limit: 10, openedUpTo: r2.createdAt });
+      expect(upTo.runs.map((r) => r.id)).toEqual(
+        all.runs.filter((r) => r.createdAt <= r2.createdAt).map((r) => r.id),
+      );
+      expect(upTo.runs.map((r) => r.id)).toContain('r2');
+      expect(upTo.total).toBe(upTo.runs.length);
+      expect(
+        await store.waitingApprovals('C1', { limit: 10, openedUpTo: r2.createdAt - 100_000 }),
+      ).toMatchObject({
+        total: 0,
+        runs: [],
+      });
+      // A storm group waiting for approval is one request for each of its incidents.
+      const t = 1_700_000_000_000;
+      await store.openOrJoinStorm(stormRun('g1', 'QG1', 'PSD'), [], stormJoin('PSD', t));
+      await store.openOrJoinStorm(stormRun('g2', 'QG2', 'PSD'), [], stormJoin('PSD', t + 1000));
+      await store.openOrJoinStorm(stormRun('g3', 'QG3', 'PSD'), [], stormJoin('PSD', t + 2000));
+      expect(await store.waitingApprovals('C1', { limit: 1 })).toMatchObject({ total: 6, incidents: 8 });
+    });
+
     it('groups the resolved incidents of one service within the window into one run, atomically', async () => {
       const store = await fresh();
       const t = 1_700_000_000_000;

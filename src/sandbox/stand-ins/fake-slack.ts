@@ -247,14 +247,28 @@ export class FakeSlack {
           unknown
         >;
         if (!args.trigger_id) return { ok: false, error: 'invalid_trigger_id' };
-        const problem =
-          Array.isArray(view.blocks) && view.blocks.length > 100 ? 'more than 100 blocks' : undefined;
-        if (problem) return { ok: false, error: 'invalid_arguments' };
+        const problem = viewProblem(view);
+        if (problem)
+          return { ok: false, error: 'invalid_arguments', response_metadata: { messages: [problem] } };
         const id = `V${String(++this.seq).padStart(8, '0')}`;
         const opened = { id, triggerId: String(args.trigger_id), view };
         this.views.push(opened);
         this.events.emit('view', opened);
         return { ok: true, view: { ...view, id } };
+      }
+      case 'views.update': {
+        const view = (typeof args.view === 'string' ? JSON.parse(args.view) : args.view) as Record<
+          string,
+          unknown
+        >;
+        const opened = this.views.find((v) => v.id === args.view_id);
+        if (!opened) return { ok: false, error: 'not_found' };
+        const problem = viewProblem(view);
+        if (problem)
+          return { ok: false, error: 'invalid_arguments', response_metadata: { messages: [problem] } };
+        opened.view = view;
+        this.events.emit('view', opened);
+        return { ok: true, view: { ...view, id: opened.id } };
       }
       case 'views.publish': {
         const view = (typeof args.view === 'string' ? JSON.parse(args.view) : args.view) as
@@ -366,14 +380,31 @@ interface CheckedBlock {
   block_id?: unknown;
   text?: TextObject;
   fields?: TextObject[];
-  elements: { text?: string | TextObject; value?: unknown; action_id?: unknown }[];
+  elements: {
+    type?: string;
+    text?: string | TextObject;
+    value?: unknown;
+    action_id?: unknown;
+    options?: { text?: TextObject; description?: TextObject; value?: unknown }[];
+  }[];
 }
 
-/** The Block Kit limits Slack enforces on messages (docs.slack.dev/reference/block-kit). */
-export function blockKitProblem(blocks: unknown): string | undefined {
+/** The limits Slack enforces on a modal: its blocks (100 at most), title, buttons' text and metadata. */
+export function viewProblem(view: Record<string, unknown>): string | undefined {
+  const text = (t: unknown) => String((t as TextObject | undefined)?.text ?? '');
+  if (text(view.title).length > 24) return 'title over 24';
+  if (view.submit && text(view.submit).length > 24) return 'submit over 24';
+  if (view.close && text(view.close).length > 24) return 'close over 24';
+  if (typeof view.private_metadata === 'string' && view.private_metadata.length > 3000)
+    return 'private_metadata over 3000';
+  return blockKitProblem(view.blocks, 100);
+}
+
+/** The Block Kit limits Slack enforces on messages (50 blocks) and modals (100) (docs.slack.dev/reference/block-kit). */
+export function blockKitProblem(blocks: unknown, maxBlocks = 50): string | undefined {
   if (blocks === undefined) return undefined;
   if (!Array.isArray(blocks)) return 'blocks must be an array';
-  if (blocks.length > 50) return 'more than 50 blocks';
+  if (blocks.length > maxBlocks) return `more than ${maxBlocks} blocks`;
   for (const [i, b] of blocks.entries()) {
     const block = b as CheckedBlock;
     if (block.block_id && String(block.block_id).length > 255) return `block ${i}: block_id too long`;
@@ -395,6 +426,17 @@ export function blockKitProblem(blocks: unknown): string | undefined {
     if (block.type === 'actions') {
       if (block.elements.length > 25) return `block ${i}: more than 25 elements`;
       for (const e of block.elements) {
+        if (e.type === 'checkboxes') {
+          const options = e.options ?? [];
+          if (options.length < 1 || options.length > 10) return `block ${i}: checkboxes need 1 to 10 options`;
+          for (const o of options) {
+            if (String(o.text?.text).length > 75) return `block ${i}: option text over 75`;
+            if (o.description && String(o.description.text).length > 75)
+              return `block ${i}: option description over 75`;
+            if (String(o.value).length > 150) return `block ${i}: option value over 150`;
+          }
+          continue;
+        }
         if (String((e.text as TextObject | undefined)?.text).length > 75)
           return `block ${i}: button text over 75`;
         if (e.value && String(e.value).length > 2000) return `block ${i}: button value over 2000`;

@@ -138,6 +138,62 @@ export function blockActionsPayload(input: BlockActionsInput): Record<string, un
   };
 }
 
+/**
+ * The block_actions payload Slack sends when `userId` clicks the button `actionId` in an open modal: the
+ * view as the bot last drew it, with `values` as the current state of its inputs (checkboxes included).
+ */
+export function viewBlockActionsPayload(input: {
+  view: { id: string; view: Record<string, unknown> };
+  actionId: string;
+  /** Which of several buttons with that action_id (by its value); the first when not given. */
+  value?: string;
+  userId: string;
+  values?: Record<string, Record<string, unknown>>;
+}): Record<string, unknown> {
+  const { view, actionId, userId } = input;
+  const blocks = (view.view.blocks ?? []) as ActionsBlock[];
+  const actionsBlock = blocks.find(
+    (b) =>
+      b.type === 'actions' &&
+      b.elements?.some(
+        (e) => e.action_id === actionId && (input.value === undefined || e.value === input.value),
+      ),
+  );
+  const button = actionsBlock?.elements?.find(
+    (e) => e.action_id === actionId && (input.value === undefined || e.value === input.value),
+  );
+  if (!actionsBlock || !button) throw new Error(`no ${actionId} button in view ${view.id}`);
+  return {
+    type: 'block_actions',
+    team: TEAM,
+    user: user(userId),
+    api_app_id: 'A0001',
+    token: 'legacy-verification-token',
+    container: { type: 'view', view_id: view.id },
+    trigger_id: `${Date.now()}.9012.abcdef`,
+    view: {
+      ...view.view,
+      id: view.id,
+      team_id: TEAM.id,
+      type: 'modal',
+      hash: '1.abc',
+      state: { values: input.values ?? {} },
+      app_id: 'A0001',
+      bot_id: 'BBOT0001',
+    },
+    actions: [
+      {
+        type: 'button',
+        action_id: actionId,
+        block_id: actionsBlock.block_id,
+        value: button.value,
+        text: button.text,
+        action_ts: String(Date.now() / 1000),
+      },
+    ],
+  };
+}
+
 export interface SlashCommandInput {
   text: string;
   userId: string;

@@ -1,0 +1,118 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { DIGEST_APPROVE_ALL_ACTION_ID, DIGEST_REVIEW_ACTION_ID } from '../../src/slack/digest.js';
+import { BotProcess, deliver } from '../helpers/bot-process.js';
+import { FakeDevin } from '../helpers/fake-devin.js';
+import { FakeSlack } from '../helpers/fake-slack.js';
+import { buttonClick, postSlackInteraction, resolvedEvent, testEnv, waitFor } from '../helpers/harness.js';
+import { createTestDatabase, sql, type TestDatabase } from '../helpers/postgres.js';
+
+/**
+ * The approval digest on two replicas of the built bot sharing one Postgres database: every request is
+ * delivered to both at once, so placements, redraws and decisions race across processes. The channel
+ * still gets five cards and one digest, and Approve all clicked on both replicas at the same moment by two
+ * approvers starts exactly one session per request.
+ */
+
+const REQUESTS = 30;
+let slack: FakeSlack | undefined;
+let devin: FakeDevin | undefined;
+let db: TestDatabase | undefined;
+const bots: BotProcess[] = [];
+afterAll(async () => {
+  await Promise.all(bots.map((b) => b.kill()));
+  await slack?.close();
+  await devin?.close();
+  await db?.drop();
+});
+
+describe('the approval digest on several replicas (Postgres)', () => {
+  it('folds, redraws and decides each request once across two replicas', async () => {
+    db = await createTestDatabase();
+    slack = await new FakeSlack('xoxb-test-token').start();
+    devin = await new FakeDevin().start();
+    const env = testEnv(slack, devin, 'unused.db', {
+      DATABASE_URL: db.url,
+      DATABASE_POOL_SIZE: '4',
+      LOG_LEVEL: 'warn',
+      SLACK_APPROVERS: 'UALICE01,UBOB0001',
+      SLACK_DIGEST_AFTER: '5',
+    }) as Record<string, string>;
+    for (let i = 0; i < 2; i++) bots.push(new BotProcess(env));
+    const [a, b] = bots as [BotProcess, BotProcess];
+    await Promise.all(bots.map((bot) => bot.start(30_000)));
+
+    const bodies = Array.from({ length: REQUESTS }, (_, i) =>
+      JSON.stringify(
+        resolvedEvent({
+          eventId: `EVT-REPL-DIGEST-${i}`,
+          incidentId: `QREPLD${String(i).padStart(3, '0')}`,
+          number: 7000 + i,
+          priority: 'P3',
+          serviceId: `PSVCD${String(i).padStart(3, '0')}`,
+          serviceName: `Service ${i}`,
+        }),
+      ),
+    );
+    const statuses = await Promise.all(bodies.flatMap((body) => [deliver(a, body), deliver(b, body)]));
+    expect(statuses.every((s) => s < 300)).toBe(true);
+
+    const url = db.url;
+    const quiet = async () => {
+      const [jobs] = await sql(url, `SELECT COUNT(*)::int AS n FROM jobs WHERE state <> 'dead'`);
+      return jobs?.n === 0;
+    };
+    await waitFor(
+      async () => {
+        const [runs] = await sql(
+          url,
+          `SELECT COUNT(*)::int AS n FROM runs WHERE state = 'awaiting_approval'`,
+        );
+        return runs?.n === REQUESTS && (await quiet());
+      },
+      'every request placed and drawn',
+      60_000,
+    );
+
+    const posts = slack.callsOf('chat.postMessage').filter((c) => !c.args.thread_ts);
+    expect(posts).toHaveLength(6);
+    const placements = await sql(
+      url,
+      'SELECT shown_in, COUNT(*)::int AS n FROM approval_placements GROUP BY 1 ORDER BY 1',
+    );
+    expect(placements).toEqual([
+      { shown_in: 'card', n: 5 },
+      { shown_in: 'digest', n: 25 },
+    ]);
+    const digest = [...slack.messages.values()].find((m) =>
+      JSON.stringify(m.blocks).includes(DIGEST_REVIEW_ACTION_ID),
+    );
+    expect(digest).toBeDefined();
+    expect(JSON.stringify(digest?.blocks)).toContain(`${REQUESTS} incidents wait for a postmortem decision`);
+
+    const shown = {
+      ...(digest as NonNullable<typeof digest>),
+      blocks: structuredClone(digest?.blocks ?? []),
+    };
+    const answers = await Promise.all([
+      postSlackInteraction(a.url, buttonClick(slack, shown, DIGEST_APPROVE_ALL_ACTION_ID, 'UALICE01')),
+      postSlackInteraction(b.url, buttonClick(slack, shown, DIGEST_APPROVE_ALL_ACTION_ID, 'UBOB0001')),
+    ]);
+    expect(answers.map((r) => r.status)).toEqual([200, 200]);
+    await waitFor(() => (slack as FakeSlack).responses.length === 2, 'both clicks answered', 60_000);
+    await waitFor(
+      async () => {
+        const [started] = await sql(url, `SELECT COUNT(*)::int AS n FROM runs WHERE state = 'started'`);
+        return started?.n === REQUESTS && (await quiet());
+      },
+      // Slack is paced at one call per second in the channel (about 65 calls here): generous.
+      'every request approved, its session started and its message posted',
+      240_000,
+    );
+    expect(devin.createRequests).toHaveLength(REQUESTS);
+    const decided = slack.responses.map((r) => Number(/^Approved (\d+)/.exec(String(r.body.text))?.[1] ?? 0));
+    expect(decided.reduce((x, y) => x + y, 0)).toBe(REQUESTS);
+    // The channel stays readable on two replicas too: the approved requests report in the digest's thread.
+    expect(slack.callsOf('chat.postMessage').filter((c) => !c.args.thread_ts)).toHaveLength(6);
+    expect(slack.callsOf('chat.postMessage').filter((c) => c.args.thread_ts === digest?.ts)).toHaveLength(25);
+  }, 420_000);
+});
