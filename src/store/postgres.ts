@@ -8,12 +8,15 @@ import { MIGRATIONS } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace } from './pacing.js';
 import {
   type DigestRow,
+  type GateColumns,
   JOB_RECORD_COLUMNS,
   type JobRecordRow,
   jobListLimit,
   PATCH_COLUMNS,
   patchAssignments,
+  RUN_INSERT_COLUMNS,
   type RunRow,
+  runInsertValues,
   type StormMemberRow,
   toDigest,
   toJobRecord,
@@ -368,29 +371,19 @@ export class PostgresStore implements Store {
     return opened ? toRun(opened) : undefined;
   }
 
-  private async insertRun(c: Queryable, run: NewRun, now: number): Promise<RunRow | undefined> {
+  private async insertRun(
+    c: Queryable,
+    run: NewRun,
+    now: number,
+    gate?: GateColumns,
+  ): Promise<RunRow | undefined> {
+    const values = runInsertValues(run, now, gate);
     const { rows } = await c.query<RunRow>(
-      `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
-             prompt_secret, incident, incident_number, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+      `INSERT INTO runs (${RUN_INSERT_COLUMNS})
+         VALUES (${values.map((_, i) => `$${i + 1}`).join(', ')})
          ON CONFLICT (incident_id, attempt) DO NOTHING
          RETURNING *`,
-      [
-        run.id,
-        run.incidentId,
-        run.attempt,
-        run.state,
-        run.trigger,
-        run.channel,
-        run.decidedBy,
-        run.decidedAt,
-        run.devinTag,
-        run.promptSecret,
-        JSON.stringify(run.incident),
-        run.incident.number,
-        now,
-        now,
-      ],
+      values,
     );
     return rows[0];
   }
@@ -484,15 +477,8 @@ export class PostgresStore implements Store {
         cols = gateColumns(decision, g, now);
       }
       await this.lockQueueKeys(c, birthJobs);
-      let row = await this.insertRun(c, birth, now);
+      const row = await this.insertRun(c, birth, now, cols);
       if (!row) return undefined;
-      if (cols) {
-        const updated = await c.query<RunRow>(
-          'UPDATE runs SET slot_day = $2, queued_at = $3, budget_hold = $4 WHERE id = $1 RETURNING *',
-          [run.id, cols.slotDay, cols.queuedAt, cols.budgetHold],
-        );
-        row = updated.rows[0] as RunRow;
-      }
       await c.query(
         `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
          VALUES ($1, $2, $3, $3, $4)`,
@@ -585,15 +571,8 @@ export class PostgresStore implements Store {
       const allJobs = [...birthJobs, ...move.fromJobs];
       await this.lockQueueKeys(c, allJobs);
       await c.query('SELECT 1 FROM runs WHERE id = $1 FOR UPDATE', [move.fromRunId]);
-      let row = await this.insertRun(c, birth, now);
+      const row = await this.insertRun(c, birth, now, cols);
       if (!row) return undefined;
-      if (cols) {
-        const updated = await c.query<RunRow>(
-          'UPDATE runs SET slot_day = $2, queued_at = $3, budget_hold = $4 WHERE id = $1 RETURNING *',
-          [run.id, cols.slotDay, cols.queuedAt, cols.budgetHold],
-        );
-        row = updated.rows[0] as RunRow;
-      }
       await c.query(
         `UPDATE storm_members SET run_id = $3, joined_at = $4, delivered_at = NULL, in_prompt_at = NULL,
            noted_at = NULL WHERE ${which}`,
@@ -691,35 +670,10 @@ export class PostgresStore implements Store {
       if (!decision.step) return undefined;
       const cols = gateColumns(decision, gate, now);
       await this.lockQueueKeys(c, decision.step.jobs);
-      const { rows } = await c.query<RunRow>(
-        `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
-             prompt_secret, incident, incident_number, created_at, updated_at, slot_day, queued_at, budget_hold)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-         ON CONFLICT (incident_id, attempt) DO NOTHING
-         RETURNING *`,
-        [
-          run.id,
-          run.incidentId,
-          run.attempt,
-          decision.step.state,
-          run.trigger,
-          run.channel,
-          run.decidedBy,
-          run.decidedAt,
-          run.devinTag,
-          run.promptSecret,
-          JSON.stringify(run.incident),
-          run.incident.number,
-          now,
-          now,
-          cols.slotDay,
-          cols.queuedAt,
-          cols.budgetHold,
-        ],
-      );
-      if (rows[0]) await this.insertJobs(c, decision.step.jobs);
-      queued = rows[0] !== undefined && decision.step.jobs.length > 0;
-      return rows[0];
+      const row = await this.insertRun(c, { ...run, state: decision.step.state }, now, cols);
+      if (row) await this.insertJobs(c, decision.step.jobs);
+      queued = row !== undefined && decision.step.jobs.length > 0;
+      return row;
     });
     if (queued) this.notifyQueued();
     return opened ? toRun(opened) : undefined;

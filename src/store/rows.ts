@@ -6,7 +6,7 @@ import type {
   RunState,
   StormMember,
 } from '../postmortems/model.js';
-import type { DigestRecord, JobRecord, JobState, RunPatch } from './store.js';
+import type { DigestRecord, JobRecord, JobState, NewRun, RunPatch } from './store.js';
 
 /** The runs table's row, the same in SQLite and Postgres (BIGINT columns are read as numbers). */
 export interface RunRow {
@@ -222,4 +222,39 @@ export function toDigest(row: DigestRow): DigestRecord {
     drawnVersion: Number(row.drawn_version),
     drawnAt: Number(row.drawn_at),
   };
+}
+
+/** What the session gate writes on a run it lets be born (see gate.ts gateColumns). */
+export interface GateColumns {
+  slotDay: number | null;
+  queuedAt: number | null;
+  budgetHold: string | null;
+}
+
+/** The columns a new run is inserted with, in both stores, in the order of `runInsertValues`. */
+export const RUN_INSERT_COLUMNS =
+  'id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag, prompt_secret, ' +
+  'incident, incident_number, created_at, updated_at, slot_day, queued_at, budget_hold';
+
+/** The values of a new run's row, in the order of RUN_INSERT_COLUMNS. */
+export function runInsertValues(run: NewRun, now: number, gate?: GateColumns): unknown[] {
+  return [
+    run.id,
+    run.incidentId,
+    run.attempt,
+    run.state,
+    run.trigger,
+    run.channel,
+    run.decidedBy,
+    run.decidedAt,
+    run.devinTag,
+    run.promptSecret,
+    JSON.stringify(run.incident),
+    run.incident.number,
+    now,
+    now,
+    gate?.slotDay ?? null,
+    gate?.queuedAt ?? null,
+    gate?.budgetHold ?? null,
+  ];
 }

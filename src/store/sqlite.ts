@@ -10,13 +10,16 @@ import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace, UNPACED } from './pacing.js';
 import {
   type DigestRow,
+  type GateColumns,
   isDurablePatch,
   JOB_RECORD_COLUMNS,
   type JobRecordRow,
   jobListLimit,
   PATCH_COLUMNS,
   patchAssignments,
+  RUN_INSERT_COLUMNS,
   type RunRow,
+  runInsertValues,
   type StormMemberRow,
   toDigest,
   toJobRecord,
@@ -563,29 +566,14 @@ export class SqliteStore implements Store {
     return opened ? toRun(opened) : undefined;
   }
 
-  private insertRun(run: NewRun, now: number): RunRow | undefined {
+  private insertRun(run: NewRun, now: number, gate?: GateColumns): RunRow | undefined {
+    const values = runInsertValues(run, now, gate);
     return this.sql(
-      `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
-               prompt_secret, incident, incident_number, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO runs (${RUN_INSERT_COLUMNS})
+             VALUES (${values.map(() => '?').join(', ')})
              ON CONFLICT (incident_id, attempt) DO NOTHING
              RETURNING *`,
-    ).get(
-      run.id,
-      run.incidentId,
-      run.attempt,
-      run.state,
-      run.trigger,
-      run.channel,
-      run.decidedBy,
-      run.decidedAt,
-      run.devinTag,
-      run.promptSecret,
-      JSON.stringify(run.incident),
-      run.incident.number,
-      now,
-      now,
-    ) as RunRow | undefined;
+    ).get(...values) as RunRow | undefined;
   }
 
   async openOrJoinStorm(run: NewRun, jobs: NewJob[], join: StormJoin): Promise<StormOutcome | undefined> {
@@ -676,13 +664,8 @@ export class SqliteStore implements Store {
           birthJobs = decision.step.jobs;
           cols = gateColumns(decision, gate.gate, now);
         }
-        let row = this.insertRun(birth, now);
+        const row = this.insertRun(birth, now, cols);
         if (!row) return undefined;
-        if (cols) {
-          row = this.sql(
-            'UPDATE runs SET slot_day = ?, queued_at = ?, budget_hold = ? WHERE id = ? RETURNING *',
-          ).get(cols.slotDay, cols.queuedAt, cols.budgetHold, run.id) as RunRow;
-        }
         this.sql(
           `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
              VALUES (?, ?, ?, ?, ?)`,
@@ -754,13 +737,8 @@ export class SqliteStore implements Store {
           birthJobs = decision.step.jobs;
           cols = gateColumns(decision, gate.gate, now);
         }
-        let row = this.insertRun(birth, now);
+        const row = this.insertRun(birth, now, cols);
         if (!row) return undefined;
-        if (cols) {
-          row = this.sql(
-            'UPDATE runs SET slot_day = ?, queued_at = ?, budget_hold = ? WHERE id = ? RETURNING *',
-          ).get(cols.slotDay, cols.queuedAt, cols.budgetHold, run.id) as RunRow;
-        }
         queued = birthJobs.length + move.fromJobs.length > 0;
         this.sql(
           `UPDATE storm_members SET run_id = ?, joined_at = ?, delivered_at = NULL, in_prompt_at = NULL,
@@ -856,31 +834,7 @@ export class SqliteStore implements Store {
         const decision = decideGate(gate, this.use(gate.day, gate.liveStates, gate.queuedState), steps);
         if (!decision.step) return undefined;
         const cols = gateColumns(decision, gate, now);
-        const row = this.sql(
-          `INSERT INTO runs (id, incident_id, attempt, state, trigger, channel, decided_by, decided_at, devin_tag,
-               prompt_secret, incident, incident_number, created_at, updated_at, slot_day, queued_at, budget_hold)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (incident_id, attempt) DO NOTHING
-             RETURNING *`,
-        ).get(
-          run.id,
-          run.incidentId,
-          run.attempt,
-          decision.step.state,
-          run.trigger,
-          run.channel,
-          run.decidedBy,
-          run.decidedAt,
-          run.devinTag,
-          run.promptSecret,
-          JSON.stringify(run.incident),
-          run.incident.number,
-          now,
-          now,
-          cols.slotDay,
-          cols.queuedAt,
-          cols.budgetHold,
-        ) as RunRow | undefined;
+        const row = this.insertRun({ ...run, state: decision.step.state }, now, cols);
         if (row) for (const job of decision.step.jobs) this.insertJob(job);
         queued = row !== undefined && decision.step.jobs.length > 0;
         return row;
