@@ -1,5 +1,6 @@
 import type { BudgetHold } from '../postmortems/model.js';
-import type { GatedStep, GatedSteps, SessionGate, SessionUse } from './store.js';
+import type { GateColumns } from './rows.js';
+import type { GatedStep, GatedSteps, NewJob, NewRun, SessionGate, SessionUse } from './store.js';
 
 /**
  * The session gate's decision, the same for every store (store.ts SessionGate): each store counts and
@@ -44,4 +45,28 @@ export function gateColumns(
 export function admissionRoom(gate: SessionGate, use: SessionUse): number {
   if (gate.maxLive === undefined) return use.queued;
   return Math.max(0, Math.min(use.queued, gate.maxLive - use.live));
+}
+
+/** A run's birth as the gate lets it happen: its state, its jobs and the gate's columns. */
+export interface GatedBirth {
+  run: NewRun;
+  jobs: NewJob[];
+  cols: GateColumns | undefined;
+}
+
+/** A birth that starts a session, as the gate lets it happen; undefined when the gate leaves no step. */
+export function gatedBirth(
+  run: NewRun,
+  gate: SessionGate,
+  open: GatedSteps,
+  use: SessionUse,
+  now: number,
+): GatedBirth | undefined {
+  const decision = decideGate(gate, use, open);
+  if (!decision.step) return undefined;
+  return {
+    run: { ...run, state: decision.step.state },
+    jobs: decision.step.jobs,
+    cols: gateColumns(decision, gate, now),
+  };
 }

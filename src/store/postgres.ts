@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
-import { admissionRoom, decideGate, gateColumns } from './gate.js';
+import { admissionRoom, decideGate, gateColumns, gatedBirth } from './gate.js';
 import { MIGRATIONS } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace } from './pacing.js';
 import {
@@ -465,19 +465,15 @@ export class PostgresStore implements Store {
         // The group's run moved on (finished, say) meanwhile: this incident starts a new group.
       }
       // A new group's birth passes the session gate when it starts a session.
-      let birthJobs = jobs;
-      let birth = run;
-      let cols: ReturnType<typeof gateColumns> | undefined;
-      if (gate?.open) {
-        const g = gate.gate;
-        const decision = decideGate(g, await this.use(c, g.day, g.liveStates, g.queuedState), gate.open);
-        if (!decision.step) return undefined;
-        birth = { ...run, state: decision.step.state };
-        birthJobs = decision.step.jobs;
-        cols = gateColumns(decision, g, now);
-      }
+      const g = gate?.gate;
+      const born =
+        g && gate?.open
+          ? gatedBirth(run, g, gate.open, await this.use(c, g.day, g.liveStates, g.queuedState), now)
+          : { run, jobs, cols: undefined };
+      if (!born) return undefined;
+      const { jobs: birthJobs } = born;
       await this.lockQueueKeys(c, birthJobs);
-      const row = await this.insertRun(c, birth, now, cols);
+      const row = await this.insertRun(c, born.run, now, born.cols);
       if (!row) return undefined;
       await c.query(
         `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
@@ -557,21 +553,16 @@ export class PostgresStore implements Store {
       const found = moving.rows[0];
       if (!found || found.n === 0) return undefined;
       // A birth that starts a session passes the session gate.
-      let birth = run;
-      let birthJobs = jobs;
-      let cols: ReturnType<typeof gateColumns> | undefined;
-      if (gate) {
-        const g = gate.gate;
-        const decision = decideGate(g, await this.use(c, g.day, g.liveStates, g.queuedState), gate.open);
-        if (!decision.step) return undefined;
-        birth = { ...run, state: decision.step.state };
-        birthJobs = decision.step.jobs;
-        cols = gateColumns(decision, g, now);
-      }
-      const allJobs = [...birthJobs, ...move.fromJobs];
+      const g = gate?.gate;
+      const born =
+        g && gate
+          ? gatedBirth(run, g, gate.open, await this.use(c, g.day, g.liveStates, g.queuedState), now)
+          : { run, jobs, cols: undefined };
+      if (!born) return undefined;
+      const allJobs = [...born.jobs, ...move.fromJobs];
       await this.lockQueueKeys(c, allJobs);
       await c.query('SELECT 1 FROM runs WHERE id = $1 FOR UPDATE', [move.fromRunId]);
-      const row = await this.insertRun(c, birth, now, cols);
+      const row = await this.insertRun(c, born.run, now, born.cols);
       if (!row) return undefined;
       await c.query(
         `UPDATE storm_members SET run_id = $3, joined_at = $4, delivered_at = NULL, in_prompt_at = NULL,

@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.js';
 import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
-import { admissionRoom, decideGate, gateColumns } from './gate.js';
+import { admissionRoom, decideGate, gateColumns, gatedBirth } from './gate.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { paceCall, STALE_RESERVATION_MS, samePace, UNPACED } from './pacing.js';
 import {
@@ -650,21 +650,14 @@ export class SqliteStore implements Store {
           return { outcome: 'joined', run: toRun(row), from: group.state, members: n };
         }
         // A new group's birth passes the session gate when it starts a session.
-        let birthJobs = jobs;
-        let birth = run;
-        let cols: ReturnType<typeof gateColumns> | undefined;
-        if (gate?.open) {
-          const decision = decideGate(
-            gate.gate,
-            this.use(gate.gate.day, gate.gate.liveStates, gate.gate.queuedState),
-            gate.open,
-          );
-          if (!decision.step) return undefined;
-          birth = { ...run, state: decision.step.state };
-          birthJobs = decision.step.jobs;
-          cols = gateColumns(decision, gate.gate, now);
-        }
-        const row = this.insertRun(birth, now, cols);
+        const g = gate?.gate;
+        const born =
+          g && gate?.open
+            ? gatedBirth(run, g, gate.open, this.use(g.day, g.liveStates, g.queuedState), now)
+            : { run, jobs, cols: undefined };
+        if (!born) return undefined;
+        const { jobs: birthJobs } = born;
+        const row = this.insertRun(born.run, now, born.cols);
         if (!row) return undefined;
         this.sql(
           `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
@@ -722,22 +715,14 @@ export class SqliteStore implements Store {
         ).get(move.fromRunId, JSON.stringify(move.incidentIds)) as { n: number; first: number; last: number };
         if (moving.n === 0) return undefined;
         // A birth that starts a session passes the session gate.
-        let birth = run;
-        let birthJobs = jobs;
-        let cols: ReturnType<typeof gateColumns> | undefined;
-        const gate = move.gate;
-        if (gate) {
-          const decision = decideGate(
-            gate.gate,
-            this.use(gate.gate.day, gate.gate.liveStates, gate.gate.queuedState),
-            gate.open,
-          );
-          if (!decision.step) return undefined;
-          birth = { ...run, state: decision.step.state };
-          birthJobs = decision.step.jobs;
-          cols = gateColumns(decision, gate.gate, now);
-        }
-        const row = this.insertRun(birth, now, cols);
+        const g = move.gate?.gate;
+        const born =
+          g && move.gate
+            ? gatedBirth(run, g, move.gate.open, this.use(g.day, g.liveStates, g.queuedState), now)
+            : { run, jobs, cols: undefined };
+        if (!born) return undefined;
+        const { jobs: birthJobs } = born;
+        const row = this.insertRun(born.run, now, born.cols);
         if (!row) return undefined;
         queued = birthJobs.length + move.fromJobs.length > 0;
         this.sql(
