@@ -8,10 +8,10 @@ import {
   type Harness,
   postPagerDuty,
   postSlackInteraction,
-  resolvedEvent,
   startHarness,
   waitFor,
 } from '../helpers/harness.js';
+import { STORM_BASE, stormEvent, stormIncidentId } from '../helpers/storm.js';
 
 /**
  * Storms (STORM_WINDOW), what happens when an incident of a group cannot simply be told to the group's
@@ -26,24 +26,7 @@ afterEach(async () => {
   await h?.close();
 });
 
-const BASE = Date.parse('2024-03-05T14:00:00.000Z');
-const incidentId = (n: number) => `PSTORM${String(n).padStart(3, '0')}`;
-
-function stormEvent(
-  n: number,
-  overrides: { priority?: string | null; serviceId?: string; serviceName?: string; title?: string } = {},
-) {
-  return resolvedEvent({
-    eventId: `storm-resolve-${n}`,
-    incidentId: incidentId(n),
-    number: 9000 + n,
-    priority: overrides.priority === undefined ? 'P1' : overrides.priority,
-    title: overrides.title ?? `Checkout API 5xx on host ${n}`,
-    occurredAt: new Date(BASE + n * 1000).toISOString(),
-    ...(overrides.serviceId ? { serviceId: overrides.serviceId } : {}),
-    ...(overrides.serviceName ? { serviceName: overrides.serviceName } : {}),
-  });
-}
+const incidentId = stormIncidentId;
 
 const promptOf = (harness: Harness, index: number) =>
   String((harness.devin.createRequests[index] as { prompt?: string } | undefined)?.prompt);
@@ -163,7 +146,7 @@ describe('storms: incidents that cannot reach the group session are not lost', (
       [],
       {
         serviceId: String(group?.incident.serviceId),
-        resolvedAt: BASE + 1000,
+        resolvedAt: STORM_BASE + 1000,
         windowMs: 600_000,
         steps: { started: { to: 'started', patch: {}, jobs: () => [] } },
       },
@@ -267,7 +250,7 @@ describe('storms: a new attempt, notes, prompt size and unknown services', () =>
         log_entries: [],
         notes: Array.from({ length: 60 }, (_, i) => ({
           content: `Host ${n} still failing health checks, attempt ${i}: ${'5xx '.repeat(20)}`,
-          created_at: new Date(BASE - 3_600_000 + i * 1000).toISOString(),
+          created_at: new Date(STORM_BASE - 3_600_000 + i * 1000).toISOString(),
           user: { summary: 'On-call' },
         })),
         alerts: [],

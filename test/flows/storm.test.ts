@@ -6,9 +6,9 @@ import {
   postPagerDuty,
   postSlackInteraction,
   postSlashCommand,
-  resolvedEvent,
   startHarness,
 } from '../helpers/harness.js';
+import { stormEvent, stormIncidentId } from '../helpers/storm.js';
 
 /**
  * Storms (STORM_WINDOW): the resolved incidents of one service within the window get one run, one Slack
@@ -21,25 +21,7 @@ afterEach(async () => {
   await h?.close();
 });
 
-const BASE = Date.parse('2024-03-05T14:00:00.000Z');
-const incidentId = (n: number) => `PSTORM${String(n).padStart(3, '0')}`;
-
-/** Incident n of a storm: resolved n seconds after 14:00, on the fixture's service unless told. */
-function stormEvent(
-  n: number,
-  overrides: { priority?: string | null; serviceId?: string; serviceName?: string; title?: string } = {},
-) {
-  return resolvedEvent({
-    eventId: `storm-resolve-${n}`,
-    incidentId: incidentId(n),
-    number: 9000 + n,
-    priority: overrides.priority === undefined ? 'P1' : overrides.priority,
-    title: overrides.title ?? `Checkout API 5xx on host ${n}`,
-    occurredAt: new Date(BASE + n * 1000).toISOString(),
-    ...(overrides.serviceId ? { serviceId: overrides.serviceId } : {}),
-    ...(overrides.serviceName ? { serviceName: overrides.serviceName } : {}),
-  });
-}
+const incidentId = stormIncidentId;
 
 /** Everything one session was told: its prompt and the messages sent to it. */
 function toldSession(harness: Harness, sessionId: string): string {
