@@ -19,7 +19,7 @@ import { readStoredEvent } from './pagerduty/incident-events.js';
 import { pagerDutyIncidents, pagerDutyNotes } from './pagerduty/incidents.js';
 import { PagerDutyClient } from './pagerduty/rest-client.js';
 import { SessionBudget } from './postmortems/budget.js';
-import { ApprovalDigest } from './postmortems/digest.js';
+import { ApprovalDigest, STARTED_RECENT_DEFAULT_MS } from './postmortems/digest.js';
 import { EventProcessor } from './postmortems/intake.js';
 import { jobHandlers } from './postmortems/job-handlers.js';
 import { Lifecycle, SLOT_STATES } from './postmortems/lifecycle.js';
@@ -371,6 +371,7 @@ function buildDomain(
     service,
     after: config.slack.digestAfter,
     intervalMs: config.tuning.slackDigestIntervalMs,
+    recentMs: config.lifecycle.stormWindowMs > 0 ? config.lifecycle.stormWindowMs : STARTED_RECENT_DEFAULT_MS,
     logger,
     now,
   });

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Job, Store } from '../store/store.js';
+import type { Job, PlacementBound, StartedPlacement, Store } from '../store/store.js';
 import { DomainError } from './errors.js';
 import { syncDigestJob } from './jobs.js';
 import type { PostmortemRun } from './model.js';
@@ -22,7 +22,35 @@ import type { Outcome, PostmortemService } from './service.js';
  *   replies after it): the postmortem can be followed and stopped without 25 new messages in the channel.
  * - Every decision from it is the single card's lifecycle step (PostmortemService.approve/skip), one run at
  *   a time: double clicks, two people and several replicas decide each request once.
+ *
+ * The bound on a channel's top-level posts in a storm: while a storm lasts, a channel gets at most
+ * SLACK_DIGEST_AFTER top-level messages about new runs plus one digest. Once SLACK_DIGEST_AFTER of the bot's
+ * run messages are open in a channel, further approval requests fold into the digest (as above), and
+ * further runs started by policy (auto-start P1/P2, storm groups) post their run message in the digest's
+ * thread instead of the channel, and the digest lists them ("Started automatically: N", the newest few).
+ *
+ * - "Open" counts the approval requests still waiting (as above) plus the runs started by policy in the
+ *   channel whose own top-level message was placed within STORM_WINDOW of now (`recentMs`). Not "while
+ *   the run is live": a session can run for an hour, or wait for a slot behind
+ *   DEVIN_MAX_CONCURRENT_SESSIONS for longer, and counting it would fold runs into a digest long after the
+ *   storm ended, in a channel that is readable again. STORM_WINDOW is the bot's own measure of one storm
+ *   (resolutions within it belong together), and a message older than it has scrolled away with it.
+ * - A started run is placed once, atomically, in the same table as requests (kind 'run'), under the
+ *   channel's lock, so replicas agree. Its session start never waits for this: only where its message is
+ *   shown changes. One that folds takes the channel's digest thread when the digest is live (open, or with
+ *   started runs placed within the window in its thread); else its message job waits (rescheduled, never
+ *   a sleep) until the redraw posts a digest and adopts it. Its thread replies follow it there.
+ * - Started runs are informational: the digest stays open (updated in place, bulk buttons) while requests
+ *   wait in it, as above. A closed digest with started runs in its thread is redrawn in place while they
+ *   are recent, so a storm of started runs alone posts one digest, not one per run.
+ * - SLACK_DIGEST_AFTER=0: no digest, every run and request posts its own message.
  */
+
+/**
+ * How long a started run's own message counts as open when STORM_WINDOW is 0 (grouping off): STORM_WINDOW's
+ * default, the same measure of one storm.
+ */
+export const STARTED_RECENT_DEFAULT_MS = 10 * 60_000;
 
 /** How many of the newest waiting requests the digest message lists. */
 export const DIGEST_LISTED = 10;
@@ -53,6 +81,8 @@ export interface ApprovalDigestDeps {
   after: number;
   /** The least time between two redraws of one channel's digest. */
   intervalMs: number;
+  /** STORM_WINDOW (or its default when grouping is off): how long a started run's own message counts as open. */
+  recentMs: number;
   logger: Logger;
   now: () => number;
 }
@@ -74,7 +104,7 @@ export class ApprovalDigest {
     if (!this.enabled) return 'card';
     const placed = await this.deps.store.placeApprovalRequest(
       run.id,
-      this.deps.after,
+      this.bound(),
       syncDigestJob(run.channel),
     );
     if (placed === 'digest') {
@@ -84,6 +114,26 @@ export class ApprovalDigest {
       );
     }
     return placed ?? 'card';
+  }
+
+  /**
+   * Where the message of a run started by policy is shown: its own ('card'), or the digest's thread, which
+   * may not be posted yet (threadTs null: the message waits for the redraw that posts it).
+   */
+  async placeStarted(run: PostmortemRun): Promise<StartedPlacement> {
+    if (!this.enabled) return { shownIn: 'card', threadTs: null };
+    const placed = await this.deps.store.placeStartedRun(run.id, this.bound(), syncDigestJob(run.channel));
+    if (placed?.shownIn === 'digest' && placed.threadTs === null) {
+      this.deps.logger.info(
+        { runId: run.id, incidentId: run.incidentId, channel: run.channel },
+        "run started by policy folded into the channel digest's thread",
+      );
+    }
+    return placed ?? { shownIn: 'card', threadTs: null };
+  }
+
+  private bound(): PlacementBound {
+    return { after: this.deps.after, since: this.deps.now() - this.deps.recentMs };
   }
 
   /** Whether the run's approval request was folded into the digest (it has no message of its own then). */
@@ -101,6 +151,8 @@ export class ApprovalDigest {
     const placement = await store.approvalPlacement(run.id);
     if (placement?.shownIn !== 'digest') return undefined;
     if (placement.threadTs) return placement.threadTs;
+    // A started run's thread is given when its digest is posted (placeStarted), never guessed here.
+    if (placement.kind === 'run') return undefined;
     const ts = (await store.getDigest(run.channel))?.ts;
     if (!ts) return undefined;
     await store.setApprovalThread(run.id, ts);
@@ -125,6 +177,18 @@ export class ApprovalDigest {
       });
     }
     const waiting = await store.waitingApprovals(channelId, { limit: DIGEST_LISTED });
+    const since = now() - this.deps.recentMs;
+    let started = await store.startedInDigest(channelId, {
+      threadTs: digest.ts,
+      since,
+      limit: DIGEST_LISTED,
+    });
+    const open = waiting.inDigest > 0;
+    // Live: its message is the one to update: open for requests, or holding recent started runs.
+    const live = digest.ts !== null && (digest.open || started.recentInThread > 0);
+    // A new digest holds only the started runs waiting for one, not those in an older digest's thread.
+    if (!live && started.pending > 0 && digest.ts !== null)
+      started = await store.startedInDigest(channelId, { threadTs: null, since, limit: DIGEST_LISTED });
     const view: ApprovalDigestView = {
       channel: channelId,
       total: waiting.total,
@@ -132,16 +196,29 @@ export class ApprovalDigest {
       inDigest: waiting.inDigest,
       newest: waiting.runs,
       openedUpTo: waiting.newestOpenedAt,
+      started: { total: started.total, newest: started.runs },
     };
-    const open = waiting.inDigest > 0;
     let ts = digest.ts;
-    // An open digest is updated in place; a closed one is told so once; a new fold after it closed posts a
-    // new digest at the bottom of the channel.
-    if (digest.open && ts) await channel.updateDigest(view, ts, job.id);
-    else if (open) ts = (await channel.postDigest(view, job.id)).ts;
-    await store.digestDrawn(channelId, { ts, open, version: digest.version, at: now() });
+    let drawnLive = false;
+    // A live digest is updated in place; a closed one is told so once; a new fold (or a started run) after
+    // it closed posts a new digest at the bottom of the channel.
+    if (live && ts) {
+      await channel.updateDigest(view, ts, job.id);
+      drawnLive = true;
+    } else if (open || started.pending > 0) {
+      ts = (await channel.postDigest(view, job.id)).ts;
+      drawnLive = true;
+    }
+    // Adopting: the started runs waiting for a digest thread get this one, and their messages go there.
+    await store.digestDrawn(channelId, { ts, open, version: digest.version, at: now(), adopt: drawnLive });
     logger.debug(
-      { channel: channelId, waiting: waiting.total, inDigest: waiting.inDigest, open },
+      {
+        channel: channelId,
+        waiting: waiting.total,
+        inDigest: waiting.inDigest,
+        started: started.total,
+        open,
+      },
       'digest drawn',
     );
   }

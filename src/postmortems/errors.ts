@@ -71,7 +71,9 @@ export type LifecycleCode =
   | 'message_rerouted'
   | 'message_missing'
   /** A channel's digest was drawn moments ago: its next redraw waits, taking every change since in one. */
-  | 'digest_coalescing';
+  | 'digest_coalescing'
+  /** A started run's message goes in its channel's digest thread, and the digest is not posted yet. */
+  | 'digest_pending';
 
 export type DomainErrorCode = IncidentSourceCode | SessionApiCode | ChatCode | ApproverCode | LifecycleCode;
 
@@ -135,6 +137,7 @@ export function retryDecision(err: DomainError): RetryDecision {
     case 'message_pending':
     case 'message_rerouted':
     case 'digest_coalescing':
+    case 'digest_pending':
       return { kind: 'at', afterMs: err.retryAfterMs ?? 0 };
     case 'incident_source_missing':
     case 'incident_not_found':

@@ -5,6 +5,13 @@ import { DomainError, isDomainError } from './errors.js';
 import type { PostmortemRun, RunState, ThreadReplyKind } from './model.js';
 import type { RunChannel } from './ports.js';
 
+/** How many times (about a second apart) a started run's message waits for its channel's digest. */
+const DIGEST_WAIT_ATTEMPTS = 300;
+
+/** A run started by policy (auto-start, a storm group), not by a person, and not held for approval. */
+const startedByPolicy = (run: PostmortemRun): boolean =>
+  run.trigger === 'auto' && run.state !== 'awaiting_approval';
+
 /** States a request leaves the digest's waiting list for: decided either way, or expired. */
 const DIGEST_CHANGES: readonly RunState[] = ['skipped', 'expired', 'queued', 'starting'];
 
@@ -38,12 +45,7 @@ export class MessageWorker {
       if (run.slackTs) {
         await channel.updateRunMessage({ ...run, slackTs: run.slackTs }, job.id, storm);
       } else {
-        const posted = await channel.postRunMessage(
-          run,
-          job.id,
-          storm,
-          await this.deps.digest?.threadFor(run),
-        );
+        const posted = await channel.postRunMessage(run, job.id, storm, await this.threadOfNew(run, job));
         await store.updateRun(runId, { channel: posted.channel, slackTs: posted.ts });
       }
     } catch (err) {
@@ -58,6 +60,30 @@ export class MessageWorker {
       }
       throw err;
     }
+  }
+
+  /**
+   * The thread a run's first message goes in, if not the channel: the digest's, for a request approved
+   * there, or for a run started by policy in a storm (placed here, the first time; digest.ts). Such a run
+   * whose digest is not posted yet waits for it: the job is rescheduled, the session is not held up. Should
+   * the digest never come (Slack refusing it for good), the message is posted in the channel after a while
+   * rather than lost, and its replies follow it there.
+   */
+  private async threadOfNew(run: PostmortemRun, job: Job): Promise<string | undefined> {
+    const digest = this.deps.digest;
+    if (!digest?.enabled) return undefined;
+    if (!startedByPolicy(run)) return digest.threadFor(run);
+    const placed = await digest.placeStarted(run);
+    if (placed.shownIn === 'card') return undefined;
+    if (placed.threadTs) return placed.threadTs;
+    if (job.attempts > DIGEST_WAIT_ATTEMPTS) {
+      this.deps.logger.warn(
+        { runId: run.id, incidentId: run.incidentId, channel: run.channel },
+        'the channel digest was never posted; posting the run message in the channel',
+      );
+      return undefined;
+    }
+    throw new DomainError('digest_pending', 'the channel digest is not posted yet', { retryAfterMs: 1000 });
   }
 
   /**
@@ -87,7 +113,8 @@ export class MessageWorker {
       if (job.attempts > 600) throw new DomainError('message_missing', 'the run message was never posted');
       throw new DomainError('message_pending', 'the run message is not posted yet', { retryAfterMs: 1000 });
     }
-    // A run approved from the digest has its message in the digest's thread: its replies go there too.
+    // A run approved from the digest, or started by policy and folded there, has its message in the
+    // digest's thread: its replies go there too.
     const thread = (await this.deps.digest?.threadFor(run)) ?? run.slackTs;
     await this.deps.channel.postThreadReply({ ...run, slackTs: thread }, kind, job.id);
   }

@@ -46,6 +46,8 @@ export interface ApprovalDigestView {
   newest: PostmortemRun[];
   /** When the newest request counted was opened: Approve all and Skip all decide those up to then. */
   openedUpTo: number | null;
+  /** Runs started by policy whose messages are in the digest's thread: how many, and the newest few. */
+  started?: { total: number; newest: PostmortemRun[] } | undefined;
 }
 
 /** Slack, for a channel's approval digest: one message, posted once and then updated in place. Fails with ChatCode. */

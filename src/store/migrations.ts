@@ -407,6 +407,22 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE storm_members ADD COLUMN noted_at BIGINT;
     `,
   },
+  {
+    version: 17,
+    name: 'placements of runs started by policy: a storm bounds their top-level messages per channel too',
+    // kind: 'request' (an approval request, as before) or 'run' (a run started by policy, auto-start or a
+    // storm group): its own message in the channel ('card') or in the digest's thread ('digest', with
+    // thread_ts the digest it went in, set once that digest is posted). placed_at counts recent run
+    // messages (within STORM_WINDOW) as open.
+    sqlite: `
+      ALTER TABLE approval_placements ADD COLUMN kind TEXT NOT NULL DEFAULT 'request';
+      CREATE INDEX approval_placements_runs ON approval_placements (channel, kind, shown_in, placed_at);
+    `,
+    postgres: `
+      ALTER TABLE approval_placements ADD COLUMN kind TEXT NOT NULL DEFAULT 'request';
+      CREATE INDEX approval_placements_runs ON approval_placements (channel, kind, shown_in, placed_at);
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((v, m) => Math.max(v, m.version), 0);

@@ -33,10 +33,14 @@ import type {
   JobState,
   NewJob,
   NewRun,
+  PlacementBound,
+  PlacementKind,
   ReceivedEvent,
   RunPatch,
   SessionGate,
   SessionUse,
+  StartedInDigest,
+  StartedPlacement,
   Store,
   StoreStats,
   StormJoin,
@@ -1000,9 +1004,10 @@ export class PostgresStore implements Store {
 
   async placeApprovalRequest(
     runId: string,
-    after: number,
+    bound: PlacementBound,
     redraw: NewJob,
   ): Promise<ApprovalPlacement | undefined> {
+    const { after } = bound;
     const placed = await this.tx(
       async (c): Promise<{ shownIn: ApprovalPlacement; queued: boolean } | undefined> => {
         await this.lockQueueKeys(c, [redraw]);
@@ -1018,7 +1023,8 @@ export class PostgresStore implements Store {
         const run = runs.rows[0];
         if (!run) return undefined;
         // Counting stops at `after`: in a storm of thousands the answer is the same, and cheap. Requests
-        // placed at the same time count each other's run state, not each other's placement: no lock needed.
+        // placed at the same time count each other's run state, not each other's placement; the runs
+        // started by policy are counted by placement, under the channel's digest lock (lockQueueKeys above).
         const counted = await c.query<{ n: number }>(
           `SELECT COUNT(*)::int AS n FROM (
            SELECT 1 FROM runs
@@ -1027,7 +1033,9 @@ export class PostgresStore implements Store {
            LIMIT $4) AS earlier`,
           [run.channel, runId, run.created_at, after],
         );
-        const shownIn: ApprovalPlacement = (counted.rows[0]?.n ?? 0) >= after ? 'digest' : 'card';
+        const n = counted.rows[0]?.n ?? 0;
+        const open = n >= after ? n : n + (await this.startedCards(c, run.channel, bound));
+        const shownIn: ApprovalPlacement = open >= after ? 'digest' : 'card';
         const inserted = await c.query<{ shown_in: ApprovalPlacement }>(
           `INSERT INTO approval_placements (run_id, channel, shown_in, placed_at) VALUES ($1, $2, $3, $4)
            ON CONFLICT (run_id) DO NOTHING RETURNING shown_in`,
@@ -1055,14 +1063,114 @@ export class PostgresStore implements Store {
     return placed?.shownIn;
   }
 
+  /** Runs started by policy in the channel with a message of their own placed since `bound.since`. */
+  private async startedCards(c: Queryable, channel: string, bound: PlacementBound): Promise<number> {
+    const { rows } = await c.query<{ n: number }>(
+      `SELECT COUNT(*)::int AS n FROM (
+         SELECT 1 FROM approval_placements
+         WHERE channel = $1 AND kind = 'run' AND shown_in = 'card' AND placed_at >= $2
+         LIMIT $3) AS recent`,
+      [channel, bound.since, bound.after],
+    );
+    return rows[0]?.n ?? 0;
+  }
+
+  async placeStartedRun(
+    runId: string,
+    bound: PlacementBound,
+    redraw: NewJob,
+  ): Promise<StartedPlacement | undefined> {
+    const placed = await this.tx(
+      async (c): Promise<{ placement: StartedPlacement; queued: boolean } | undefined> => {
+        // The channel's digest lock: placements of one channel on all replicas count one after another.
+        await this.lockQueueKeys(c, [redraw]);
+        const existing = await c.query<{ shown_in: ApprovalPlacement; thread_ts: string | null }>(
+          'SELECT shown_in, thread_ts FROM approval_placements WHERE run_id = $1',
+          [runId],
+        );
+        const found = existing.rows[0];
+        if (found)
+          return { placement: { shownIn: found.shown_in, threadTs: found.thread_ts }, queued: false };
+        const runs = await c.query<{ channel: string }>('SELECT channel FROM runs WHERE id = $1', [runId]);
+        const run = runs.rows[0];
+        if (!run) return undefined;
+        const waiting = await c.query<{ n: number }>(
+          `SELECT COUNT(*)::int AS n FROM (
+             SELECT 1 FROM runs WHERE channel = $1 AND state = 'awaiting_approval' AND id <> $2 LIMIT $3
+           ) AS waiting`,
+          [run.channel, runId, bound.after],
+        );
+        const n = waiting.rows[0]?.n ?? 0;
+        const open = n >= bound.after ? n : n + (await this.startedCards(c, run.channel, bound));
+        const shownIn: ApprovalPlacement = open >= bound.after ? 'digest' : 'card';
+        let threadTs: string | null = null;
+        if (shownIn === 'digest') {
+          const digests = await c.query<{ ts: string | null; open: boolean; recent: number }>(
+            `SELECT d.ts, d.open, (SELECT COUNT(*)::int FROM approval_placements p
+                 WHERE p.channel = d.channel AND p.kind = 'run' AND p.shown_in = 'digest'
+                   AND p.thread_ts = d.ts AND p.placed_at >= $2) AS recent
+               FROM digests d WHERE d.channel = $1`,
+            [run.channel, bound.since],
+          );
+          const digest = digests.rows[0];
+          if (digest?.ts && (digest.open || digest.recent > 0)) threadTs = digest.ts;
+        }
+        await c.query(
+          `INSERT INTO approval_placements (run_id, channel, shown_in, thread_ts, placed_at, kind)
+           VALUES ($1, $2, $3, $4, $5, 'run')`,
+          [runId, run.channel, shownIn, threadTs, this.now()],
+        );
+        if (shownIn === 'card') return { placement: { shownIn, threadTs }, queued: false };
+        await c.query(
+          `INSERT INTO digests (channel, version) VALUES ($1, 1)
+           ON CONFLICT (channel) DO UPDATE SET version = digests.version + 1`,
+          [run.channel],
+        );
+        await this.insertJobs(c, [redraw]);
+        return { placement: { shownIn, threadTs }, queued: true };
+      },
+    );
+    if (placed?.queued) this.notifyQueued();
+    return placed?.placement;
+  }
+
+  async startedInDigest(
+    channel: string,
+    options: { threadTs: string | null; since: number; limit: number },
+  ): Promise<StartedInDigest> {
+    const where = `p.channel = $1 AND p.kind = 'run' AND p.shown_in = 'digest'
+      AND (p.thread_ts IS NULL OR p.thread_ts = $2)`;
+    const counts = await this.query<{ total: number; pending: number; recent: number }>(
+      `SELECT COUNT(*)::int AS total,
+              (COUNT(*) FILTER (WHERE p.thread_ts IS NULL))::int AS pending,
+              (COUNT(*) FILTER (WHERE p.thread_ts IS NOT NULL AND p.placed_at >= $3))::int AS recent
+         FROM approval_placements p WHERE ${where}`,
+      [channel, options.threadTs, options.since],
+    );
+    const { rows } = await this.query<RunRow>(
+      `SELECT r.* FROM approval_placements p JOIN runs r ON r.id = p.run_id
+         WHERE ${where} ORDER BY p.placed_at DESC, p.run_id DESC LIMIT $3`,
+      [channel, options.threadTs, options.limit],
+    );
+    const c = counts.rows[0];
+    return {
+      total: c?.total ?? 0,
+      recentInThread: c?.recent ?? 0,
+      pending: c?.pending ?? 0,
+      runs: rows.map(toRun),
+    };
+  }
+
   async approvalPlacement(
     runId: string,
-  ): Promise<{ shownIn: ApprovalPlacement; threadTs: string | null } | undefined> {
-    const { rows } = await this.query<{ shown_in: ApprovalPlacement; thread_ts: string | null }>(
-      'SELECT shown_in, thread_ts FROM approval_placements WHERE run_id = $1',
-      [runId],
-    );
-    return rows[0] ? { shownIn: rows[0].shown_in, threadTs: rows[0].thread_ts } : undefined;
+  ): Promise<{ shownIn: ApprovalPlacement; threadTs: string | null; kind: PlacementKind } | undefined> {
+    const { rows } = await this.query<{
+      shown_in: ApprovalPlacement;
+      thread_ts: string | null;
+      kind: PlacementKind;
+    }>('SELECT shown_in, thread_ts, kind FROM approval_placements WHERE run_id = $1', [runId]);
+    const row = rows[0];
+    return row ? { shownIn: row.shown_in, threadTs: row.thread_ts, kind: row.kind } : undefined;
   }
 
   async setApprovalThread(runId: string, threadTs: string): Promise<void> {
@@ -1095,13 +1203,22 @@ export class PostgresStore implements Store {
 
   async digestDrawn(
     channel: string,
-    drawn: { ts: string | null; open: boolean; version: number; at: number },
+    drawn: { ts: string | null; open: boolean; version: number; at: number; adopt?: boolean },
   ): Promise<void> {
-    await this.query(
-      `UPDATE digests SET ts = $1, open = $2, drawn_version = GREATEST(drawn_version, $3), drawn_at = $4
-         WHERE channel = $5`,
-      [drawn.ts, drawn.open, drawn.version, drawn.at, channel],
-    );
+    await this.tx(async (c) => {
+      await c.query(
+        `UPDATE digests SET ts = $1, open = $2, drawn_version = GREATEST(drawn_version, $3), drawn_at = $4
+           WHERE channel = $5`,
+        [drawn.ts, drawn.open, drawn.version, drawn.at, channel],
+      );
+      if (drawn.adopt && drawn.ts) {
+        await c.query(
+          `UPDATE approval_placements SET thread_ts = $1
+             WHERE channel = $2 AND kind = 'run' AND shown_in = 'digest' AND thread_ts IS NULL`,
+          [drawn.ts, channel],
+        );
+      }
+    });
   }
 
   async waitingApprovals(

@@ -36,10 +36,14 @@ import type {
   JobState,
   NewJob,
   NewRun,
+  PlacementBound,
+  PlacementKind,
   ReceivedEvent,
   RunPatch,
   SessionGate,
   SessionUse,
+  StartedInDigest,
+  StartedPlacement,
   Store,
   StoreStats,
   StormJoin,
@@ -322,9 +326,10 @@ export class SqliteStore implements Store {
 
   async placeApprovalRequest(
     runId: string,
-    after: number,
+    bound: PlacementBound,
     redraw: NewJob,
   ): Promise<ApprovalPlacement | undefined> {
+    const { after } = bound;
     // Without its own fsync, like all background writes (see the class comment): a placement lost to a power
     // cut is lost with its job's completion (written after it), so the job runs again and places the
     // request anew, before anything showed it; the next sync makes it durable anyway. In a storm these are
@@ -347,7 +352,8 @@ export class SqliteStore implements Store {
                AND (created_at < ? OR (created_at = ? AND id < ?))
              LIMIT ?)`,
         ).get(run.channel, runId, run.created_at, run.created_at, runId, after) as { n: number };
-        const shownIn: ApprovalPlacement = n >= after ? 'digest' : 'card';
+        const open = n >= after ? n : n + this.startedCards(run.channel, bound);
+        const shownIn: ApprovalPlacement = open >= after ? 'digest' : 'card';
         this.sql(
           'INSERT INTO approval_placements (run_id, channel, shown_in, placed_at) VALUES (?, ?, ?, ?)',
         ).run(runId, run.channel, shownIn, this.now());
@@ -364,13 +370,108 @@ export class SqliteStore implements Store {
     return placed?.shownIn;
   }
 
+  /** Runs started by policy in the channel with a message of their own placed since `bound.since`. */
+  private startedCards(channel: string, bound: PlacementBound): number {
+    const { n } = this.sql(
+      `SELECT COUNT(*) AS n FROM (
+         SELECT 1 FROM approval_placements
+         WHERE channel = ? AND kind = 'run' AND shown_in = 'card' AND placed_at >= ?
+         LIMIT ?)`,
+    ).get(channel, bound.since, bound.after) as { n: number };
+    return n;
+  }
+
+  async placeStartedRun(
+    runId: string,
+    bound: PlacementBound,
+    redraw: NewJob,
+  ): Promise<StartedPlacement | undefined> {
+    // Without its own fsync, like a request's placement (see there). The transaction is the channel's
+    // lock: the open messages counted are the ones placed before.
+    const placed = this.db
+      .transaction((): { placement: StartedPlacement; queued: boolean } | undefined => {
+        const existing = this.sql('SELECT shown_in, thread_ts FROM approval_placements WHERE run_id = ?').get(
+          runId,
+        ) as { shown_in: ApprovalPlacement; thread_ts: string | null } | undefined;
+        if (existing)
+          return { placement: { shownIn: existing.shown_in, threadTs: existing.thread_ts }, queued: false };
+        const run = this.sql('SELECT channel FROM runs WHERE id = ?').get(runId) as
+          | { channel: string }
+          | undefined;
+        if (!run) return undefined;
+        const { n } = this.sql(
+          `SELECT COUNT(*) AS n FROM (
+             SELECT 1 FROM runs WHERE channel = ? AND state = 'awaiting_approval' AND id <> ? LIMIT ?)`,
+        ).get(run.channel, runId, bound.after) as { n: number };
+        const open = n >= bound.after ? n : n + this.startedCards(run.channel, bound);
+        const shownIn: ApprovalPlacement = open >= bound.after ? 'digest' : 'card';
+        let threadTs: string | null = null;
+        if (shownIn === 'digest') {
+          const digest = this.sql('SELECT ts, open FROM digests WHERE channel = ?').get(run.channel) as
+            | { ts: string | null; open: number }
+            | undefined;
+          if (
+            digest?.ts &&
+            (digest.open === 1 || this.recentInThread(run.channel, digest.ts, bound.since) > 0)
+          )
+            threadTs = digest.ts;
+        }
+        this.sql(
+          `INSERT INTO approval_placements (run_id, channel, shown_in, thread_ts, placed_at, kind)
+             VALUES (?, ?, ?, ?, ?, 'run')`,
+        ).run(runId, run.channel, shownIn, threadTs, this.now());
+        if (shownIn === 'card') return { placement: { shownIn, threadTs }, queued: false };
+        this.sql(
+          `INSERT INTO digests (channel, version) VALUES (?, 1)
+             ON CONFLICT (channel) DO UPDATE SET version = digests.version + 1`,
+        ).run(run.channel);
+        this.insertJob(redraw);
+        return { placement: { shownIn, threadTs }, queued: true };
+      })
+      .immediate();
+    if (placed?.queued) this.notifyQueued();
+    return placed?.placement;
+  }
+
+  private recentInThread(channel: string, threadTs: string, since: number): number {
+    const { n } = this.sql(
+      `SELECT COUNT(*) AS n FROM approval_placements
+         WHERE channel = ? AND kind = 'run' AND shown_in = 'digest' AND thread_ts = ? AND placed_at >= ?`,
+    ).get(channel, threadTs, since) as { n: number };
+    return n;
+  }
+
+  async startedInDigest(
+    channel: string,
+    options: { threadTs: string | null; since: number; limit: number },
+  ): Promise<StartedInDigest> {
+    const where = `p.channel = ? AND p.kind = 'run' AND p.shown_in = 'digest'
+      AND (p.thread_ts IS NULL OR p.thread_ts = ?)`;
+    const counts = this.sql(
+      `SELECT COUNT(*) AS total,
+              COUNT(*) FILTER (WHERE p.thread_ts IS NULL) AS pending,
+              COUNT(*) FILTER (WHERE p.thread_ts IS NOT NULL AND p.placed_at >= ?) AS recent
+         FROM approval_placements p WHERE ${where}`,
+    ).get(options.since, channel, options.threadTs) as { total: number; pending: number; recent: number };
+    const rows = this.sql(
+      `SELECT r.* FROM approval_placements p JOIN runs r ON r.id = p.run_id
+         WHERE ${where} ORDER BY p.placed_at DESC, p.run_id DESC LIMIT ?`,
+    ).all(channel, options.threadTs, options.limit) as RunRow[];
+    return {
+      total: counts.total,
+      recentInThread: counts.recent,
+      pending: counts.pending,
+      runs: rows.map(toRun),
+    };
+  }
+
   async approvalPlacement(
     runId: string,
-  ): Promise<{ shownIn: ApprovalPlacement; threadTs: string | null } | undefined> {
-    const row = this.sql('SELECT shown_in, thread_ts FROM approval_placements WHERE run_id = ?').get(runId) as
-      | { shown_in: ApprovalPlacement; thread_ts: string | null }
-      | undefined;
-    return row ? { shownIn: row.shown_in, threadTs: row.thread_ts } : undefined;
+  ): Promise<{ shownIn: ApprovalPlacement; threadTs: string | null; kind: PlacementKind } | undefined> {
+    const row = this.sql('SELECT shown_in, thread_ts, kind FROM approval_placements WHERE run_id = ?').get(
+      runId,
+    ) as { shown_in: ApprovalPlacement; thread_ts: string | null; kind: PlacementKind } | undefined;
+    return row ? { shownIn: row.shown_in, threadTs: row.thread_ts, kind: row.kind } : undefined;
   }
 
   async setApprovalThread(runId: string, threadTs: string): Promise<void> {
@@ -404,11 +505,21 @@ export class SqliteStore implements Store {
 
   async digestDrawn(
     channel: string,
-    drawn: { ts: string | null; open: boolean; version: number; at: number },
+    drawn: { ts: string | null; open: boolean; version: number; at: number; adopt?: boolean },
   ): Promise<void> {
-    this.sql(
-      `UPDATE digests SET ts = ?, open = ?, drawn_version = max(drawn_version, ?), drawn_at = ? WHERE channel = ?`,
-    ).run(drawn.ts, drawn.open ? 1 : 0, drawn.version, drawn.at, channel);
+    this.db
+      .transaction(() => {
+        this.sql(
+          `UPDATE digests SET ts = ?, open = ?, drawn_version = max(drawn_version, ?), drawn_at = ? WHERE channel = ?`,
+        ).run(drawn.ts, drawn.open ? 1 : 0, drawn.version, drawn.at, channel);
+        if (drawn.adopt && drawn.ts) {
+          this.sql(
+            `UPDATE approval_placements SET thread_ts = ?
+             WHERE channel = ? AND kind = 'run' AND shown_in = 'digest' AND thread_ts IS NULL`,
+          ).run(drawn.ts, channel);
+        }
+      })
+      .immediate();
   }
 
   async waitingApprovals(

@@ -175,11 +175,39 @@ export interface Store {
    * the digest changed and queues `redraw` in the same transaction. The decision stands: asking again
    * returns it unchanged. Undefined when there is no such run.
    */
-  placeApprovalRequest(runId: string, after: number, redraw: NewJob): Promise<ApprovalPlacement | undefined>;
+  placeApprovalRequest(
+    runId: string,
+    bound: PlacementBound,
+    redraw: NewJob,
+  ): Promise<ApprovalPlacement | undefined>;
+  /**
+   * Decides once, atomically, where the message of run `runId`, started by policy (auto-start, storm
+   * group), is shown: in the channel's digest thread when the requests waiting in its channel and the
+   * runs started by policy whose own message was placed there since `bound.since` are `bound.after` or
+   * more; else in a message of its own. One that goes to the digest gets the channel's digest as its
+   * thread at once when that digest is live (open, or holding runs placed since `since` in its thread);
+   * else its thread stays null until the next redraw posts a digest (digestDrawn adopts it). Either way the
+   * digest is marked changed and `redraw` queued in the same transaction. Asking again returns the
+   * decision and the thread as they stand. Undefined when there is no such run.
+   */
+  placeStartedRun(
+    runId: string,
+    bound: PlacementBound,
+    redraw: NewJob,
+  ): Promise<StartedPlacement | undefined>;
+  /**
+   * The runs started by policy whose messages are in `channel`'s digest thread `threadTs` (or wait for a
+   * digest: thread null), newest first: `limit` of them, how many in all, how many of those in `threadTs`
+   * were placed since `since`, and how many wait for a digest to be posted.
+   */
+  startedInDigest(
+    channel: string,
+    options: { threadTs: string | null; since: number; limit: number },
+  ): Promise<StartedInDigest>;
   /** Where the run's approval request was shown, if it was placed, and the digest thread it reports in. */
   approvalPlacement(
     runId: string,
-  ): Promise<{ shownIn: ApprovalPlacement; threadTs: string | null } | undefined>;
+  ): Promise<{ shownIn: ApprovalPlacement; threadTs: string | null; kind: PlacementKind } | undefined>;
   /** The digest thread a request approved there reports in (its message and replies); set once. */
   setApprovalThread(runId: string, threadTs: string): Promise<void>;
   /**
@@ -190,11 +218,13 @@ export interface Store {
   getDigest(channel: string): Promise<DigestRecord | undefined>;
   /**
    * Records a redraw of the digest: its message, whether it is still open (once closed, the next fold
-   * posts a new one at the bottom of the channel), the change version it shows and when.
+   * posts a new one at the bottom of the channel), the change version it shows and when. With `adopt`
+   * (the message at `ts` was just drawn live), runs started by policy that wait for a digest thread get
+   * `ts` as theirs, in the same statement.
    */
   digestDrawn(
     channel: string,
-    drawn: { ts: string | null; open: boolean; version: number; at: number },
+    drawn: { ts: string | null; open: boolean; version: number; at: number; adopt?: boolean },
   ): Promise<void>;
   /**
    * The approval requests waiting in `channel` (state awaiting_approval), newest first: `limit` of them
@@ -316,6 +346,33 @@ export interface StoreStats {
 
 /** Where an approval request is shown: its own message, or its channel's digest. */
 export type ApprovalPlacement = 'card' | 'digest';
+
+/**
+ * The per-channel bound on top-level messages in a storm (digest.ts): `after` is SLACK_DIGEST_AFTER, and
+ * runs started by policy count as open while their own message was placed at or after `since`.
+ */
+export interface PlacementBound {
+  after: number;
+  since: number;
+}
+
+/** What was placed: an approval request, or the message of a run started by policy. */
+export type PlacementKind = 'request' | 'run';
+
+/** Where a run started by policy shows its message, and the digest thread it is in (null: not yet). */
+export interface StartedPlacement {
+  shownIn: ApprovalPlacement;
+  threadTs: string | null;
+}
+
+export interface StartedInDigest {
+  total: number;
+  /** Of those in the given thread, the ones placed since `since` (they keep a closed digest live). */
+  recentInThread: number;
+  /** Placed in the digest, waiting for one to be posted. */
+  pending: number;
+  runs: PostmortemRun[];
+}
 
 export interface DigestRecord {
   channel: string;

@@ -5,6 +5,7 @@ import type {
   Job,
   NewJob,
   NewRun,
+  PlacementBound,
   ReceivedEvent,
   SessionGate,
   Store,
@@ -23,6 +24,9 @@ const newRun = (id: string, attempt = 1, overrides: Partial<NewRun> = {}): NewRu
   const { createdAt: _c, updatedAt: _u, ...run } = aRun({ id, attempt, incident });
   return { ...run, ...overrides };
 };
+
+/** The storm bound on a channel's top-level posts: `after` open messages, started runs placed since `since`. */
+const bound = (after: number, since = 0): PlacementBound => ({ after, since });
 
 /** Storm joins as the lifecycle declares them: a redraw while waiting, a redraw and an append when live. */
 const redraw = (runId: string): NewJob => ({
@@ -758,18 +762,26 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       for (const i of [1, 2, 3, 4]) await store.openRun(newRun(`r${i}`, i), []);
       await store.openRun(newRun('elsewhere', 9, { channel: 'C2' }), []);
       // Placed out of order (jobs run in any order): what counts is which requests were opened earlier.
-      expect(await store.placeApprovalRequest('r4', 2, redraw)).toBe('digest');
-      expect(await store.placeApprovalRequest('r1', 2, redraw)).toBe('card');
-      expect(await store.placeApprovalRequest('r2', 2, redraw)).toBe('card');
-      expect(await store.placeApprovalRequest('elsewhere', 2, redraw)).toBe('card');
-      expect(await store.placeApprovalRequest('nope', 2, redraw)).toBeUndefined();
+      expect(await store.placeApprovalRequest('r4', bound(2), redraw)).toBe('digest');
+      expect(await store.placeApprovalRequest('r1', bound(2), redraw)).toBe('card');
+      expect(await store.placeApprovalRequest('r2', bound(2), redraw)).toBe('card');
+      expect(await store.placeApprovalRequest('elsewhere', bound(2), redraw)).toBe('card');
+      expect(await store.placeApprovalRequest('nope', bound(2), redraw)).toBeUndefined();
       // Two earlier ones decided: r3 would get a card now, but r4's placement stands.
       await store.transitionRun('r1', ['awaiting_approval'], 'skipped', {}, []);
       await store.transitionRun('r2', ['awaiting_approval'], 'skipped', {}, []);
-      expect(await store.placeApprovalRequest('r4', 2, redraw)).toBe('digest');
-      expect(await store.placeApprovalRequest('r3', 2, redraw)).toBe('card');
-      expect(await store.approvalPlacement('r1')).toEqual({ shownIn: 'card', threadTs: null });
-      expect(await store.approvalPlacement('r4')).toEqual({ shownIn: 'digest', threadTs: null });
+      expect(await store.placeApprovalRequest('r4', bound(2), redraw)).toBe('digest');
+      expect(await store.placeApprovalRequest('r3', bound(2), redraw)).toBe('card');
+      expect(await store.approvalPlacement('r1')).toEqual({
+        shownIn: 'card',
+        threadTs: null,
+        kind: 'request',
+      });
+      expect(await store.approvalPlacement('r4')).toEqual({
+        shownIn: 'digest',
+        threadTs: null,
+        kind: 'request',
+      });
       expect(await store.approvalPlacement('nope')).toBeUndefined();
       // The digest thread a request approved there reports in is set once.
       await store.setApprovalThread('r4', '1700000000.000009');
@@ -777,6 +789,7 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       expect(await store.approvalPlacement('r4')).toEqual({
         shownIn: 'digest',
         threadTs: '1700000000.000009',
+        kind: 'request',
       });
       // The fold marked the channel's digest changed and queued one redraw (deduplicated while it waits).
       expect(await store.getDigest('C1')).toEqual({
@@ -802,7 +815,7 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       const ids = Array.from({ length: 8 }, (_, i) => `r${i + 1}`);
       const placed = await Promise.all(
         [...ids, ...ids].map((id, i) =>
-          (stores[i % stores.length] as Store).placeApprovalRequest(id, 3, syncDigestJob('C1')),
+          (stores[i % stores.length] as Store).placeApprovalRequest(id, bound(3), syncDigestJob('C1')),
         ),
       );
       // Each run has one placement whichever call won: the first three by opening get cards.
@@ -813,13 +826,134 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       for (const s of stores) await s.close();
     });
 
+    it('places runs started by policy once: their own message while fewer than `after` are open, else the digest thread', async () => {
+      const store = await fresh();
+      const redraw = syncDigestJob('C1');
+      const started = (id: string, i: number) =>
+        store.openRun(newRun(id, i, { trigger: 'auto', state: 'starting' }), []);
+      for (const i of [1, 2, 3]) await started(`s${i}`, i);
+      await store.openRun(newRun('elsewhere', 9, { channel: 'C2', trigger: 'auto', state: 'starting' }), []);
+      // Two open run messages in C1 (after = 2): the third folds; no digest yet, so no thread either.
+      expect(await store.placeStartedRun('s1', bound(2), redraw)).toEqual({
+        shownIn: 'card',
+        threadTs: null,
+      });
+      expect(await store.placeStartedRun('s2', bound(2), redraw)).toEqual({
+        shownIn: 'card',
+        threadTs: null,
+      });
+      expect(await store.placeStartedRun('s3', bound(2), redraw)).toEqual({
+        shownIn: 'digest',
+        threadTs: null,
+      });
+      expect(await store.placeStartedRun('elsewhere', bound(2), redraw)).toEqual({
+        shownIn: 'card',
+        threadTs: null,
+      });
+      expect(await store.placeStartedRun('nope', bound(2), redraw)).toBeUndefined();
+      expect(await store.approvalPlacement('s1')).toEqual({ shownIn: 'card', threadTs: null, kind: 'run' });
+      // The fold marked the digest changed and queued its redraw.
+      expect(await store.getDigest('C1')).toMatchObject({ ts: null, version: 1, drawnVersion: 0 });
+      expect((await store.listJobs()).map((j) => j.kind)).toEqual(['sync_digest']);
+      // Run messages count as open only while recent: placed before `since`, they no longer do, and an
+      // approval request gets a card again.
+      await store.openRun(newRun('q1', 4), []);
+      expect(await store.placeApprovalRequest('q1', bound(2, Date.now() + 60_000), redraw)).toBe('card');
+      // Recent ones count for requests too: one waiting request and two run messages make three.
+      await store.openRun(newRun('q2', 5), []);
+      expect(await store.placeApprovalRequest('q2', bound(3), redraw)).toBe('digest');
+      // Waiting requests count for started runs: two wait, after = 2.
+      await started('s4', 6);
+      expect(await store.placeStartedRun('s4', bound(2, Date.now() + 60_000), redraw)).toEqual({
+        shownIn: 'digest',
+        threadTs: null,
+      });
+      // The decision stands when asked again, whatever changed since.
+      expect(await store.placeStartedRun('s1', bound(100), redraw)).toEqual({
+        shownIn: 'card',
+        threadTs: null,
+      });
+    });
+
+    it('gives folded started runs the digest thread once it is posted, and the next ones at once while it is live', async () => {
+      const store = await fresh();
+      const redraw = syncDigestJob('C1');
+      for (const i of [1, 2, 3, 4])
+        await store.openRun(newRun(`s${i}`, i, { trigger: 'auto', state: 'starting' }), []);
+      await store.placeStartedRun('s1', bound(1), redraw);
+      expect((await store.placeStartedRun('s2', bound(1), redraw))?.shownIn).toBe('digest');
+      let listed = await store.startedInDigest('C1', { threadTs: null, since: 0, limit: 10 });
+      expect(listed).toMatchObject({ total: 1, pending: 1, recentInThread: 0 });
+      expect(listed.runs.map((r) => r.id)).toEqual(['s2']);
+      // Drawn without adopting (a closed digest left where it was): still pending.
+      const version = (await store.getDigest('C1'))?.version ?? 0;
+      await store.digestDrawn('C1', { ts: '1700000000.000001', open: false, version, at: 1 });
+      expect(await store.placeStartedRun('s2', bound(1), redraw)).toEqual({
+        shownIn: 'digest',
+        threadTs: null,
+      });
+      // Posted for it: adopted, in the same write.
+      await store.digestDrawn('C1', { ts: '1700000000.000002', open: false, version, at: 2, adopt: true });
+      expect(await store.placeStartedRun('s2', bound(1), redraw)).toEqual({
+        shownIn: 'digest',
+        threadTs: '1700000000.000002',
+      });
+      // Closed for requests but holding a recent started run: live, so the next fold takes its thread now.
+      expect(await store.placeStartedRun('s3', bound(1), redraw)).toEqual({
+        shownIn: 'digest',
+        threadTs: '1700000000.000002',
+      });
+      listed = await store.startedInDigest('C1', { threadTs: '1700000000.000002', since: 0, limit: 1 });
+      expect(listed).toMatchObject({ total: 2, pending: 0, recentInThread: 2 });
+      expect(listed.runs).toHaveLength(1);
+      expect(
+        await store.startedInDigest('C1', {
+          threadTs: '1700000000.000002',
+          since: Date.now() + 60_000,
+          limit: 1,
+        }),
+      ).toMatchObject({ total: 2, recentInThread: 0 });
+      // Once those are older than `since`, a closed digest is not live: the next fold (a request waits, so
+      // it folds) waits for a new one.
+      await store.openRun(newRun('q1', 5), []);
+      expect(await store.placeStartedRun('s4', bound(1, Date.now() + 60_000), redraw)).toEqual({
+        shownIn: 'digest',
+        threadTs: null,
+      });
+      expect(await store.approvalPlacement('s3')).toEqual({
+        shownIn: 'digest',
+        threadTs: '1700000000.000002',
+        kind: 'run',
+      });
+    });
+
+    it('places started runs racing on several connections once each, within the bound', async () => {
+      const db = await newDatabase();
+      const [a, b] = [await db.open(), await db.open().catch(() => undefined)];
+      const stores = b ? [a, b] : [a];
+      const ids = Array.from({ length: 8 }, (_, i) => `s${i + 1}`);
+      for (const [i, id] of ids.entries())
+        await a.openRun(newRun(id, i + 1, { trigger: 'auto', state: 'starting' }), []);
+      const placed = await Promise.all(
+        [...ids, ...ids].map((id, i) =>
+          (stores[i % stores.length] as Store).placeStartedRun(id, bound(3), syncDigestJob('C1')),
+        ),
+      );
+      expect(placed.slice(0, 8)).toEqual(placed.slice(8));
+      // Each run has one placement whichever call won, and three of the eight have a message of their own.
+      expect(placed.slice(0, 8).filter((p) => p?.shownIn === 'card')).toHaveLength(3);
+      expect(placed.slice(0, 8).filter((p) => p?.shownIn === 'digest')).toHaveLength(5);
+      expect((await a.getDigest('C1'))?.version).toBe(5);
+      for (const s of stores) await s.close();
+    });
+
     it("marks a channel's digest changed only while it has one, and records what was drawn", async () => {
       const store = await fresh();
       const redraw = syncDigestJob('C1');
       expect(await store.touchDigest('C1', redraw)).toBe(false);
       for (const i of [1, 2]) await store.openRun(newRun(`r${i}`, i), []);
-      await store.placeApprovalRequest('r1', 1, redraw);
-      expect(await store.placeApprovalRequest('r2', 1, redraw)).toBe('digest');
+      await store.placeApprovalRequest('r1', bound(1), redraw);
+      expect(await store.placeApprovalRequest('r2', bound(1), redraw)).toBe('digest');
       // Not drawn yet: a change still counts.
       expect(await store.touchDigest('C1', redraw)).toBe(true);
       expect((await store.getDigest('C1'))?.version).toBe(2);
@@ -855,7 +989,7 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       await store.openRun(newRun('decided', 7), []);
       await store.transitionRun('decided', ['awaiting_approval'], 'skipped', {}, []);
       for (const id of ['r1', 'r2', 'r3', 'r4', 'r5'])
-        await store.placeApprovalRequest(id, 3, syncDigestJob('C1'));
+        await store.placeApprovalRequest(id, bound(3), syncDigestJob('C1'));
 
       const first = await store.waitingApprovals('C1', { limit: 2 });
       const r5 = (await store.getRun('r5')) as { createdAt: number };
