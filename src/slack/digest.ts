@@ -50,15 +50,49 @@ function requestLine(run: PostmortemRun): string {
 }
 
 /**
+ * The runs started by policy whose messages are in the digest's thread (informational: nothing to decide),
+ * the newest few listed.
+ */
+function startedBlocks(view: ApprovalDigestView): KnownBlock[] {
+  const started = view.started;
+  if (!started || started.total === 0) return [];
+  const list = cappedList(started.newest.map(requestLine), {
+    maxItems: started.newest.length,
+    maxChars: 2000,
+    separator: '\n',
+    more: (n) => `…and ${n} more`,
+  });
+  const older = started.total - started.newest.length;
+  return [
+    section(
+      `:robot_face: *Started automatically: ${started.total}* (by priority, no decision needed; ${started.total === 1 ? 'its message is' : 'their messages are'} in this thread)${started.newest.length > 0 ? `\n${list}` : ''}`,
+    ),
+    ...(older > 0 ? [context(`…and ${plural(older, 'earlier one')}, in this thread.`)] : []),
+  ];
+}
+
+/**
  * The channel's digest message, drawn from the store: how many requests wait, the newest, and the bulk
- * buttons (whose value is when the newest counted request was opened, so a click decides what was shown).
+ * buttons (whose value is when the newest counted request was opened, so a click decides what was shown);
+ * and the runs started by policy whose messages are in its thread.
  */
 export function renderDigestMessage(view: ApprovalDigestView): SlackMessage {
+  const started = startedBlocks(view);
   if (view.inDigest === 0) {
     const rest =
       view.total > 0
         ? ` ${plural(view.total, 'request')} still wait${view.total === 1 ? 's' : ''} in ${view.total === 1 ? 'its own message' : 'their own messages'}.`
         : '';
+    if (started.length > 0) {
+      const n = view.started?.total ?? 0;
+      return {
+        text: `${plural(n, 'postmortem')} started automatically in this storm`,
+        blocks: [
+          context(`:inbox_tray: *Postmortem digest:* nothing waits for a decision here.${rest}`),
+          ...started,
+        ],
+      };
+    }
     return {
       text: 'Postmortem requests: nothing waits in this digest any more',
       blocks: [
@@ -94,6 +128,7 @@ export function renderDigestMessage(view: ApprovalDigestView): SlackMessage {
       context(
         `${plural(view.inDigest, 'request')} ${view.inDigest === 1 ? 'is' : 'are'} shown only here, to keep the channel readable. Only approvers can decide; each request is decided once.`,
       ),
+      ...started,
     ],
   };
 }

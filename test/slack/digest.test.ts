@@ -91,6 +91,45 @@ describe('renderDigestMessage', () => {
   });
 });
 
+describe('renderDigestMessage: runs started automatically', () => {
+  it('lists them under the requests, informational (no buttons of their own)', () => {
+    const m = renderDigestMessage({
+      channel: 'C1',
+      total: 3,
+      incidents: 3,
+      inDigest: 3,
+      newest: [run(1)],
+      openedUpTo: 5,
+      started: { total: 12, newest: [run(9), run(8)] },
+    });
+    const text = JSON.stringify(m.blocks);
+    expect(text).toContain('Started automatically: 12');
+    expect(text).toContain('<https://acme.pagerduty.com/incidents/Q1|#109> Incident 9 · API · P3');
+    expect(text).toContain('…and 10 earlier ones, in this thread.');
+    expect(buttons(m.blocks).map((b) => b.text.text)).toEqual(['Approve all 3', 'Skip all 3', 'Review']);
+  });
+
+  it('with no request in it: says nothing waits for a decision, and lists them', () => {
+    const m = renderDigestMessage({
+      channel: 'C1',
+      total: 5,
+      incidents: 5,
+      inDigest: 0,
+      newest: [run(1)],
+      openedUpTo: 5,
+      started: { total: 1, newest: [run(7)] },
+    });
+    const text = JSON.stringify(m.blocks);
+    expect(m.text).toBe('1 postmortem started automatically in this storm');
+    expect(text).toContain('nothing waits for a decision here. 5 requests still wait in their own messages.');
+    expect(text).toContain(
+      'Started automatically: 1* (by priority, no decision needed; its message is in this thread)',
+    );
+    expect(text).toContain('#107> Incident 7');
+    expect(buttons(m.blocks)).toEqual([]);
+  });
+});
+
 describe('renderReviewModal', () => {
   it('offers one page of checkboxes, with the pages around it and the last result', () => {
     const view = renderReviewModal(
