@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { DIGEST_APPROVE_ALL_ACTION_ID, DIGEST_REVIEW_ACTION_ID } from '../../src/slack/digest.js';
 import { BotProcess, deliver } from '../helpers/bot-process.js';
 import { FakeDevin } from '../helpers/fake-devin.js';
@@ -18,11 +18,12 @@ let slack: FakeSlack | undefined;
 let devin: FakeDevin | undefined;
 let db: TestDatabase | undefined;
 const bots: BotProcess[] = [];
-afterAll(async () => {
-  await Promise.all(bots.map((b) => b.kill()));
+afterEach(async () => {
+  await Promise.all(bots.splice(0).map((b) => b.kill()));
   await slack?.close();
   await devin?.close();
   await db?.drop();
+  slack = devin = db = undefined;
 });
 
 describe('the approval digest on several replicas (Postgres)', () => {
@@ -115,4 +116,75 @@ describe('the approval digest on several replicas (Postgres)', () => {
     expect(slack.callsOf('chat.postMessage').filter((c) => !c.args.thread_ts)).toHaveLength(6);
     expect(slack.callsOf('chat.postMessage').filter((c) => c.args.thread_ts === digest?.ts)).toHaveLength(25);
   }, 420_000);
+
+  it('places each run started by policy once across two replicas, the channel bounded to five posts and one digest', async () => {
+    db = await createTestDatabase();
+    slack = await new FakeSlack('xoxb-test-token').start();
+    devin = await new FakeDevin().start();
+    const env = testEnv(slack, devin, 'unused.db', {
+      DATABASE_URL: db.url,
+      DATABASE_POOL_SIZE: '4',
+      LOG_LEVEL: 'warn',
+      SLACK_APPROVERS: 'UALICE01',
+      SLACK_DIGEST_AFTER: '5',
+      STORM_WINDOW: '10m',
+    }) as Record<string, string>;
+    for (let i = 0; i < 2; i++) bots.push(new BotProcess(env));
+    const [a, b] = bots as [BotProcess, BotProcess];
+    await Promise.all(bots.map((bot) => bot.start(30_000)));
+
+    // 12 P1 groups (two incidents each, 12 services), every resolution delivered to both replicas at once.
+    const GROUPS = 12;
+    const bodies = Array.from({ length: GROUPS * 2 }, (_, n) =>
+      JSON.stringify(
+        resolvedEvent({
+          eventId: `EVT-REPL-P1-${n}`,
+          incidentId: `QREPLP${String(n).padStart(3, '0')}`,
+          number: 8000 + n,
+          priority: 'P1',
+          serviceId: `PSVCP${String(Math.floor(n / 2)).padStart(3, '0')}`,
+          serviceName: `Payments ${Math.floor(n / 2)}`,
+        }),
+      ),
+    );
+    const statuses = await Promise.all(bodies.flatMap((body) => [deliver(a, body), deliver(b, body)]));
+    expect(statuses.every((s) => s < 300)).toBe(true);
+
+    const url = db.url;
+    await waitFor(
+      async () => {
+        const [runs] = await sql(
+          url,
+          `SELECT COUNT(*)::int AS n FROM runs WHERE state = 'started' AND slack_ts IS NOT NULL`,
+        );
+        const [jobs] = await sql(url, `SELECT COUNT(*)::int AS n FROM jobs WHERE state <> 'dead'`);
+        return runs?.n === GROUPS && jobs?.n === 0;
+      },
+      'every group started and its message posted',
+      120_000,
+    );
+    expect(devin.createRequests).toHaveLength(GROUPS);
+    const placements = await sql(
+      url,
+      `SELECT shown_in, COUNT(*)::int AS n, COUNT(thread_ts)::int AS threaded FROM approval_placements
+         WHERE kind = 'run' GROUP BY 1 ORDER BY 1`,
+    );
+    expect(placements).toEqual([
+      { shown_in: 'card', n: 5, threaded: 0 },
+      { shown_in: 'digest', n: GROUPS - 5, threaded: GROUPS - 5 },
+    ]);
+    const top = slack.callsOf('chat.postMessage').filter((c) => !c.args.thread_ts);
+    expect(top).toHaveLength(6);
+    const digest = [...slack.messages.values()].find((m) => m.text.includes('started automatically'));
+    expect(digest).toBeDefined();
+    // Each run's message posted once: five in the channel, the rest in the digest's thread.
+    const inThread = slack.callsOf('chat.postMessage').filter((c) => c.args.thread_ts === digest?.ts);
+    expect(inThread).toHaveLength(GROUPS - 5);
+    expect(JSON.stringify(digest?.blocks)).toContain(`Started automatically: ${GROUPS - 5}`);
+    const [dups] = await sql(
+      url,
+      'SELECT COUNT(*)::int AS n FROM (SELECT slack_ts FROM runs GROUP BY slack_ts HAVING COUNT(*) > 1) AS d',
+    );
+    expect(dups?.n).toBe(0);
+  }, 300_000);
 });
