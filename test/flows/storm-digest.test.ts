@@ -10,6 +10,7 @@ import {
   postSlackInteraction,
   resolvedEvent,
   startHarness,
+  waitFor,
 } from '../helpers/harness.js';
 import { stormEvent, stormIncidentId } from '../helpers/storm.js';
 
@@ -173,6 +174,30 @@ describe('a storm bounds the top-level posts of a channel: requests and runs sta
       .filter((c) => String(c.args.text) === 'The postmortem is ready');
     expect(finished.map((c) => c.args.thread_ts)).toEqual([digest.ts]);
     expect(channelPosts()).toHaveLength(6);
+    expect(await h.bot.store.countJobs()).toMatchObject({ queued: 0, dead: 0 });
+  }, 120_000);
+
+  it('the sessions of folded runs start while Slack is down; once it is back, the digest and their messages are posted once each', async () => {
+    h = await startHarness({ env: ENV });
+    await requests(5);
+    await h.settled(60_000);
+    h.slack.unavailableUntil = Number.MAX_SAFE_INTEGER;
+    await p1Groups(5);
+    // Every session starts with no digest and no run message posted.
+    await waitFor(() => h.devin.createRequests.length === 5, 'five sessions created', 30_000);
+    const runs5 = await autoRuns();
+    expect(runs5.every((r) => r.slackTs === null)).toBe(true);
+    expect(channelPosts()).toHaveLength(5);
+
+    h.slack.unavailableUntil = 0;
+    await h.settled(60_000);
+    expect(channelPosts()).toHaveLength(6);
+    const digest = digestMessage();
+    const inThread = h.slack.callsOf('chat.postMessage').filter((c) => c.args.thread_ts === digest.ts);
+    expect(inThread).toHaveLength(5);
+    const started = await autoRuns();
+    expect(started.every((r) => r.state === 'started')).toBe(true);
+    expect(new Set(started.map((r) => r.slackTs)).size).toBe(5);
     expect(await h.bot.store.countJobs()).toMatchObject({ queued: 0, dead: 0 });
   }, 120_000);
 
