@@ -67,7 +67,7 @@ export class MessageWorker {
    * there, or for a run started by policy in a storm (placed here, the first time; digest.ts). Such a run
    * whose digest is not posted yet waits for it: the job is rescheduled, the session is not held up. Should
    * the digest never come (Slack refusing it for good), the message is posted in the channel after a while
-   * rather than lost, and its replies follow it there.
+   * rather than lost; a digest posted after that does not adopt it, so its replies stay under it.
    */
   private async threadOfNew(run: PostmortemRun, job: Job): Promise<string | undefined> {
     const digest = this.deps.digest;

@@ -1138,13 +1138,15 @@ export class PostgresStore implements Store {
     channel: string,
     options: { threadTs: string | null; since: number; limit: number },
   ): Promise<StartedInDigest> {
+    // Waiting for a digest: no thread yet, and no message posted (one posted in the channel, having waited
+    // too long, waits for nothing).
     const where = `p.channel = $1 AND p.kind = 'run' AND p.shown_in = 'digest'
-      AND (p.thread_ts IS NULL OR p.thread_ts = $2)`;
+      AND (p.thread_ts = $2 OR (p.thread_ts IS NULL AND r.slack_ts IS NULL))`;
     const counts = await this.query<{ total: number; pending: number; recent: number }>(
       `SELECT COUNT(*)::int AS total,
               (COUNT(*) FILTER (WHERE p.thread_ts IS NULL))::int AS pending,
               (COUNT(*) FILTER (WHERE p.thread_ts IS NOT NULL AND p.placed_at >= $3))::int AS recent
-         FROM approval_placements p WHERE ${where}`,
+         FROM approval_placements p JOIN runs r ON r.id = p.run_id WHERE ${where}`,
       [channel, options.threadTs, options.since],
     );
     const { rows } = await this.query<RunRow>(
@@ -1214,7 +1216,8 @@ export class PostgresStore implements Store {
       if (drawn.adopt && drawn.ts) {
         await c.query(
           `UPDATE approval_placements SET thread_ts = $1
-             WHERE channel = $2 AND kind = 'run' AND shown_in = 'digest' AND thread_ts IS NULL`,
+             WHERE channel = $2 AND kind = 'run' AND shown_in = 'digest' AND thread_ts IS NULL
+               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = approval_placements.run_id AND r.slack_ts IS NOT NULL)`,
           [drawn.ts, channel],
         );
       }

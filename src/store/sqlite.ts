@@ -445,13 +445,15 @@ export class SqliteStore implements Store {
     channel: string,
     options: { threadTs: string | null; since: number; limit: number },
   ): Promise<StartedInDigest> {
+    // Waiting for a digest: no thread yet, and no message posted (one posted in the channel, having waited
+    // too long, waits for nothing).
     const where = `p.channel = ? AND p.kind = 'run' AND p.shown_in = 'digest'
-      AND (p.thread_ts IS NULL OR p.thread_ts = ?)`;
+      AND (p.thread_ts = ? OR (p.thread_ts IS NULL AND r.slack_ts IS NULL))`;
     const counts = this.sql(
       `SELECT COUNT(*) AS total,
               COUNT(*) FILTER (WHERE p.thread_ts IS NULL) AS pending,
               COUNT(*) FILTER (WHERE p.thread_ts IS NOT NULL AND p.placed_at >= ?) AS recent
-         FROM approval_placements p WHERE ${where}`,
+         FROM approval_placements p JOIN runs r ON r.id = p.run_id WHERE ${where}`,
     ).get(options.since, channel, options.threadTs) as { total: number; pending: number; recent: number };
     const rows = this.sql(
       `SELECT r.* FROM approval_placements p JOIN runs r ON r.id = p.run_id
@@ -515,7 +517,8 @@ export class SqliteStore implements Store {
         if (drawn.adopt && drawn.ts) {
           this.sql(
             `UPDATE approval_placements SET thread_ts = ?
-             WHERE channel = ? AND kind = 'run' AND shown_in = 'digest' AND thread_ts IS NULL`,
+             WHERE channel = ? AND kind = 'run' AND shown_in = 'digest' AND thread_ts IS NULL
+               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = approval_placements.run_id AND r.slack_ts IS NOT NULL)`,
           ).run(drawn.ts, channel);
         }
       })

@@ -197,7 +197,7 @@ export interface Store {
   ): Promise<StartedPlacement | undefined>;
   /**
    * The runs started by policy whose messages are in `channel`'s digest thread `threadTs` (or wait for a
-   * digest: thread null), newest first: `limit` of them, how many in all, how many of those in `threadTs`
+   * digest: thread null and no message posted yet), newest first: `limit` of them, how many in all, how many of those in `threadTs`
    * were placed since `since`, and how many wait for a digest to be posted.
    */
   startedInDigest(
@@ -220,7 +220,8 @@ export interface Store {
    * Records a redraw of the digest: its message, whether it is still open (once closed, the next fold
    * posts a new one at the bottom of the channel), the change version it shows and when. With `adopt`
    * (the message at `ts` was just drawn live), runs started by policy that wait for a digest thread get
-   * `ts` as theirs, in the same statement.
+   * `ts` as theirs, in the same statement; not one whose message was posted meanwhile (in the channel,
+   * having waited too long for a digest): its replies stay under its own message.
    */
   digestDrawn(
     channel: string,

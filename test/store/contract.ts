@@ -892,8 +892,16 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
         shownIn: 'digest',
         threadTs: null,
       });
-      // Posted for it: adopted, in the same write.
+      // Posted for it: adopted, in the same write; not a run whose message was posted in the channel meanwhile.
+      await store.openRun(newRun('posted', 8, { trigger: 'auto', state: 'starting' }), []);
+      await store.placeStartedRun('posted', bound(1), redraw);
+      await store.updateRun('posted', { slackTs: '1700000000.000099' });
       await store.digestDrawn('C1', { ts: '1700000000.000002', open: false, version, at: 2, adopt: true });
+      expect(await store.approvalPlacement('posted')).toEqual({
+        shownIn: 'digest',
+        threadTs: null,
+        kind: 'run',
+      });
       expect(await store.placeStartedRun('s2', bound(1), redraw)).toEqual({
         shownIn: 'digest',
         threadTs: '1700000000.000002',
@@ -904,6 +912,7 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
         threadTs: '1700000000.000002',
       });
       listed = await store.startedInDigest('C1', { threadTs: '1700000000.000002', since: 0, limit: 1 });
+      // The run whose message went in the channel waits for no digest, and is not listed.
       expect(listed).toMatchObject({ total: 2, pending: 0, recentInThread: 2 });
       expect(listed.runs).toHaveLength(1);
       expect(
