@@ -1034,7 +1034,11 @@ export class PostgresStore implements Store {
           [run.channel, runId, run.created_at, after],
         );
         const n = counted.rows[0]?.n ?? 0;
-        const open = n >= after ? n : n + (await this.startedCards(c, run.channel, bound));
+        const open =
+          n >= after
+            ? n
+            : Math.max(n, await this.waitingCards(c, run.channel, after)) +
+              (await this.startedCards(c, run.channel, bound));
         const shownIn: ApprovalPlacement = open >= after ? 'digest' : 'card';
         const inserted = await c.query<{ shown_in: ApprovalPlacement }>(
           `INSERT INTO approval_placements (run_id, channel, shown_in, placed_at) VALUES ($1, $2, $3, $4)
@@ -1061,6 +1065,21 @@ export class PostgresStore implements Store {
     );
     if (placed?.queued) this.notifyQueued();
     return placed?.shownIn;
+  }
+
+  /**
+   * Requests of the channel waiting with a card of their own: counted too, so that one opened in the same
+   * millisecond as another but committed after its placement cannot make a card more than the bound.
+   */
+  private async waitingCards(c: Queryable, channel: string, after: number): Promise<number> {
+    const { rows } = await c.query<{ n: number }>(
+      `SELECT COUNT(*)::int AS n FROM (
+         SELECT 1 FROM approval_placements p JOIN runs r ON r.id = p.run_id
+         WHERE p.channel = $1 AND p.kind = 'request' AND p.shown_in = 'card' AND r.state = 'awaiting_approval'
+         LIMIT $2) AS cards`,
+      [channel, after],
+    );
+    return rows[0]?.n ?? 0;
   }
 
   /** Runs started by policy in the channel with a message of their own placed since `bound.since`. */

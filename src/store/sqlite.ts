@@ -352,7 +352,10 @@ export class SqliteStore implements Store {
                AND (created_at < ? OR (created_at = ? AND id < ?))
              LIMIT ?)`,
         ).get(run.channel, runId, run.created_at, run.created_at, runId, after) as { n: number };
-        const open = n >= after ? n : n + this.startedCards(run.channel, bound);
+        const open =
+          n >= after
+            ? n
+            : Math.max(n, this.waitingCards(run.channel, after)) + this.startedCards(run.channel, bound);
         const shownIn: ApprovalPlacement = open >= after ? 'digest' : 'card';
         this.sql(
           'INSERT INTO approval_placements (run_id, channel, shown_in, placed_at) VALUES (?, ?, ?, ?)',
@@ -368,6 +371,20 @@ export class SqliteStore implements Store {
       .immediate();
     if (placed?.queued) this.notifyQueued();
     return placed?.shownIn;
+  }
+
+  /**
+   * Requests of the channel waiting with a card of their own: counted too, so that one opened in the same
+   * millisecond as another but committed after its placement cannot make a card more than the bound.
+   */
+  private waitingCards(channel: string, after: number): number {
+    const { n } = this.sql(
+      `SELECT COUNT(*) AS n FROM (
+         SELECT 1 FROM approval_placements p JOIN runs r ON r.id = p.run_id
+         WHERE p.channel = ? AND p.kind = 'request' AND p.shown_in = 'card' AND r.state = 'awaiting_approval'
+         LIMIT ?)`,
+    ).get(channel, after) as { n: number };
+    return n;
   }
 
   /** Runs started by policy in the channel with a message of their own placed since `bound.since`. */

@@ -207,7 +207,12 @@ describe('SLACK_DIGEST_AFTER: a storm of approval requests in one channel', () =
       .find((b) => b.block_id === REVIEW_PICK_BLOCK_ID)
       .elements[0].options.map((o: any) => ({ id: o.value as string, text: o.text.text as string }));
     expect(options).toHaveLength(10);
-    expect(options[0].text).toContain('#5024');
+    // Newest first, as the store orders them: by opening time, then ID (the 25 arrive at once, so which
+    // was opened last is not the one sent last).
+    const [newest] = (await allRuns()).sort((a, b) =>
+      a.createdAt !== b.createdAt ? b.createdAt - a.createdAt : a.id < b.id ? 1 : -1,
+    );
+    expect(options[0].id).toBe(newest?.id);
 
     // Older → page 2, then approve two checked there.
     await postSlackInteraction(
