@@ -636,17 +636,15 @@ export class SqliteStore implements Store {
             ...values,
             group.run_id,
           ) as RunRow;
-          this.sql(
+          const { n } = this.sql(
             `UPDATE storm_groups SET first_resolved_at = MIN(first_resolved_at, ?),
-                 last_resolved_at = MAX(last_resolved_at, ?) WHERE run_id = ?`,
-          ).run(join.resolvedAt, join.resolvedAt, group.run_id);
+                 last_resolved_at = MAX(last_resolved_at, ?), members = members + 1 WHERE run_id = ?
+               RETURNING members AS n`,
+          ).get(join.resolvedAt, join.resolvedAt, group.run_id) as { n: number };
           member(group.run_id);
           const stepJobs = step.jobs(group.run_id);
           for (const job of stepJobs) this.insertJob(job);
           queued = stepJobs.length > 0;
-          const { n } = this.sql('SELECT COUNT(*) AS n FROM storm_members WHERE run_id = ?').get(
-            group.run_id,
-          ) as { n: number };
           return { outcome: 'joined', run: toRun(row), from: group.state, members: n };
         }
         // A new group's birth passes the session gate when it starts a session.
@@ -660,8 +658,8 @@ export class SqliteStore implements Store {
         const row = this.insertRun(born.run, now, born.cols);
         if (!row) return undefined;
         this.sql(
-          `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
-             VALUES (?, ?, ?, ?, ?)`,
+          `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at, members)
+             VALUES (?, ?, ?, ?, ?, 1)`,
         ).run(run.id, join.serviceId, join.resolvedAt, join.resolvedAt, now);
         member(run.id);
         for (const job of birthJobs) this.insertJob(job);
@@ -730,9 +728,10 @@ export class SqliteStore implements Store {
                noted_at = NULL WHERE ${which}`,
         ).run(run.id, now, move.fromRunId, JSON.stringify(move.incidentIds));
         this.sql(
-          `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
-             VALUES (?, COALESCE((SELECT service_id FROM storm_groups WHERE run_id = ?), ?), ?, ?, ?)`,
-        ).run(run.id, move.fromRunId, run.incident.serviceId, moving.first, moving.last, now);
+          `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at, members)
+             VALUES (?, COALESCE((SELECT service_id FROM storm_groups WHERE run_id = ?), ?), ?, ?, ?, ?)`,
+        ).run(run.id, move.fromRunId, run.incident.serviceId, moving.first, moving.last, now, moving.n);
+        this.sql('UPDATE storm_groups SET members = members - ? WHERE run_id = ?').run(moving.n, move.fromRunId);
         for (const job of [...birthJobs, ...move.fromJobs]) this.insertJob(job);
         return row;
       })
