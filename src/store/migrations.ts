@@ -409,7 +409,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 18,
-    name: "storm groups: the number of members kept with the group, so a join does not count them all",
+    name: 'storm groups: the number of members kept with the group, so a join does not count them all',
     // A join used to COUNT(*) the group's members: a scan of the whole group per join, quadratic in a storm
     // of one service. The count is kept in the same transaction as the member rows it counts.
     sqlite: `
