@@ -1087,6 +1087,8 @@ export class SqliteStore implements Store {
    * committed, so a job that crashes the process still counts the attempt and is given up after its last.
    */
   async claimJob(now: number, leaseUntil: number): Promise<Job | undefined> {
+    // An idle worker's look reads, and takes no write lock (nor opens a group) when there is nothing to do.
+    if (!this.sql(`SELECT 1 FROM jobs j WHERE ${DUE_JOB} LIMIT 1`).get(now)) return undefined;
     return this.batched(() => this.claimNext(now, leaseUntil));
   }
 
@@ -1095,8 +1097,7 @@ export class SqliteStore implements Store {
       `UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = ?, locked_by = ?
          WHERE state = 'queued' AND id = (
            SELECT j.id FROM jobs j
-           WHERE j.state = 'queued' AND j.run_at <= ?
-             AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.lane = j.lane AND k.id < j.id AND k.state <> 'dead')
+           WHERE ${DUE_JOB}
            ORDER BY j.run_at, j.id
            LIMIT 1)
          RETURNING id, kind, lane, payload, attempts, failures, created_at`,
@@ -1164,6 +1165,8 @@ export class SqliteStore implements Store {
   }
 
   async releaseExpiredLeases(now: number): Promise<number> {
+    if (!this.sql(`SELECT 1 FROM jobs WHERE state = 'running' AND locked_until < ? LIMIT 1`).get(now))
+      return 0;
     return this.batched(() => {
       return this.sql(
         `UPDATE jobs SET state = 'queued', locked_until = NULL, locked_by = NULL
@@ -1357,6 +1360,9 @@ export class SqliteStore implements Store {
 }
 
 const OWNERSHIP_TTL_MS = 30_000;
+/** A job that is due and first in its lane (a lane's jobs run one at a time, in order); `?` is now. */
+const DUE_JOB = `j.state = 'queued' AND j.run_at <= ?
+  AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.lane = j.lane AND k.id < j.id AND k.state <> 'dead')`;
 /** The bot's stores open in this process, by file: see `sharedInProcess()`. */
 const OPEN_IN_PROCESS = new Map<string, Set<SqliteStore>>();
 

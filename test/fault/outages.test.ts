@@ -63,17 +63,8 @@ describe('outages', () => {
     h = await startHarness();
     // The fault itself: another process (a backup tool, sqlite3 in a shell) holding the file's write lock.
     // That needs a second connection to the file; what was stored is still read through the store.
-    // The bot commits a turn's queue writes at the end of the turn (SqliteStore.batched): a connection in
-    // this same thread takes the lock between two turns (another process would simply wait for it).
-    const locker = new Database(h.dbPath, { timeout: 0 });
-    for (;;) {
-      try {
-        locker.exec('BEGIN IMMEDIATE');
-        break;
-      } catch {
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    }
+    const locker = new Database(h.dbPath);
+    locker.exec('BEGIN IMMEDIATE');
     try {
       const body = resolvedEvent({ eventId: 'locked-1', incidentId: 'PLOCKED1' });
       const res = await postPagerDuty(h.url, body);
