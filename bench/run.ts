@@ -38,6 +38,8 @@ const SECRET = 'bench-subscription-secret';
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
 const STORM_INCIDENTS = Number(process.env.BENCH_STORM ?? 10_000);
+/** How long the background drain is measured (see measureDrain). */
+const DRAIN_S = 5;
 const SKIP_STORM = process.env.BENCH_SKIP_STORM === '1';
 /** The Postgres server for the Postgres rows (a maintenance URL); BENCH_SKIP_POSTGRES=1 leaves them out. */
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? TEST_POSTGRES_URL;
@@ -311,6 +313,27 @@ async function measurePostgres(replicas: number, slack: FakeSlack, devin: FakeDe
   }
 }
 
+/** See its call in main(). */
+async function measureDrain(db: string, slack: FakeSlack, devin: FakeDevin) {
+  const backlog = () =>
+    query<{ n: number }>(db, "SELECT COUNT(*) AS n FROM jobs WHERE kind = 'process_event'").n;
+  const bot = await startChild(BOT_SCRIPT, botEnv(slack, devin, db));
+  const pid = bot.child.pid as number;
+  await sleep(1000);
+  const [before, cpuBefore, t0] = [backlog(), cpuMicros(pid), Date.now()];
+  await sleep(DRAIN_S * 1000);
+  const [after, cpuAfter, t1] = [backlog(), cpuMicros(pid), Date.now()];
+  await stopChild(bot.child);
+  const done = before - after;
+  return {
+    backlogAtStart: before,
+    eventsDone: done,
+    eventsPerSecond: (done * 1000) / (t1 - t0),
+    cpuMicrosPerEvent: (cpuAfter - cpuBefore) / Math.max(1, done),
+    drainedBeforeTheEnd: after === 0,
+  };
+}
+
 /** Sends every body once, `concurrency` at a time; returns how each was answered. */
 async function send(port: number, bodies: Signed[], concurrency: number): Promise<Record<number, number>> {
   const statuses: Record<number, number> = {};
@@ -394,6 +417,10 @@ async function main(): Promise<void> {
   // is sent to its running session; the background work competes with the intake for the one thread.
   const resolved = await measureSqlite('load', bodies);
   const { result: botLoad, rssBefore, rssAfter, stored } = resolved;
+  // The background on its own: the bot restarted on that database, working off the events it had not
+  // processed yet (each joins the storm group and is sent to its session), the CPU of the process divided
+  // by the events done: what one event costs the job queue, whatever else the machine is doing.
+  const drain = await measureDrain(join(work, 'load.db'), slack, devin);
   // The same load on Postgres: one replica, then two sharing the database.
   const postgres = SKIP_POSTGRES
     ? undefined
@@ -410,6 +437,7 @@ async function main(): Promise<void> {
       eventsStored: triggered.stored,
     },
     bot: botLoad,
+    backgroundDrain: drain,
     ratio: botLoad.requestsPerSecond / base.requestsPerSecond,
     cpuRatio: botLoad.cpuMicrosPerWebhook / base.cpuMicrosPerWebhook,
     botRssMb: { before: rssBefore, afterLoad: rssAfter },
@@ -461,6 +489,11 @@ async function main(): Promise<void> {
       `${botLoad.cpuMicrosPerWebhook.toFixed(0)} µs (${(botLoad.cpuMicrosPerWebhook / base.cpuMicrosPerWebhook).toFixed(2)} × baseline; the process's utime + stime)`,
     ],
     ['non-2xx / errors', `${base.non2xx} / ${base.errors}`, `${botLoad.non2xx} / ${botLoad.errors}`],
+    [
+      'background drain',
+      '',
+      `${drain.eventsPerSecond.toFixed(0)} resolved events/s, ${drain.cpuMicrosPerEvent.toFixed(0)} µs CPU each (the bot restarted on ${drain.backlogAtStart} unprocessed events${drain.drainedBeforeTheEnd ? '; drained before the end: figure low' : ''})`,
+    ],
     ['bot RSS before / after', '', `${rssBefore.toFixed(0)} / ${rssAfter.toFixed(0)} MB (target ≤ 150 MB)`],
     [
       'disk fdatasync p50 / p90',
