@@ -197,10 +197,13 @@ export class JobRunner {
         continue;
       }
       if (job) {
-        await this.execute(job);
-        // Store calls resolve without I/O: without this, a backlog of quick jobs would run as one long
-        // chain of microtasks and starve incoming requests (webhooks, Slack clicks) of the event loop.
+        // The job starts in the next turn of the event loop. Store calls resolve without I/O: without this
+        // a backlog of quick jobs would run as one long chain of microtasks and starve incoming requests
+        // (webhooks, Slack clicks) of the event loop. And the SQLite store commits a turn's queue writes
+        // together at its end (SqliteStore.batched): the claim is committed before the job runs, so a job
+        // that crashes the process has its attempt counted.
         await new Promise((resolve) => setImmediate(resolve));
+        await this.execute(job);
         continue;
       }
       const ms = await this.untilNextDue();
@@ -232,17 +235,19 @@ export class JobRunner {
    * again just because its completion could not be written at that moment. Gives up when stopping (the
    * lease then runs out and the job runs again, which every handler tolerates).
    */
-  private async record(log: Logger, what: () => Promise<void>): Promise<void> {
+  private async record(logger: Logger | (() => Logger), what: () => Promise<void>): Promise<void> {
+    const log = () => (typeof logger === 'function' ? logger() : logger);
     for (let attempt = 1; ; attempt++) {
       try {
         await what();
         return;
       } catch (err) {
         if (!this.running) {
-          log.error({ err: errorMessage(err) }, 'could not record the job outcome; its lease will run out');
+          log().error({ err: errorMessage(err) }, 'could not record the job outcome; its lease will run out');
           return;
         }
-        if (attempt === 1) log.warn({ err: errorMessage(err) }, 'could not record the job outcome; retrying');
+        if (attempt === 1)
+          log().warn({ err: errorMessage(err) }, 'could not record the job outcome; retrying');
         await this.idle(
           Math.min(STORE_BACKOFF_MAX_MS, this.o.pollIntervalMs * 2 ** Math.min(attempt - 1, 16)),
         );
@@ -314,9 +319,16 @@ export class JobRunner {
       attempt: job.attempts,
       ...payloadIds(job),
     };
-    let log = logger.child(fields);
+    // Made only when there is something to log: a child logger per job costs an allocation and a
+    // serialization of its fields (redaction included) for every job, logged or not.
+    let child: Logger | undefined;
+    const logOf = (): Logger => {
+      child ??= logger.child(fields);
+      return child;
+    };
     const handler = (this.o.handlers as Partial<Record<string, JobHandler>>)[job.kind];
     if (!handler) {
+      const log = logOf();
       log.warn(
         { retryInMs: this.o.unknownKindRetryMs },
         'job kind unknown to this release: left for a replica of the release that queued it',
@@ -337,7 +349,7 @@ export class JobRunner {
       await handler(job);
     } catch (err) {
       const context = await this.o.logContext?.(job).catch(() => undefined);
-      if (context) log = logger.child({ ...fields, ...context });
+      const log = context ? logger.child({ ...fields, ...context }) : logOf();
       if (err instanceof RetryableError) {
         // A planned return (a reserved slot, a look to come) is no failure: it must not grow the backoff.
         const delay = err.exact
@@ -363,7 +375,7 @@ export class JobRunner {
       }
       return;
     }
-    await this.record(log, () => store.completeJob(job));
+    await this.record(logOf, () => store.completeJob(job));
   }
 
   /** Exponential backoff with jitter after the nth failure in a row: base, 2×base, 4×base… capped. */

@@ -423,6 +423,20 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX approval_placements_runs ON approval_placements (channel, kind, shown_in, placed_at);
     `,
   },
+  {
+    version: 18,
+    name: 'storm groups: the number of members kept with the group, so a join does not count them all',
+    // A join used to COUNT(*) the group's members: a scan of the whole group per join, quadratic in a storm
+    // of one service. The count is kept in the same transaction as the member rows it counts.
+    sqlite: `
+      ALTER TABLE storm_groups ADD COLUMN members INTEGER NOT NULL DEFAULT 0;
+      UPDATE storm_groups SET members = (SELECT COUNT(*) FROM storm_members m WHERE m.run_id = storm_groups.run_id);
+    `,
+    postgres: `
+      ALTER TABLE storm_groups ADD COLUMN members INTEGER NOT NULL DEFAULT 0;
+      UPDATE storm_groups SET members = (SELECT COUNT(*) FROM storm_members m WHERE m.run_id = storm_groups.run_id);
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((v, m) => Math.max(v, m.version), 0);

@@ -451,19 +451,16 @@ export class PostgresStore implements Store {
              WHERE id = $3 RETURNING *`,
             [step.to, now, groupId, cols.slotDay, cols.queuedAt, cols.budgetHold, ...values],
           );
-          await c.query(
+          const count = await c.query<{ n: number }>(
             `UPDATE storm_groups SET first_resolved_at = LEAST(first_resolved_at, $2),
-               last_resolved_at = GREATEST(last_resolved_at, $2) WHERE run_id = $1`,
+               last_resolved_at = GREATEST(last_resolved_at, $2), members = members + 1 WHERE run_id = $1
+             RETURNING members AS n`,
             [groupId, join.resolvedAt],
           );
           await this.insertMember(c, groupId, run, join.resolvedAt, now);
           const stepJobs = step.jobs(groupId);
           await this.insertJobs(c, stepJobs);
           queued = stepJobs.length > 0;
-          const count = await c.query<{ n: number }>(
-            'SELECT COUNT(*)::int AS n FROM storm_members WHERE run_id = $1',
-            [groupId],
-          );
           return { outcome: 'joined', run: toRun(rows[0] as RunRow), from, members: count.rows[0]?.n ?? 0 };
         }
         // The group's run moved on (finished, say) meanwhile: this incident starts a new group.
@@ -480,8 +477,8 @@ export class PostgresStore implements Store {
       const row = await this.insertRun(c, born.run, now, born.cols);
       if (!row) return undefined;
       await c.query(
-        `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
-         VALUES ($1, $2, $3, $3, $4)`,
+        `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at, members)
+         VALUES ($1, $2, $3, $3, $4, 1)`,
         [run.id, join.serviceId, join.resolvedAt, now],
       );
       await this.insertMember(c, run.id, run, join.resolvedAt, now);
@@ -574,10 +571,14 @@ export class PostgresStore implements Store {
         [move.fromRunId, [...move.incidentIds], run.id, now],
       );
       await c.query(
-        `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
-         VALUES ($1, $2, $3, $4, $5)`,
-        [run.id, serviceId, Number(found.first), Number(found.last), now],
+        `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at, members)
+         VALUES ($1, $2, $3, $4, $5, $6)`,
+        [run.id, serviceId, Number(found.first), Number(found.last), now, found.n],
       );
+      await c.query('UPDATE storm_groups SET members = members - $2 WHERE run_id = $1', [
+        move.fromRunId,
+        found.n,
+      ]);
       await this.insertJobs(c, allJobs);
       queued = allJobs.length > 0;
       return row;

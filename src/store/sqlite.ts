@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { closeSync, fdatasync, mkdirSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { AppError } from '../errors.js';
 import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
@@ -130,6 +130,20 @@ export class SqliteStore implements Store {
   private closing = false;
   /** How many times this store waited for the disk (an fsync of the WAL, or a FULL commit). */
   diskSyncs = 0;
+  /** The file, as `sharedInProcess()` knows it. */
+  private readonly fileKey: string = '';
+  /** The turn's group of background writes is open (BEGIN IMMEDIATE issued): see `batched()`. */
+  private batchOpen = false;
+  /** Inside a `batched()` call: its writes join the turn's group. */
+  private batching = 0;
+  /** Inside `durable()`: every write commits on its own, with synchronous=FULL. */
+  private direct = 0;
+  private commitQueued = false;
+  private readonly beginBatch: Database.Statement | undefined;
+  private readonly commitStatement: Database.Statement | undefined;
+  /** Groups of background writes committed, and lost (SQLite rolled one back on a disk error). */
+  batchCommits = 0;
+  batchesLost = 0;
 
   constructor(options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
@@ -159,6 +173,10 @@ export class SqliteStore implements Store {
     // A lock held by someone else (a backup tool) makes a write wait at most 250 ms, then fail: the wait
     // blocks the event loop (better-sqlite3 is synchronous), and a webhook answered 503 is simply
     // delivered again later.
+    // Another store of this process on the file commits its group first (its lock would make this one
+    // wait on the thread that holds it), and from now on neither groups its writes.
+    this.fileKey = options.path === ':memory:' ? randomUUID() : resolve(options.path);
+    for (const other of OPEN_IN_PROCESS.get(this.fileKey) ?? []) other.commitBatch();
     this.db = new Database(options.path, { timeout: 250 });
     // Space freed by retention goes back to the file system on request (PRAGMA incremental_vacuum). The
     // mode only takes effect through a VACUUM, which is done once, on a file that had it off.
@@ -169,6 +187,8 @@ export class SqliteStore implements Store {
     const wal = this.db.pragma('journal_mode = WAL', { simple: true }) === 'wal';
     this.db.pragma('foreign_keys = ON');
     [this.syncFull, this.syncNormal] = this.syncStatements(wal);
+    this.beginBatch = this.db.prepare('BEGIN IMMEDIATE');
+    this.commitStatement = this.db.prepare('COMMIT');
     this.durable(() => this.migrate());
     this.durable(() => this.takeOwnership(options.path));
     // The WAL exists from the first write on, and stays the same file while this connection is open
@@ -182,6 +202,9 @@ export class SqliteStore implements Store {
     this.sql(
       `UPDATE jobs SET state = 'queued', locked_until = NULL, locked_by = NULL WHERE state = 'running'`,
     ).run();
+    const sharing = OPEN_IN_PROCESS.get(this.fileKey) ?? new Set<SqliteStore>();
+    sharing.add(this);
+    OPEN_IN_PROCESS.set(this.fileKey, sharing);
   }
 
   private migrate(): void {
@@ -245,14 +268,96 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** Prepared statements, compiled once per SQL text. */
+  /**
+   * Prepared statements, compiled once per SQL text. A write outside `batched()` while the turn's group is
+   * open (it would join the group, and wait for the end of the turn) commits the group as soon as the
+   * calling method's synchronous work is done, before its caller goes on: such a write keeps the
+   * guarantee it had alone, that it survives a process crash once the method returns.
+   */
   private sql(text: string): Database.Statement {
     let stmt = this.statements.get(text);
     if (!stmt) {
       stmt = this.db.prepare(text);
       this.statements.set(text, stmt);
     }
+    if (this.batchOpen && this.batching === 0 && !this.commitQueued && !stmt.readonly) {
+      this.commitQueued = true;
+      queueMicrotask(() => {
+        this.commitQueued = false;
+        this.commitBatch();
+      });
+    }
     return stmt;
+  }
+
+  /**
+   * Background writes that only the bot itself reads back, and that are at-least-once by construction,
+   * are grouped: the first of them in a turn of the event loop opens a transaction, and it commits at the
+   * end of the turn (setImmediate), with every such write made meanwhile. These are the job queue's
+   * bookkeeping (claims, completions, retries, lease renewals and releases, new jobs), the folding of an
+   * event into its incident, a run opened by policy or a storm join, and a digest placement (of a request or a run started by policy):
+   * `batched()` marks them. A turn's work for several events then commits once, writing each B-tree page
+   * (the jobs table, its indexes, the storm's group) once instead of once per statement: processing one
+   * event in a storm wrote about 85 KiB of WAL in four commits.
+   *
+   * What this changes, and why it is safe:
+   * - A process crash loses the group of the turn it happens in (before, every such commit survived one).
+   *   Each of these writes is redone by what made it: a completion lost is a job run again (the queue is
+   *   at-least-once, its handlers idempotent); a claim lost is one whose job had not started (the runner
+   *   starts a job in the turn after its claim, once the claim is committed, so a job that crashes the
+   *   process is counted and, after its last attempt, buried); an incident fold, a run opened by policy, a join or
+   *   a placement lost is made again by the event's job, run again because its completion was lost with it
+   *   (the completion comes after them, in the same or a later group).
+   * - Nothing that records what an outside call did is grouped (a Slack ts, a delivery or note mark, a
+   *   state change after a Devin call, a digest's redraw): such a write, made while a group is open,
+   *   commits the group at once (`sql()`), as before.
+   * - Durable writes (`durably()`, `durable()`) commit the open group with them, then sync.
+   * - Other connections (the operator's tool) see a group at the end of the turn, a few milliseconds on.
+   * - A commit that fails (a disk error: full, I/O) loses the group as a crash would; SQLite rolls it back.
+   *   Its jobs' leases are lost with it, so they run again once their leases would have expired.
+   */
+  private batched<T>(fn: () => T): T {
+    if (this.tool || this.direct > 0 || this.closing || !this.beginBatch || this.sharedInProcess())
+      return fn();
+    if (!this.batchOpen && !this.db.inTransaction) {
+      this.beginBatch.run();
+      this.batchOpen = true;
+      setImmediate(() => this.commitBatch());
+    }
+    this.batching++;
+    try {
+      return fn();
+    } finally {
+      this.batching--;
+    }
+  }
+
+  /**
+   * Whether another store of this process has the file open too (tests that model replicas on one SQLite
+   * file). A group holds the write lock until the end of the turn, and the other connection, in the same
+   * thread, would block the event loop waiting for it: the group could never commit. Writes then commit
+   * one by one, as without grouping.
+   */
+  private sharedInProcess(): boolean {
+    return (OPEN_IN_PROCESS.get(this.fileKey)?.size ?? 0) > 1;
+  }
+
+  /** Commits the turn's group of background writes, if one is open. */
+  private commitBatch(): void {
+    if (!this.batchOpen) return;
+    this.batchOpen = false;
+    if (!this.db.open || !this.db.inTransaction) {
+      // SQLite rolled it back (a disk error in one of its statements).
+      this.batchesLost++;
+      return;
+    }
+    try {
+      this.commitStatement?.run();
+      this.batchCommits++;
+    } catch {
+      this.batchesLost++;
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+    }
   }
 
   /**
@@ -271,11 +376,14 @@ export class SqliteStore implements Store {
    * writes use `durably()`.
    */
   private durable<T>(fn: () => T): T {
+    this.commitBatch();
     this.syncFull.run();
+    this.direct++;
     try {
       this.diskSyncs++;
       return fn();
     } finally {
+      this.direct--;
       this.syncNormal.run();
     }
   }
@@ -291,6 +399,8 @@ export class SqliteStore implements Store {
   private async durably<T>(fn: () => T): Promise<T> {
     if (this.walFd === undefined) return this.durable(fn);
     const result = fn();
+    // fn's writes may have joined the turn's group of background writes: it commits now, with them.
+    this.commitBatch();
     await this.synced();
     return result;
   }
@@ -329,48 +439,50 @@ export class SqliteStore implements Store {
     bound: PlacementBound,
     redraw: NewJob,
   ): Promise<ApprovalPlacement | undefined> {
-    const { after } = bound;
-    // Without its own fsync, like all background writes (see the class comment): a placement lost to a power
-    // cut is lost with its job's completion (written after it), so the job runs again and places the
-    // request anew, before anything showed it; the next sync makes it durable anyway. In a storm these are
-    // thousands.
-    const placed = this.db
-      .transaction((): { shownIn: ApprovalPlacement; queued: boolean } | undefined => {
-        const existing = this.sql('SELECT shown_in FROM approval_placements WHERE run_id = ?').get(runId) as
-          | { shown_in: ApprovalPlacement }
-          | undefined;
-        if (existing) return { shownIn: existing.shown_in, queued: false };
-        const run = this.sql('SELECT channel, created_at FROM runs WHERE id = ?').get(runId) as
-          | { channel: string; created_at: number }
-          | undefined;
-        if (!run) return undefined;
-        // Counting stops at `after`: in a storm of thousands the answer is the same, and cheap.
-        const { n } = this.sql(
-          `SELECT COUNT(*) AS n FROM (
-             SELECT 1 FROM runs
-             WHERE channel = ? AND state = 'awaiting_approval' AND id <> ?
-               AND (created_at < ? OR (created_at = ? AND id < ?))
-             LIMIT ?)`,
-        ).get(run.channel, runId, run.created_at, run.created_at, runId, after) as { n: number };
-        const open =
-          n >= after
-            ? n
-            : Math.max(n, this.waitingCards(run.channel, after)) + this.startedCards(run.channel, bound);
-        const shownIn: ApprovalPlacement = open >= after ? 'digest' : 'card';
-        this.sql(
-          'INSERT INTO approval_placements (run_id, channel, shown_in, placed_at) VALUES (?, ?, ?, ?)',
-        ).run(runId, run.channel, shownIn, this.now());
-        if (shownIn === 'card') return { shownIn, queued: false };
-        this.sql(
-          `INSERT INTO digests (channel, version) VALUES (?, 1)
-             ON CONFLICT (channel) DO UPDATE SET version = digests.version + 1`,
-        ).run(run.channel);
-        this.insertJob(redraw);
-        return { shownIn, queued: true };
-      })
-      .immediate();
-    if (placed?.queued) this.notifyQueued();
-    return placed?.shownIn;
+    return this.batched(() => {
+      const { after } = bound;
+      // Without its own fsync, like all background writes (see the class comment): a placement lost to a power
+      // cut is lost with its job's completion (written after it), so the job runs again and places the
+      // request anew, before anything showed it; the next sync makes it durable anyway. In a storm these are
+      // thousands.
+      const placed = this.db
+        .transaction((): { shownIn: ApprovalPlacement; queued: boolean } | undefined => {
+          const existing = this.sql('SELECT shown_in FROM approval_placements WHERE run_id = ?').get(runId) as
+            | { shown_in: ApprovalPlacement }
+            | undefined;
+          if (existing) return { shownIn: existing.shown_in, queued: false };
+          const run = this.sql('SELECT channel, created_at FROM runs WHERE id = ?').get(runId) as
+            | { channel: string; created_at: number }
+            | undefined;
+          if (!run) return undefined;
+          // Counting stops at `after`: in a storm of thousands the answer is the same, and cheap.
+          const { n } = this.sql(
+            `SELECT COUNT(*) AS n FROM (
+               SELECT 1 FROM runs
+               WHERE channel = ? AND state = 'awaiting_approval' AND id <> ?
+                 AND (created_at < ? OR (created_at = ? AND id < ?))
+               LIMIT ?)`,
+          ).get(run.channel, runId, run.created_at, run.created_at, runId, after) as { n: number };
+          const open =
+            n >= after
+              ? n
+              : Math.max(n, this.waitingCards(run.channel, after)) + this.startedCards(run.channel, bound);
+          const shownIn: ApprovalPlacement = open >= after ? 'digest' : 'card';
+          this.sql(
+            'INSERT INTO approval_placements (run_id, channel, shown_in, placed_at) VALUES (?, ?, ?, ?)',
+          ).run(runId, run.channel, shownIn, this.now());
+          if (shownIn === 'card') return { shownIn, queued: false };
+          this.sql(
+            `INSERT INTO digests (channel, version) VALUES (?, 1)
+               ON CONFLICT (channel) DO UPDATE SET version = digests.version + 1`,
+          ).run(run.channel);
+          this.insertJob(redraw);
+          return { shownIn, queued: true };
+        })
+        .immediate();
+      if (placed?.queued) this.notifyQueued();
+      return placed?.shownIn;
+    });
   }
 
   /**
@@ -403,51 +515,53 @@ export class SqliteStore implements Store {
     bound: PlacementBound,
     redraw: NewJob,
   ): Promise<StartedPlacement | undefined> {
-    // Without its own fsync, like a request's placement (see there). The transaction is the channel's
-    // lock: the open messages counted are the ones placed before.
-    const placed = this.db
-      .transaction((): { placement: StartedPlacement; queued: boolean } | undefined => {
-        const existing = this.sql('SELECT shown_in, thread_ts FROM approval_placements WHERE run_id = ?').get(
-          runId,
-        ) as { shown_in: ApprovalPlacement; thread_ts: string | null } | undefined;
-        if (existing)
-          return { placement: { shownIn: existing.shown_in, threadTs: existing.thread_ts }, queued: false };
-        const run = this.sql('SELECT channel FROM runs WHERE id = ?').get(runId) as
-          | { channel: string }
-          | undefined;
-        if (!run) return undefined;
-        const { n } = this.sql(
-          `SELECT COUNT(*) AS n FROM (
-             SELECT 1 FROM runs WHERE channel = ? AND state = 'awaiting_approval' AND id <> ? LIMIT ?)`,
-        ).get(run.channel, runId, bound.after) as { n: number };
-        const open = n >= bound.after ? n : n + this.startedCards(run.channel, bound);
-        const shownIn: ApprovalPlacement = open >= bound.after ? 'digest' : 'card';
-        let threadTs: string | null = null;
-        if (shownIn === 'digest') {
-          const digest = this.sql('SELECT ts, open FROM digests WHERE channel = ?').get(run.channel) as
-            | { ts: string | null; open: number }
+    return this.batched(() => {
+      // Without its own fsync, like a request's placement (see there). The transaction is the channel's
+      // lock: the open messages counted are the ones placed before.
+      const placed = this.db
+        .transaction((): { placement: StartedPlacement; queued: boolean } | undefined => {
+          const existing = this.sql(
+            'SELECT shown_in, thread_ts FROM approval_placements WHERE run_id = ?',
+          ).get(runId) as { shown_in: ApprovalPlacement; thread_ts: string | null } | undefined;
+          if (existing)
+            return { placement: { shownIn: existing.shown_in, threadTs: existing.thread_ts }, queued: false };
+          const run = this.sql('SELECT channel FROM runs WHERE id = ?').get(runId) as
+            | { channel: string }
             | undefined;
-          if (
-            digest?.ts &&
-            (digest.open === 1 || this.recentInThread(run.channel, digest.ts, bound.since) > 0)
-          )
-            threadTs = digest.ts;
-        }
-        this.sql(
-          `INSERT INTO approval_placements (run_id, channel, shown_in, thread_ts, placed_at, kind)
-             VALUES (?, ?, ?, ?, ?, 'run')`,
-        ).run(runId, run.channel, shownIn, threadTs, this.now());
-        if (shownIn === 'card') return { placement: { shownIn, threadTs }, queued: false };
-        this.sql(
-          `INSERT INTO digests (channel, version) VALUES (?, 1)
-             ON CONFLICT (channel) DO UPDATE SET version = digests.version + 1`,
-        ).run(run.channel);
-        this.insertJob(redraw);
-        return { placement: { shownIn, threadTs }, queued: true };
-      })
-      .immediate();
-    if (placed?.queued) this.notifyQueued();
-    return placed?.placement;
+          if (!run) return undefined;
+          const { n } = this.sql(
+            `SELECT COUNT(*) AS n FROM (
+               SELECT 1 FROM runs WHERE channel = ? AND state = 'awaiting_approval' AND id <> ? LIMIT ?)`,
+          ).get(run.channel, runId, bound.after) as { n: number };
+          const open = n >= bound.after ? n : n + this.startedCards(run.channel, bound);
+          const shownIn: ApprovalPlacement = open >= bound.after ? 'digest' : 'card';
+          let threadTs: string | null = null;
+          if (shownIn === 'digest') {
+            const digest = this.sql('SELECT ts, open FROM digests WHERE channel = ?').get(run.channel) as
+              | { ts: string | null; open: number }
+              | undefined;
+            if (
+              digest?.ts &&
+              (digest.open === 1 || this.recentInThread(run.channel, digest.ts, bound.since) > 0)
+            )
+              threadTs = digest.ts;
+          }
+          this.sql(
+            `INSERT INTO approval_placements (run_id, channel, shown_in, thread_ts, placed_at, kind)
+               VALUES (?, ?, ?, ?, ?, 'run')`,
+          ).run(runId, run.channel, shownIn, threadTs, this.now());
+          if (shownIn === 'card') return { placement: { shownIn, threadTs }, queued: false };
+          this.sql(
+            `INSERT INTO digests (channel, version) VALUES (?, 1)
+               ON CONFLICT (channel) DO UPDATE SET version = digests.version + 1`,
+          ).run(run.channel);
+          this.insertJob(redraw);
+          return { placement: { shownIn, threadTs }, queued: true };
+        })
+        .immediate();
+      if (placed?.queued) this.notifyQueued();
+      return placed?.placement;
+    });
   }
 
   private recentInThread(channel: string, threadTs: string, since: number): number {
@@ -501,20 +615,22 @@ export class SqliteStore implements Store {
   }
 
   async touchDigest(channel: string, redraw: NewJob): Promise<boolean> {
-    // Without its own fsync for the same reason as a placement: lost only together with its job's completion.
-    const touched = this.db
-      .transaction(() => {
-        const row = this.sql(
-          `UPDATE digests SET version = version + 1
-             WHERE channel = ? AND (open = 1 OR version > drawn_version)
-             RETURNING channel`,
-        ).get(channel);
-        if (row) this.insertJob(redraw);
-        return row !== undefined;
-      })
-      .immediate();
-    if (touched) this.notifyQueued();
-    return touched;
+    return this.batched(() => {
+      // Without its own fsync for the same reason as a placement: lost only together with its job's completion.
+      const touched = this.db
+        .transaction(() => {
+          const row = this.sql(
+            `UPDATE digests SET version = version + 1
+               WHERE channel = ? AND (open = 1 OR version > drawn_version)
+               RETURNING channel`,
+          ).get(channel);
+          if (row) this.insertJob(redraw);
+          return row !== undefined;
+        })
+        .immediate();
+      if (touched) this.notifyQueued();
+      return touched;
+    });
   }
 
   async getDigest(channel: string): Promise<DigestRecord | undefined> {
@@ -582,6 +698,7 @@ export class SqliteStore implements Store {
 
   async ping(): Promise<void> {
     // Taking the write lock proves the file is writable and not locked by someone else.
+    this.commitBatch();
     this.db.exec('BEGIN IMMEDIATE');
     this.db.exec('ROLLBACK');
   }
@@ -676,23 +793,27 @@ export class SqliteStore implements Store {
   }
 
   async saveIncident(incident: Incident): Promise<void> {
-    this.sql(
-      `INSERT INTO incidents (id, data, updated_at) VALUES (?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
-    ).run(incident.id, JSON.stringify(incident), this.now());
+    return this.batched(() => {
+      this.sql(
+        `INSERT INTO incidents (id, data, updated_at) VALUES (?, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
+      ).run(incident.id, JSON.stringify(incident), this.now());
+    });
   }
 
   async openRun(run: NewRun, jobs: NewJob[]): Promise<PostmortemRun | undefined> {
     const now = this.now();
     const write = () =>
-      this.db.transaction(() => {
-        const row = this.insertRun(run, now);
-        if (row) for (const job of jobs) this.insertJob(job);
-        return row;
-      });
-    // A run a person asked for is their decision: durable, like the others (see isDurablePatch).
-    const opened =
-      run.decidedBy !== null ? await this.durably(() => write().immediate()) : write().immediate();
+      this.db
+        .transaction(() => {
+          const row = this.insertRun(run, now);
+          if (row) for (const job of jobs) this.insertJob(job);
+          return row;
+        })
+        .immediate();
+    // A run a person asked for is their decision: durable, like the others (see isDurablePatch). One
+    // opened by policy is redone by the event's job if lost: it joins the turn's group (see batched()).
+    const opened = run.decidedBy !== null ? await this.durably(write) : this.batched(write);
     if (opened && jobs.length > 0) this.notifyQueued();
     return opened ? toRun(opened) : undefined;
   }
@@ -708,100 +829,107 @@ export class SqliteStore implements Store {
   }
 
   async openOrJoinStorm(run: NewRun, jobs: NewJob[], join: StormJoin): Promise<StormOutcome | undefined> {
-    const now = this.now();
-    const states = Object.keys(join.steps) as RunState[];
-    let queued = false;
-    const outcome = this.db
-      .transaction((): StormOutcome | undefined => {
-        const known = this.sql(
-          `SELECT 1 FROM runs WHERE incident_id = ? UNION ALL SELECT 1 FROM storm_members WHERE incident_id = ?`,
-        ).get(run.incidentId, run.incidentId);
-        if (known) return undefined;
-        const group = (
-          states.length === 0
-            ? undefined
-            : this.sql(
-                `SELECT g.run_id, r.state FROM storm_groups g JOIN runs r ON r.id = g.run_id
-                   WHERE g.service_id = ? AND r.state IN (${states.map(() => '?').join(', ')})
-                     AND ? >= g.first_resolved_at - ? AND ? <= g.last_resolved_at + ?
-                   ORDER BY g.last_resolved_at DESC LIMIT 1`,
-              ).get(join.serviceId, ...states, join.resolvedAt, join.windowMs, join.resolvedAt, join.windowMs)
-        ) as { run_id: string; state: RunState } | undefined;
-        const member = (runId: string) =>
-          this.sql(
-            `INSERT INTO storm_members (incident_id, run_id, incident, resolved_at, joined_at)
-               VALUES (?, ?, ?, ?, ?)`,
-          ).run(run.incidentId, runId, JSON.stringify(run.incident), join.resolvedAt, now);
-        const gate = join.gate;
-        if (group) {
-          let step = join.steps[group.state];
-          if (!step) return undefined;
-          // A join that starts the group's session passes the session gate.
-          let cols: ReturnType<typeof gateColumns> = { slotDay: null, queuedAt: null, budgetHold: null };
-          const alt = gate?.starts?.[group.state];
-          if (gate && alt) {
-            const decision = decideGate(
-              gate.gate,
-              this.use(gate.gate.day, gate.gate.liveStates, gate.gate.queuedState),
-              {
-                admitted: { state: step.to, jobs: [] },
-                full: { state: alt.full.to, jobs: [] },
-                overBudget: { state: alt.overBudget.to, jobs: [] },
-              },
-            );
-            if (decision.outcome === 'full') step = alt.full;
-            if (decision.outcome === 'over_budget') step = alt.overBudget;
-            cols = gateColumns(decision, gate.gate, now);
+    return this.batched(() => {
+      const now = this.now();
+      const states = Object.keys(join.steps) as RunState[];
+      let queued = false;
+      const outcome = this.db
+        .transaction((): StormOutcome | undefined => {
+          const known = this.sql(
+            `SELECT 1 FROM runs WHERE incident_id = ? UNION ALL SELECT 1 FROM storm_members WHERE incident_id = ?`,
+          ).get(run.incidentId, run.incidentId);
+          if (known) return undefined;
+          const group = (
+            states.length === 0
+              ? undefined
+              : this.sql(
+                  `SELECT g.run_id, r.state FROM storm_groups g JOIN runs r ON r.id = g.run_id
+                     WHERE g.service_id = ? AND r.state IN (${states.map(() => '?').join(', ')})
+                       AND ? >= g.first_resolved_at - ? AND ? <= g.last_resolved_at + ?
+                     ORDER BY g.last_resolved_at DESC LIMIT 1`,
+                ).get(
+                  join.serviceId,
+                  ...states,
+                  join.resolvedAt,
+                  join.windowMs,
+                  join.resolvedAt,
+                  join.windowMs,
+                )
+          ) as { run_id: string; state: RunState } | undefined;
+          const member = (runId: string) =>
+            this.sql(
+              `INSERT INTO storm_members (incident_id, run_id, incident, resolved_at, joined_at)
+                 VALUES (?, ?, ?, ?, ?)`,
+            ).run(run.incidentId, runId, JSON.stringify(run.incident), join.resolvedAt, now);
+          const gate = join.gate;
+          if (group) {
+            let step = join.steps[group.state];
+            if (!step) return undefined;
+            // A join that starts the group's session passes the session gate.
+            let cols: ReturnType<typeof gateColumns> = { slotDay: null, queuedAt: null, budgetHold: null };
+            const alt = gate?.starts?.[group.state];
+            if (gate && alt) {
+              const decision = decideGate(
+                gate.gate,
+                this.use(gate.gate.day, gate.gate.liveStates, gate.gate.queuedState),
+                {
+                  admitted: { state: step.to, jobs: [] },
+                  full: { state: alt.full.to, jobs: [] },
+                  overBudget: { state: alt.overBudget.to, jobs: [] },
+                },
+              );
+              if (decision.outcome === 'full') step = alt.full;
+              if (decision.outcome === 'over_budget') step = alt.overBudget;
+              cols = gateColumns(decision, gate.gate, now);
+            }
+            const { sets, values } = patchAssignments(step.patch, () => '?');
+            const row = this.sql(
+              `UPDATE runs SET state = ?, updated_at = ?, slot_day = COALESCE(?, slot_day),
+                   queued_at = COALESCE(?, queued_at), budget_hold = COALESCE(?, budget_hold)${sets}
+                 WHERE id = ? RETURNING *`,
+            ).get(
+              step.to,
+              now,
+              cols.slotDay,
+              cols.queuedAt,
+              cols.budgetHold,
+              ...values,
+              group.run_id,
+            ) as RunRow;
+            const { n } = this.sql(
+              `UPDATE storm_groups SET first_resolved_at = MIN(first_resolved_at, ?),
+                   last_resolved_at = MAX(last_resolved_at, ?), members = members + 1 WHERE run_id = ?
+                 RETURNING members AS n`,
+            ).get(join.resolvedAt, join.resolvedAt, group.run_id) as { n: number };
+            member(group.run_id);
+            const stepJobs = step.jobs(group.run_id);
+            for (const job of stepJobs) this.insertJob(job);
+            queued = stepJobs.length > 0;
+            return { outcome: 'joined', run: toRun(row), from: group.state, members: n };
           }
-          const { sets, values } = patchAssignments(step.patch, () => '?');
-          const row = this.sql(
-            `UPDATE runs SET state = ?, updated_at = ?, slot_day = COALESCE(?, slot_day),
-                 queued_at = COALESCE(?, queued_at), budget_hold = COALESCE(?, budget_hold)${sets}
-               WHERE id = ? RETURNING *`,
-          ).get(
-            step.to,
-            now,
-            cols.slotDay,
-            cols.queuedAt,
-            cols.budgetHold,
-            ...values,
-            group.run_id,
-          ) as RunRow;
+          // A new group's birth passes the session gate when it starts a session.
+          const g = gate?.gate;
+          const born =
+            g && gate?.open
+              ? gatedBirth(run, g, gate.open, this.use(g.day, g.liveStates, g.queuedState), now)
+              : { run, jobs, cols: undefined };
+          if (!born) return undefined;
+          const { jobs: birthJobs } = born;
+          const row = this.insertRun(born.run, now, born.cols);
+          if (!row) return undefined;
           this.sql(
-            `UPDATE storm_groups SET first_resolved_at = MIN(first_resolved_at, ?),
-                 last_resolved_at = MAX(last_resolved_at, ?) WHERE run_id = ?`,
-          ).run(join.resolvedAt, join.resolvedAt, group.run_id);
-          member(group.run_id);
-          const stepJobs = step.jobs(group.run_id);
-          for (const job of stepJobs) this.insertJob(job);
-          queued = stepJobs.length > 0;
-          const { n } = this.sql('SELECT COUNT(*) AS n FROM storm_members WHERE run_id = ?').get(
-            group.run_id,
-          ) as { n: number };
-          return { outcome: 'joined', run: toRun(row), from: group.state, members: n };
-        }
-        // A new group's birth passes the session gate when it starts a session.
-        const g = gate?.gate;
-        const born =
-          g && gate?.open
-            ? gatedBirth(run, g, gate.open, this.use(g.day, g.liveStates, g.queuedState), now)
-            : { run, jobs, cols: undefined };
-        if (!born) return undefined;
-        const { jobs: birthJobs } = born;
-        const row = this.insertRun(born.run, now, born.cols);
-        if (!row) return undefined;
-        this.sql(
-          `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
-             VALUES (?, ?, ?, ?, ?)`,
-        ).run(run.id, join.serviceId, join.resolvedAt, join.resolvedAt, now);
-        member(run.id);
-        for (const job of birthJobs) this.insertJob(job);
-        queued = birthJobs.length > 0;
-        return { outcome: 'opened', run: toRun(row) };
-      })
-      .immediate();
-    if (queued) this.notifyQueued();
-    return outcome;
+            `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at, members)
+               VALUES (?, ?, ?, ?, ?, 1)`,
+          ).run(run.id, join.serviceId, join.resolvedAt, join.resolvedAt, now);
+          member(run.id);
+          for (const job of birthJobs) this.insertJob(job);
+          queued = birthJobs.length > 0;
+          return { outcome: 'opened', run: toRun(row) };
+        })
+        .immediate();
+      if (queued) this.notifyQueued();
+      return outcome;
+    });
   }
 
   async stormMembers(runId: string): Promise<StormMember[]> {
@@ -861,9 +989,13 @@ export class SqliteStore implements Store {
                noted_at = NULL WHERE ${which}`,
         ).run(run.id, now, move.fromRunId, JSON.stringify(move.incidentIds));
         this.sql(
-          `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at)
-             VALUES (?, COALESCE((SELECT service_id FROM storm_groups WHERE run_id = ?), ?), ?, ?, ?)`,
-        ).run(run.id, move.fromRunId, run.incident.serviceId, moving.first, moving.last, now);
+          `INSERT INTO storm_groups (run_id, service_id, first_resolved_at, last_resolved_at, created_at, members)
+             VALUES (?, COALESCE((SELECT service_id FROM storm_groups WHERE run_id = ?), ?), ?, ?, ?, ?)`,
+        ).run(run.id, move.fromRunId, run.incident.serviceId, moving.first, moving.last, now, moving.n);
+        this.sql('UPDATE storm_groups SET members = members - ? WHERE run_id = ?').run(
+          moving.n,
+          move.fromRunId,
+        );
         for (const job of [...birthJobs, ...move.fromJobs]) this.insertJob(job);
         return row;
       })
@@ -1059,8 +1191,10 @@ export class SqliteStore implements Store {
   }
 
   async enqueueJob(job: NewJob): Promise<void> {
-    this.insertJob(job);
-    this.notifyQueued();
+    return this.batched(() => {
+      this.insertJob(job);
+      this.notifyQueued();
+    });
   }
 
   private insertJob(job: NewJob): void {
@@ -1081,13 +1215,22 @@ export class SqliteStore implements Store {
     );
   }
 
+  /**
+   * Grouped (see `batched()`): the runner runs a job from the turn after its claim, once the claim is
+   * committed, so a job that crashes the process still counts the attempt and is given up after its last.
+   */
   async claimJob(now: number, leaseUntil: number): Promise<Job | undefined> {
+    // An idle worker's look reads, and takes no write lock (nor opens a group) when there is nothing to do.
+    if (!this.sql(`SELECT 1 FROM jobs j WHERE ${DUE_JOB} LIMIT 1`).get(now)) return undefined;
+    return this.batched(() => this.claimNext(now, leaseUntil));
+  }
+
+  private claimNext(now: number, leaseUntil: number): Job | undefined {
     const row = this.sql(
       `UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = ?, locked_by = ?
          WHERE state = 'queued' AND id = (
            SELECT j.id FROM jobs j
-           WHERE j.state = 'queued' AND j.run_at <= ?
-             AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.lane = j.lane AND k.id < j.id AND k.state <> 'dead')
+           WHERE ${DUE_JOB}
            ORDER BY j.run_at, j.id
            LIMIT 1)
          RETURNING id, kind, lane, payload, attempts, failures, created_at`,
@@ -1115,28 +1258,34 @@ export class SqliteStore implements Store {
   }
 
   async completeJob(job: JobLease): Promise<void> {
-    this.sql(`DELETE FROM jobs WHERE id = ? AND attempts = ? AND state = 'running'`).run(
-      job.id,
-      job.attempts,
-    );
-    // Finishing a job may unblock the next one in its lane.
-    this.notifyQueued();
+    return this.batched(() => {
+      this.sql(`DELETE FROM jobs WHERE id = ? AND attempts = ? AND state = 'running'`).run(
+        job.id,
+        job.attempts,
+      );
+      // Finishing a job may unblock the next one in its lane.
+      this.notifyQueued();
+    });
   }
 
   async retryJob(job: JobLease, runAt: number, error: string, options: { failed: boolean }): Promise<void> {
-    this.sql(
-      `UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, locked_by = NULL, last_error = ?,
-         failures = failures + ?
-       WHERE id = ? AND attempts = ? AND state = 'running'`,
-    ).run(runAt, error, options.failed ? 1 : 0, job.id, job.attempts);
+    return this.batched(() => {
+      this.sql(
+        `UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, locked_by = NULL, last_error = ?,
+           failures = failures + ?
+         WHERE id = ? AND attempts = ? AND state = 'running'`,
+      ).run(runAt, error, options.failed ? 1 : 0, job.id, job.attempts);
+    });
   }
 
   async buryJob(job: JobLease, error: string): Promise<void> {
-    this.sql(
-      `UPDATE jobs SET state = 'dead', locked_until = NULL, locked_by = NULL, last_error = ?
-         WHERE id = ? AND attempts = ? AND state = 'running'`,
-    ).run(error, job.id, job.attempts);
-    this.notifyQueued();
+    return this.batched(() => {
+      this.sql(
+        `UPDATE jobs SET state = 'dead', locked_until = NULL, locked_by = NULL, last_error = ?
+           WHERE id = ? AND attempts = ? AND state = 'running'`,
+      ).run(error, job.id, job.attempts);
+      this.notifyQueued();
+    });
   }
 
   async nextRunAt(now: number): Promise<number | undefined> {
@@ -1149,21 +1298,27 @@ export class SqliteStore implements Store {
   }
 
   async releaseExpiredLeases(now: number): Promise<number> {
-    return this.sql(
-      `UPDATE jobs SET state = 'queued', locked_until = NULL, locked_by = NULL
-       WHERE state = 'running' AND locked_until < ?`,
-    ).run(now).changes;
+    if (!this.sql(`SELECT 1 FROM jobs WHERE state = 'running' AND locked_until < ? LIMIT 1`).get(now))
+      return 0;
+    return this.batched(() => {
+      return this.sql(
+        `UPDATE jobs SET state = 'queued', locked_until = NULL, locked_by = NULL
+         WHERE state = 'running' AND locked_until < ?`,
+      ).run(now).changes;
+    });
   }
 
   async renewJobLeases(jobs: readonly JobLease[], until: number): Promise<JobLease[]> {
-    const renew = this.sql(
-      `UPDATE jobs SET locked_until = ? WHERE id = ? AND attempts = ? AND state = 'running'`,
-    );
-    return this.db.transaction(() =>
-      jobs
-        .filter((j) => renew.run(until, j.id, j.attempts).changes === 1)
-        .map((j) => ({ id: j.id, attempts: j.attempts })),
-    )();
+    return this.batched(() => {
+      const renew = this.sql(
+        `UPDATE jobs SET locked_until = ? WHERE id = ? AND attempts = ? AND state = 'running'`,
+      );
+      return this.db.transaction(() =>
+        jobs
+          .filter((j) => renew.run(until, j.id, j.attempts).changes === 1)
+          .map((j) => ({ id: j.id, attempts: j.attempts })),
+      )();
+    });
   }
 
   async takeChannelSlot(channel: string, callKey: string, now: number, intervalMs: number): Promise<number> {
@@ -1314,6 +1469,7 @@ export class SqliteStore implements Store {
       ).changes,
     }))();
     // Give the freed pages back to the file system (auto_vacuum is INCREMENTAL: see the constructor).
+    this.commitBatch();
     this.db.pragma('incremental_vacuum');
     return counts;
   }
@@ -1322,6 +1478,7 @@ export class SqliteStore implements Store {
     if (!this.db.open || this.closing) return;
     this.closing = true;
     clearInterval(this.renewal);
+    this.commitBatch();
     if (this.pendingEvents.length > 0) this.flushEvents();
     // Every caller waiting for an fsync gets its answer before the file is closed.
     if (this.walFd !== undefined) await this.synced().catch(() => {});
@@ -1329,10 +1486,18 @@ export class SqliteStore implements Store {
     if (this.walFd !== undefined) closeSync(this.walFd);
     this.walFd = undefined;
     this.db.close();
+    const sharing = OPEN_IN_PROCESS.get(this.fileKey);
+    sharing?.delete(this);
+    if (sharing?.size === 0) OPEN_IN_PROCESS.delete(this.fileKey);
   }
 }
 
 const OWNERSHIP_TTL_MS = 30_000;
+/** A job that is due and first in its lane (a lane's jobs run one at a time, in order); `?` is now. */
+const DUE_JOB = `j.state = 'queued' AND j.run_at <= ?
+  AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.lane = j.lane AND k.id < j.id AND k.state <> 'dead')`;
+/** The bot's stores open in this process, by file: see `sharedInProcess()`. */
+const OPEN_IN_PROCESS = new Map<string, Set<SqliteStore>>();
 
 export class StoreInUseError extends AppError {
   constructor(message: string) {

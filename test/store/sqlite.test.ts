@@ -47,6 +47,8 @@ describe('SqliteStore: one process per file', () => {
          const store = new SqliteStore({ path: ${JSON.stringify(path)} });
          await store.enqueueJob({ kind: 'sync_message', lane: 'x', payload: { n: 1 } });
          const job = await store.claimJob(Date.now(), Date.now() + 600000);
+         // A job runs from the turn after its claim, once the claim is committed (JobRunner).
+         await new Promise((r) => setImmediate(r));
          console.log(JSON.stringify(job));
          setInterval(() => {}, 1000);`,
       ],
@@ -175,6 +177,82 @@ describe('SqliteStore: which commits wait for fsync', () => {
   });
 });
 
+describe("SqliteStore: a turn's background writes commit together", () => {
+  // What another process (the operator's tool, a backup) sees: a second connection to the file, which
+  // reads the last commit.
+  const reader = (path: string) => {
+    const db = new Database(path, { readonly: true });
+    return {
+      jobs: () => (db.prepare('SELECT COUNT(*) AS n FROM jobs').get() as { n: number }).n,
+      slackTs: (id: string) =>
+        (
+          db.prepare('SELECT slack_ts FROM runs WHERE id = ?').get(id) as
+            | { slack_ts: string | null }
+            | undefined
+        )?.slack_ts,
+      close: () => db.close(),
+    };
+  };
+
+  it("queue bookkeeping of one turn is one commit, at the turn's end; what records an outside call commits at once", async () => {
+    const { store, path } = open();
+    const other = reader(path);
+    try {
+      const commits = store.batchCommits;
+      for (let i = 0; i < 5; i++) {
+        await store.enqueueJob({ kind: 'sync_message', lane: `l${i}`, payload: { runId: `r${i}` } });
+      }
+      const job = await store.claimJob(Date.now(), Date.now() + 60_000);
+      await store.completeJob(job as NonNullable<typeof job>);
+      // Still this turn: the store reads its own writes, another connection not yet.
+      expect((await store.countJobs()).queued).toBe(4);
+      expect(other.jobs()).toBe(0);
+      await setImmediateP();
+      expect(other.jobs()).toBe(4);
+      expect(store.batchCommits - commits).toBe(1);
+
+      // A Slack message's ts, written while a group is open, is committed once the call returns.
+      const { createdAt: _c, updatedAt: _u, ...run } = aRun({ id: 'r1' });
+      await store.openRun(run, []);
+      await store.enqueueJob({ kind: 'sync_message', lane: 'r1', payload: { runId: 'r1' } });
+      await store.updateRun('r1', { slackTs: '1700000000.000100', channel: 'C1' });
+      expect(other.slackTs('r1')).toBe('1700000000.000100');
+      expect(other.jobs()).toBe(5);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('a job that kills its process in the turn it starts still has its attempt counted', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'store-')), 'bot.db');
+    const url = (file: string) => JSON.stringify(pathToFileURL(join(BUILT_DIR, file)).href);
+    // The runner claims the job and starts it; the handler dies at once (an OOM, a native crash), before
+    // anything else could commit the turn's writes.
+    const child = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { SqliteStore } = await import(${url('store/sqlite.js')});
+         const { JobRunner } = await import(${url('jobs/runner.js')});
+         const { pino } = await import('pino');
+         const store = new SqliteStore({ path: ${JSON.stringify(path)} });
+         await store.enqueueJob({ kind: 'sync_message', lane: 'x', payload: { n: 1 } });
+         const kill = async () => { process.kill(process.pid, 'SIGKILL'); };
+         new JobRunner({ store, logger: pino({ level: 'silent' }), handlers: { sync_message: kill } }).start();
+         setInterval(() => {}, 1000);`,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'], cwd: join(import.meta.dirname, '..', '..') },
+    );
+    const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    expect({ code, signal }).toEqual({ code: null, signal: 'SIGKILL' });
+    const reopened = open(path).store;
+    expect(await reopened.listJobs()).toEqual([
+      expect.objectContaining({ kind: 'sync_message', state: 'queued', attempts: 1 }),
+    ]);
+  });
+});
+
 describe('SqliteStore: the intake answers after the fsync, which runs off the main thread', () => {
   const received = (id: string) => ({
     id,
@@ -249,6 +327,9 @@ describe('SqliteStore opened by a tool (npm run jobs)', () => {
     await owner.enqueueJob({ kind: 'sync_message', lane: 'm', payload: { runId: 's' } });
     const other = (await owner.claimJob(now + 1, now + 60_000)) as NonNullable<typeof running>;
     await owner.buryJob(other, 'gave up');
+    // The owner's queue bookkeeping commits at the end of the turn (SqliteStore.batched): the tool, another
+    // process in real use, sees it from then on.
+    await setImmediateP();
 
     const ownerRow = () => {
       const db = new Database(path, { readonly: true });
