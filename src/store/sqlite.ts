@@ -295,8 +295,8 @@ export class SqliteStore implements Store {
    * are grouped: the first of them in a turn of the event loop opens a transaction, and it commits at the
    * end of the turn (setImmediate), with every such write made meanwhile. These are the job queue's
    * bookkeeping (claims, completions, retries, lease renewals and releases, new jobs), the folding of an
-   * event into its incident, a run opened by policy or a storm join, and a digest placement (of a request or a run started by policy):
-   * `batched()` marks them. A turn's work for several events then commits once, writing each B-tree page
+   * event into its incident, a run opened by policy or a storm join, and a digest placement (of a request
+   * or of a run started by policy): `batched()` marks them. A turn's work for several events then commits once, writing each B-tree page
    * (the jobs table, its indexes, the storm's group) once instead of once per statement: processing one
    * event in a storm wrote about 85 KiB of WAL in four commits.
    *
