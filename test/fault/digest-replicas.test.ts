@@ -26,21 +26,30 @@ afterEach(async () => {
   slack = devin = db = undefined;
 });
 
+/** Two bots on one new Postgres database with the digest after five requests, started. */
+async function twoReplicas(extra: Record<string, string>) {
+  const made = {
+    db: await createTestDatabase(),
+    slack: await new FakeSlack('xoxb-test-token').start(),
+    devin: await new FakeDevin().start(),
+  };
+  ({ db, slack, devin } = made);
+  const env = testEnv(made.slack, made.devin, 'unused.db', {
+    DATABASE_URL: made.db.url,
+    DATABASE_POOL_SIZE: '4',
+    LOG_LEVEL: 'warn',
+    SLACK_DIGEST_AFTER: '5',
+    ...extra,
+  }) as Record<string, string>;
+  for (let i = 0; i < 2; i++) bots.push(new BotProcess(env));
+  await Promise.all(bots.map((bot) => bot.start(30_000)));
+  const [a, b] = bots as [BotProcess, BotProcess];
+  return { ...made, a, b };
+}
+
 describe('the approval digest on several replicas (Postgres)', () => {
   it('folds, redraws and decides each request once across two replicas', async () => {
-    db = await createTestDatabase();
-    slack = await new FakeSlack('xoxb-test-token').start();
-    devin = await new FakeDevin().start();
-    const env = testEnv(slack, devin, 'unused.db', {
-      DATABASE_URL: db.url,
-      DATABASE_POOL_SIZE: '4',
-      LOG_LEVEL: 'warn',
-      SLACK_APPROVERS: 'UALICE01,UBOB0001',
-      SLACK_DIGEST_AFTER: '5',
-    }) as Record<string, string>;
-    for (let i = 0; i < 2; i++) bots.push(new BotProcess(env));
-    const [a, b] = bots as [BotProcess, BotProcess];
-    await Promise.all(bots.map((bot) => bot.start(30_000)));
+    const { a, b, slack, devin, db } = await twoReplicas({ SLACK_APPROVERS: 'UALICE01,UBOB0001' });
 
     const bodies = Array.from({ length: REQUESTS }, (_, i) =>
       JSON.stringify(
@@ -118,20 +127,10 @@ describe('the approval digest on several replicas (Postgres)', () => {
   }, 420_000);
 
   it('places each run started by policy once across two replicas, the channel bounded to five posts and one digest', async () => {
-    db = await createTestDatabase();
-    slack = await new FakeSlack('xoxb-test-token').start();
-    devin = await new FakeDevin().start();
-    const env = testEnv(slack, devin, 'unused.db', {
-      DATABASE_URL: db.url,
-      DATABASE_POOL_SIZE: '4',
-      LOG_LEVEL: 'warn',
+    const { a, b, slack, devin, db } = await twoReplicas({
       SLACK_APPROVERS: 'UALICE01',
-      SLACK_DIGEST_AFTER: '5',
       STORM_WINDOW: '10m',
-    }) as Record<string, string>;
-    for (let i = 0; i < 2; i++) bots.push(new BotProcess(env));
-    const [a, b] = bots as [BotProcess, BotProcess];
-    await Promise.all(bots.map((bot) => bot.start(30_000)));
+    });
 
     // 12 P1 groups (two incidents each, 12 services), every resolution delivered to both replicas at once.
     const GROUPS = 12;
