@@ -313,8 +313,11 @@ export class SqliteStore implements Store {
    *   commits the group at once (`sql()`), as before.
    * - Durable writes (`durably()`, `durable()`) commit the open group with them, then sync.
    * - Other connections (the operator's tool) see a group at the end of the turn, a few milliseconds on.
-   * - A commit that fails (a disk error: full, I/O) loses the group as a crash would; SQLite rolls it back.
-   *   Its jobs' leases are lost with it, so they run again once their leases would have expired.
+   * - A commit that fails (a disk error: full, I/O) loses the group's writes, and SQLite rolls it back; but
+   *   unlike a crash the process goes on: a job whose claim was in it is claimable again at once and may
+   *   run twice, and one whose placement was in it may post where the store no longer says. Not handled
+   *   beyond counting it (`batchesLost`): with a disk failing its commits, the intake's commits fail too
+   *   (503, PagerDuty retries) and so does /readyz (`ping`).
    */
   private batched<T>(fn: () => T): T {
     if (this.tool || this.direct > 0 || this.closing || !this.beginBatch || this.sharedInProcess())
