@@ -317,7 +317,7 @@ export class SqliteStore implements Store {
    *   unlike a crash the process goes on: a job whose claim was in it is claimable again at once and may
    *   run twice, and one whose placement was in it may post where the store no longer says. Not handled
    *   beyond counting it (`batchesLost`): with a disk failing its commits, the intake's commits fail too
-   *   (503, PagerDuty retries) and so does /readyz (`ping`).
+   *   (503, so PagerDuty delivers again later).
    */
   private batched<T>(fn: () => T): T {
     if (this.tool || this.direct > 0 || this.closing || !this.beginBatch || this.sharedInProcess())
