@@ -187,7 +187,7 @@ export class ApprovalDigest {
     // Live: its message is the one to update: open for requests, or holding recent started runs.
     const live = digest.ts !== null && (digest.open || started.recentInThread > 0);
     // A new digest holds only the started runs waiting for one, not those in an older digest's thread.
-    if (!live && started.pending > 0 && digest.ts !== null)
+    if (!live && digest.ts !== null)
       started = await store.startedInDigest(channelId, { threadTs: null, since, limit: DIGEST_LISTED });
     const view: ApprovalDigestView = {
       channel: channelId,

@@ -219,6 +219,24 @@ describe('a storm bounds the top-level posts of a channel: requests and runs sta
     expect(new Set(auto.map((r) => r.slackTs)).size).toBe(12);
     expect(auto.every((r) => r.slackTs !== null)).toBe(true);
   }, 120_000);
+
+  it("a later storm's new digest does not claim the runs in an older digest's thread", async () => {
+    h = await startHarness({ env: ENV });
+    await p1Groups(12);
+    await h.settled(60_000);
+    const first = digestMessage();
+    // Past the storm window: the first storm's messages no longer count. Six requests: five cards and a
+    // new digest at the bottom of the channel, which lists the sixth and no started run.
+    h.clock.advance(11 * 60_000);
+    await requests(6);
+    await h.settled(60_000);
+    const digests = digestMessages();
+    expect(digests).toHaveLength(2);
+    const second = digests.find((m) => m.ts !== first.ts) as PostedMessage;
+    expect(JSON.stringify(second.blocks)).toContain(DIGEST_REVIEW_ACTION_ID);
+    expect(JSON.stringify(second.blocks)).not.toContain('Started automatically');
+    expect(channelPosts()).toHaveLength(6 + 6);
+  }, 120_000);
 });
 
 describe('SLACK_DIGEST_AFTER=0 in a storm', () => {
