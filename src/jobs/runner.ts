@@ -240,6 +240,7 @@ export class JobRunner {
     for (let attempt = 1; ; attempt++) {
       try {
         await what();
+        this.storeAvailable();
         return;
       } catch (err) {
         if (!this.running) {
@@ -248,9 +249,9 @@ export class JobRunner {
         }
         if (attempt === 1)
           log().warn({ err: errorMessage(err) }, 'could not record the job outcome; retrying');
-        await this.idle(
-          Math.min(STORE_BACKOFF_MAX_MS, this.o.pollIntervalMs * 2 ** Math.min(attempt - 1, 16)),
-        );
+        // The queue is unavailable as much as when a claim fails: the same streak, logged once, and the
+        // same backoff (every worker may be here, none claiming, while the database is down).
+        await this.idle(this.storeUnavailable(err));
       }
     }
   }

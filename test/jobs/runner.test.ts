@@ -1,6 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AppError, RetryableError } from '../../src/errors.js';
 import { JobRunner, type JobRunnerOptions } from '../../src/jobs/runner.js';
@@ -282,6 +283,25 @@ describe('JobRunner', () => {
     await waitFor(async () => failures < 0 && (await s.countJobs()).running === 0, 'the completion');
     expect(runs).toBe(1);
     expect(await s.countJobs()).toEqual({ queued: 0, running: 0, dead: 0 });
+  });
+});
+
+describe('JobRunner: an outage seen only while recording outcomes', () => {
+  it('is logged as the queue being unavailable, once, and so is its end', async () => {
+    const messages: string[] = [];
+    const capture = pino({ level: 'info' }, { write: (line: string) => messages.push(JSON.parse(line).msg) });
+    // Every worker is inside a job when the database goes: none is claiming, all are recording.
+    let failures = 3;
+    const { s } = setup(async () => {}, { logger: capture, concurrency: 1 });
+    const real = s.completeJob.bind(s);
+    s.completeJob = async (job) => {
+      if (failures-- > 0) throw new Error('Connection terminated unexpectedly');
+      return real(job);
+    };
+    await s.enqueueJob({ kind: 'sync_message', lane: 'a', payload: {} });
+    await waitFor(async () => failures < 0 && (await s.countJobs()).running === 0, 'the completion');
+    expect(messages.filter((m) => m === 'job queue unavailable; backing off')).toHaveLength(1);
+    expect(messages.filter((m) => m === 'job queue available again')).toHaveLength(1);
   });
 });
 
