@@ -1,10 +1,8 @@
 import type { types } from '@slack/bolt';
 import type { DigestOutcome, ReviewPage } from '../postmortems/digest.js';
-import { isDomainError } from '../postmortems/errors.js';
 import type { PostmortemRun } from '../postmortems/model.js';
 import type { ApprovalDigestView, DigestChannel } from '../postmortems/ports.js';
 import type { SlackChat } from './chat.js';
-import { classifySlackError } from './errors.js';
 import { cappedList, link, truncateEscaped, untrusted } from './format.js';
 import type { SlackMessage } from './messages.js';
 import type { ChannelPacer } from './pacer.js';
@@ -230,28 +228,15 @@ export class SlackDigestChannel implements DigestChannel {
   ) {}
 
   async postDigest(view: ApprovalDigestView, callKey: number): Promise<{ ts: string }> {
-    const posted = await this.paced(view.channel, callKey, () =>
+    const posted = await this.pacer.paced(view.channel, callKey, () =>
       this.chat.post(view.channel, renderDigestMessage(view)),
     );
     return { ts: posted.ts };
   }
 
   async updateDigest(view: ApprovalDigestView, ts: string, callKey: number): Promise<void> {
-    await this.paced(view.channel, callKey, () =>
+    await this.pacer.paced(view.channel, callKey, () =>
       this.chat.update(view.channel, ts, renderDigestMessage(view)),
     );
-  }
-
-  private async paced<T>(channel: string, callKey: number, call: () => Promise<T>): Promise<T> {
-    await this.pacer.take(channel, callKey);
-    try {
-      return await call();
-    } catch (err) {
-      const failure = classifySlackError(err, channel);
-      if (isDomainError(failure, 'chat_rate_limited')) {
-        await this.pacer.pushBack(channel, failure.retryAfterMs ?? 1000).catch(() => {});
-      }
-      throw failure;
-    }
   }
 }

@@ -1,5 +1,6 @@
-import { DomainError } from '../postmortems/errors.js';
+import { DomainError, isDomainError } from '../postmortems/errors.js';
 import type { Store } from '../store/store.js';
+import { classifySlackError } from './errors.js';
 
 /**
  * Slack allows about one message per second per channel, per app: across every replica of the bot
@@ -23,6 +24,25 @@ export class ChannelPacer {
       throw new DomainError('chat_paced', `waiting for a free slot in ${channel}`, {
         retryAfterMs: due - now,
       });
+    }
+  }
+
+  /**
+   * Makes Slack call `callKey` in its slot (or fails with chat_paced), its failure told apart as a ChatCode;
+   * a 429 holds the channel back for everyone.
+   */
+  async paced<T>(channel: string, callKey: number, call: () => Promise<T>): Promise<T> {
+    await this.take(channel, callKey);
+    try {
+      return await call();
+    } catch (err) {
+      const failure = classifySlackError(err, channel);
+      if (isDomainError(failure, 'chat_rate_limited')) {
+        // Holding the channel back for the other jobs is best effort: this job retries after Retry-After
+        // whether or not the store took it, and Slack's answer is what the job must report.
+        await this.pushBack(channel, failure.retryAfterMs ?? 1000).catch(() => {});
+      }
+      throw failure;
     }
   }
 

@@ -1,9 +1,7 @@
 import type { BudgetUsage, SessionBudget } from '../postmortems/budget.js';
-import { isDomainError } from '../postmortems/errors.js';
 import type { PostmortemRun, StormMember, ThreadReplyKind } from '../postmortems/model.js';
 import type { RunChannel } from '../postmortems/ports.js';
 import type { SlackChat } from './chat.js';
-import { classifySlackError } from './errors.js';
 import { renderRunMessage, renderThreadReply } from './messages.js';
 import type { ChannelPacer } from './pacer.js';
 
@@ -28,7 +26,7 @@ export class SlackRunChannel implements RunChannel {
     inThread?: string,
   ) {
     const usage = await this.usageFor(run);
-    return this.paced(run.channel, callKey, () =>
+    return this.pacer.paced(run.channel, callKey, () =>
       this.chat.post(run.channel, renderRunMessage(run, storm, usage), inThread),
     );
   }
@@ -39,7 +37,7 @@ export class SlackRunChannel implements RunChannel {
     storm?: readonly StormMember[],
   ) {
     const usage = await this.usageFor(run);
-    return this.paced(run.channel, callKey, () =>
+    return this.pacer.paced(run.channel, callKey, () =>
       this.chat.update(run.channel, run.slackTs, renderRunMessage(run, storm, usage)),
     );
   }
@@ -54,23 +52,8 @@ export class SlackRunChannel implements RunChannel {
   }
 
   async postThreadReply(run: PostmortemRun & { slackTs: string }, kind: ThreadReplyKind, callKey: number) {
-    await this.paced(run.channel, callKey, () =>
+    await this.pacer.paced(run.channel, callKey, () =>
       this.chat.post(run.channel, renderThreadReply(run, kind, this.approvalExpireAfterMs), run.slackTs),
     );
-  }
-
-  private async paced<T>(channel: string, callKey: number, call: () => Promise<T>): Promise<T> {
-    await this.pacer.take(channel, callKey);
-    try {
-      return await call();
-    } catch (err) {
-      const failure = classifySlackError(err, channel);
-      if (isDomainError(failure, 'chat_rate_limited')) {
-        // Holding the channel back for the other jobs is best effort: this job retries after Retry-After
-        // whether or not the store took it, and Slack's answer is what the job must report.
-        await this.pacer.pushBack(channel, failure.retryAfterMs ?? 1000).catch(() => {});
-      }
-      throw failure;
-    }
   }
 }
