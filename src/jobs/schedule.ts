@@ -68,7 +68,8 @@ export class CronTicker {
     // Held until just before the next tick is due: a replica whose timer fires late for this same tick
     // (a busy event loop, a GC pause) still finds it taken, however late, up to the next tick itself.
     const toNext = this.task?.msToNext() ?? DEFAULT_LEASE_MS;
-    const holdMs = toNext - Math.min(toNext / 10, MAX_LEASE_MARGIN_MS);
+    // node-cron's msToNext() can carry a fraction of a millisecond: leases are whole milliseconds.
+    const holdMs = Math.floor(toNext - Math.min(toNext / 10, MAX_LEASE_MARGIN_MS));
     const take = () => {
       const now = lease.now();
       return lease.store.tryLease(this.name, lease.owner, now, now + holdMs);

@@ -994,7 +994,8 @@ export class PostgresStore implements Store {
        ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
        WHERE l.owner = excluded.owner OR l.expires_at <= $4
        RETURNING owner`,
-      [name, owner, until, now],
+      // Times are whole milliseconds in the table (bigint); a computed one may carry a fraction.
+      [name, owner, Math.floor(until), Math.ceil(now)],
     );
     return rows.length === 1;
   }

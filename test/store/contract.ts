@@ -523,6 +523,13 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       expect(await store.tryLease('follow', holder as string, 3500, 5000)).toBe(true);
     });
 
+    it('takes a lease whose times carry a fraction of a millisecond (a schedule computes them)', async () => {
+      const store = await fresh();
+      expect(await store.tryLease('follow', 'A', 1000.4, 1899.7)).toBe(true);
+      expect(await store.tryLease('follow', 'B', 1800.5, 2500.5)).toBe(false);
+      expect(await store.tryLease('follow', 'B', 1900, 2500.5)).toBe(true);
+    });
+
     it('lists the newest runs of one channel, or of all', async () => {
       const store = await fresh();
       await store.openRun(newRun('r1', 1, { channel: 'CA' }), []);
