@@ -9,8 +9,9 @@ import { devinSessions } from './devin/sessions.js';
 import { EvidenceGatherer } from './evidence/gather.js';
 import { healthRouter } from './http/health.js';
 import { metricsRouter } from './http/metrics.js';
-import { pagerDutyWebhookRouter } from './http/pagerduty-webhook.js';
+import { mountPagerDutyWebhook } from './http/pagerduty-webhook.js';
 import { rejectSlackClockSkew } from './http/slack-timestamp.js';
+import { IntakeFirst } from './jobs/intake-first.js';
 import { JobRunner } from './jobs/runner.js';
 import { CronTicker } from './jobs/schedule.js';
 import { boltLogger } from './logging.js';
@@ -86,8 +87,17 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
   const metrics = deps.metrics ?? new BotMetrics();
   metrics.observeStore(store, now);
   let accepting = true;
+  // Webhooks before background jobs on the one event loop, in a flood.
+  const intakeFirst = new IntakeFirst();
 
-  const http = buildHttp(config, { ...deps, now, store, metrics, accepting: () => accepting });
+  const http = buildHttp(config, {
+    ...deps,
+    now,
+    store,
+    metrics,
+    accepting: () => accepting,
+    intakeFirst,
+  });
   const budget = new SessionBudget(store, config.devin.limits, SLOT_STATES, now);
   const adapters = buildAdapters(config, http.bolt, deps.botIdentity, {
     store,
@@ -107,6 +117,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
 
   const jobs = new JobRunner({
     ...config.tuning.jobs,
+    beforeClaim: () => intakeFirst.beforeClaim(),
     store,
     logger,
     now,
@@ -211,25 +222,33 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
 /** Express with our own routes first (each with its own body parser), then Bolt on /slack/events. */
 function buildHttp(
   config: Config,
-  deps: AppDeps & { now: () => number; store: Store; metrics: BotMetrics; accepting: () => boolean },
+  deps: AppDeps & {
+    now: () => number;
+    store: Store;
+    metrics: BotMetrics;
+    accepting: () => boolean;
+    intakeFirst: IntakeFirst;
+  },
 ): { express: Express; bolt: App } {
-  const { logger, now, store, metrics, accepting } = deps;
+  const { logger, now, store, metrics, accepting, intakeFirst } = deps;
   const expressApp = express();
   expressApp.disable('x-powered-by');
+  // No ETags: nothing here is cached by its clients (webhooks, Slack, probes, scrapes), and each one is a
+  // hash of the response body.
+  expressApp.disable('etag');
   // The webhook route first: it is the one under load, and every router before it is looked through on
   // each request.
-  expressApp.use(
-    pagerDutyWebhookRouter({
-      store,
-      logger,
-      webhookSecrets: config.pagerduty.webhookSecrets,
-      sharedSecret: config.pagerduty.sharedSecret,
-      now,
-      retentionMs: config.retentionMs,
-      accepting,
-      answered: (outcome) => metrics.webhook(outcome),
-    }),
-  );
+  mountPagerDutyWebhook(expressApp, {
+    store,
+    logger,
+    webhookSecrets: config.pagerduty.webhookSecrets,
+    sharedSecret: config.pagerduty.sharedSecret,
+    now,
+    retentionMs: config.retentionMs,
+    accepting,
+    answered: (outcome) => metrics.webhook(outcome),
+    arrived: () => intakeFirst.arrived(),
+  });
   expressApp.use(healthRouter({ store, accepting, logger }));
   expressApp.use(metricsRouter({ metrics, token: config.metricsToken }));
   // Bolt needs the raw body of /slack/events: no body parser may run before it.

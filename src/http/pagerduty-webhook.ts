@@ -1,9 +1,9 @@
 import express, {
   type ErrorRequestHandler,
+  type Express,
   type Request,
   type RequestHandler,
   type Response,
-  Router,
 } from 'express';
 import type { Logger } from 'pino';
 import type { WebhookOutcome } from '../metrics.js';
@@ -18,8 +18,17 @@ import { recordEvent } from '../postmortems/intake.js';
 import type { ReceivedEvent, Store } from '../store/store.js';
 
 export const MAX_WEBHOOK_BYTES = 1024 * 1024;
+export const WEBHOOK_PATH = '/webhooks/pagerduty';
 
-const WEBHOOK_STATUS = { recorded: 'accepted', duplicate: 'duplicate', expired: 'ignored' } as const;
+/**
+ * The answers to a stored, duplicate or ignored event, serialized once: they are the same for every
+ * webhook, and written straight to the response (no per-request JSON, content type lookup or ETag hash).
+ */
+const WEBHOOK_ANSWER = {
+  recorded: { status: 202, body: Buffer.from(JSON.stringify({ status: 'accepted' })) },
+  duplicate: { status: 200, body: Buffer.from(JSON.stringify({ status: 'duplicate' })) },
+  expired: { status: 200, body: Buffer.from(JSON.stringify({ status: 'ignored' })) },
+} as const;
 
 /** How each answer counts in /metrics. */
 const WEBHOOK_OUTCOME = { recorded: 'accepted', duplicate: 'duplicate', expired: 'ignored' } as const;
@@ -36,6 +45,8 @@ export interface PagerDutyWebhookDeps {
   accepting: () => boolean;
   /** Told how each request was answered (metrics). */
   answered?: (outcome: WebhookOutcome) => void;
+  /** Told of each verified request (the job queue holds back in a flood: IntakeFirst). */
+  arrived?: () => void;
 }
 
 /** Header values are chosen by whoever sends the request: only this much of one reaches a log line. */
@@ -50,11 +61,13 @@ export function headerForLog(value: string | undefined): string | undefined {
  * POST /webhooks/pagerduty: verify, parse, record durably, answer. Nothing here waits on Slack or Devin;
  * the stored event is processed by the job queue. Status codes follow PagerDuty's retry rules: 4xx only
  * for requests that can never succeed, 5xx for our own temporary trouble (it retries those for 48 h).
+ * Mounted on the app itself, not as a router of its own: it is the route under load, and a nested
+ * router is one more layer walked on every request.
  */
-export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
-  const router = Router();
+export function mountPagerDutyWebhook(app: Express, deps: PagerDutyWebhookDeps): void {
   const auth = webhookAuth(deps.webhookSecrets, deps.sharedSecret);
   const count = deps.answered ?? (() => {});
+  const arrived = deps.arrived ?? (() => {});
   // Each line carries the request's X-Webhook-Id: fields of the line, not a child logger per request
   // (which would cost an allocation and a serialization for every webhook, logged or not).
   const refuse = (res: Response, webhookId: string | undefined, why: string) => {
@@ -88,8 +101,8 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
     next();
   };
 
-  router.post(
-    '/webhooks/pagerduty',
+  app.post(
+    WEBHOOK_PATH,
     beforeBody,
     // Raw bytes: the signature is over the body exactly as sent, never over re-serialized JSON.
     express.raw({ type: () => true, limit: MAX_WEBHOOK_BYTES }),
@@ -102,6 +115,7 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
       ) {
         return refuse(res, webhookId, 'no valid signature');
       }
+      arrived();
       const read = readWebhookBody(raw, deps.now());
       if ('error' in read) {
         count('invalid');
@@ -119,7 +133,12 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
           'webhook received',
         );
         count(WEBHOOK_OUTCOME[outcome]);
-        res.status(outcome === 'recorded' ? 202 : 200).json({ status: WEBHOOK_STATUS[outcome] });
+        const answer = WEBHOOK_ANSWER[outcome];
+        res.writeHead(answer.status, {
+          'content-type': 'application/json; charset=utf-8',
+          'content-length': answer.body.length,
+        });
+        res.end(answer.body);
       } catch (err) {
         deps.logger.error(
           { webhookId, err: (err as Error).message, eventId: event.id },
@@ -138,8 +157,7 @@ export function pagerDutyWebhookRouter(deps: PagerDutyWebhookDeps): Router {
       res.status(400).json({ error: 'unreadable request body' });
     else next(err);
   };
-  router.use('/webhooks/pagerduty', bodyErrors);
-  return router;
+  app.use(WEBHOOK_PATH, bodyErrors);
 }
 
 /**

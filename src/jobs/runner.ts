@@ -36,6 +36,11 @@ export interface JobRunnerOptions {
    * run it is for). Asked only when there is something to log; a failure to answer leaves them out.
    */
   logContext?: (job: Job) => Promise<Record<string, unknown>>;
+  /**
+   * Asked before each claim: a wait to finish first (the intake going before the background in a
+   * flood: see IntakeFirst), or undefined to claim at once.
+   */
+  beforeClaim?: () => Promise<void> | undefined;
 }
 
 /**
@@ -43,8 +48,8 @@ export interface JobRunnerOptions {
  * restart or an outage only delays it. Jobs in one lane run one at a time, in order.
  */
 export class JobRunner {
-  private readonly o: Required<Omit<JobRunnerOptions, 'now' | 'logContext'>> &
-    Pick<JobRunnerOptions, 'logContext'> & { now: () => number };
+  private readonly o: Required<Omit<JobRunnerOptions, 'now' | 'logContext' | 'beforeClaim'>> &
+    Pick<JobRunnerOptions, 'logContext' | 'beforeClaim'> & { now: () => number };
   private running = false;
   private loops: Promise<void>[] = [];
   private wakers: (() => void)[] = [];
@@ -181,6 +186,11 @@ export class JobRunner {
 
   private async loop(): Promise<void> {
     while (this.running) {
+      const hold = this.o.beforeClaim?.();
+      if (hold) {
+        await hold.catch(() => {});
+        if (!this.running) break;
+      }
       const wakeups = this.wakeups;
       let job: Job | undefined;
       try {

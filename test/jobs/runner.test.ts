@@ -286,6 +286,31 @@ describe('JobRunner', () => {
   });
 });
 
+describe('JobRunner: beforeClaim (the intake going first in a flood)', () => {
+  it('claims no job while a hold is under way, and takes it once the hold ends', async () => {
+    const hold = signal();
+    let holding = true;
+    const ran: number[] = [];
+    const { s, r } = setup(
+      async (job) => {
+        ran.push(job.payload.n as number);
+      },
+      { concurrency: 1, beforeClaim: () => (holding ? hold.promise : undefined) },
+    );
+    const claims = vi.spyOn(s, 'claimJob');
+    await s.enqueueJob({ kind: 'sync_message', lane: 'a', payload: { n: 1 } });
+    r.wake();
+    // Many turns of the loop: the worker is still held, and has not looked for a job.
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(claims).not.toHaveBeenCalled();
+    expect((await s.countJobs()).queued).toBe(1);
+    holding = false;
+    hold.fire();
+    await r.settled();
+    expect(ran).toEqual([1]);
+  });
+});
+
 describe('JobRunner: an outage seen only while recording outcomes', () => {
   it('is logged as the queue being unavailable, once, and so is its end', async () => {
     const messages: string[] = [];
