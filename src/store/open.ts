@@ -12,7 +12,7 @@ export function openStore(
   switch (database.kind) {
     case 'sqlite':
       // A tool (npm run jobs) works next to the bot that owns the file; see SqliteStoreOptions.tool.
-      return new SqliteStore({ path: database.path, now: deps.now, tool: deps.tool });
+      return new SqliteStore({ path: database.path, now: deps.now, tool: deps.tool, logger: deps.logger });
     case 'postgres':
       return new PostgresStore({
         url: database.url,

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { closeSync, fdatasync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
 import { admissionRoom, decideGate, gateColumns, gatedBirth } from './gate.js';
@@ -26,6 +27,7 @@ import {
   toRun,
   toStormMember,
 } from './rows.js';
+import { WalCheckpointer } from './sqlite-checkpointer.js';
 import type {
   ApprovalPlacement,
   DigestRecord,
@@ -67,7 +69,13 @@ export interface SqliteStoreOptions {
    * timestamps. Upstream SQLite syncs its WAL with it where available, and PostgreSQL its own WAL by default.
    */
   fsync?: (fd: number, done: (err: NodeJS.ErrnoException | null) => void) => void;
+  /** Where the checkpoint thread's trouble is told (see WalCheckpointer). */
+  logger?: Pick<Logger, 'warn'>;
+  /** How large the WAL may grow under a steady stream of commits (see `boundWal`); 64 MiB. */
+  walLimitBytes?: number;
 }
+
+const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /**
  * SQLite store (WAL). Webhook events are written with group commit: every event that arrives while a
@@ -132,6 +140,11 @@ export class SqliteStore implements Store {
   diskSyncs = 0;
   /** The file, as `sharedInProcess()` knows it. */
   private readonly fileKey: string = '';
+  /** Copies the WAL into the database file on a thread of its own (WAL mode, not for a tool). */
+  private readonly checkpointer: WalCheckpointer | undefined;
+  private readonly walLimitBytes: number = WAL_LIMIT_BYTES;
+  /** How many times this connection checkpointed to keep the WAL within its limit (see boundWal). */
+  walCheckpoints = 0;
   /** The turn's group of background writes is open (BEGIN IMMEDIATE issued): see `batched()`. */
   private batchOpen = false;
   /** Inside a `batched()` call: its writes join the turn's group. */
@@ -205,6 +218,58 @@ export class SqliteStore implements Store {
     const sharing = OPEN_IN_PROCESS.get(this.fileKey) ?? new Set<SqliteStore>();
     sharing.add(this);
     OPEN_IN_PROCESS.set(this.fileKey, sharing);
+    // Last: nothing after it can fail and leave the thread running.
+    if (wal) {
+      this.walLimitBytes = options.walLimitBytes ?? WAL_LIMIT_BYTES;
+      this.checkpointer = this.checkpointOnItsOwnThread(options.path, options.logger);
+    }
+  }
+
+  /**
+   * SQLite's automatic checkpoint runs inside a commit, on the event loop (about 10 ms, several times a
+   * second under load): it is done on a thread of its own instead, and SQLite's comes back if that fails.
+   * The WAL grows past its usual 4 MiB while commits keep coming, up to `walLimitBytes` (see boundWal).
+   */
+  private checkpointOnItsOwnThread(path: string, logger: SqliteStoreOptions['logger']): WalCheckpointer {
+    this.db.pragma(`journal_size_limit = ${this.walLimitBytes}`);
+    this.db.pragma('wal_autocheckpoint = 0');
+    let busyLogged = false;
+    return new WalCheckpointer(
+      path,
+      (err) => {
+        if (!this.db.open) return;
+        logger?.warn(
+          { err: err.message },
+          "the WAL checkpoint thread failed: SQLite's own checkpoint is back on (in commits)",
+        );
+        this.db.pragma('wal_autocheckpoint = 1000');
+      },
+      (message) => {
+        if (busyLogged) return;
+        busyLogged = true;
+        logger?.warn({ err: message }, 'a WAL checkpoint could not run; trying again (logged once)');
+      },
+    );
+  }
+
+  /**
+   * Keeps the WAL within `walLimitBytes`, looked at after each commit of a group or of the intake. The
+   * thread's checkpoints cannot restart the WAL under a steady stream of commits (see WalCheckpointer);
+   * one run here, between two commits of this connection, copies the frames the thread has not yet (those
+   * of its last 200 ms at most) and catches up, so the next commit starts the WAL over from its beginning,
+   * cut back to the limit: a few milliseconds once per `walLimitBytes` written. The file only grows past
+   * the limit when frames are written past it, so its size tells when. A busy answer (the thread is in its
+   * own pass) is tried again after the next commit. This also bounds the WAL if the thread stops working.
+   */
+  private boundWal(): void {
+    if (this.walFd === undefined || !this.checkpointer || this.db.inTransaction) return;
+    try {
+      if (fstatSync(this.walFd).size <= this.walLimitBytes) return;
+      this.db.pragma('wal_checkpoint(PASSIVE)');
+      this.walCheckpoints++;
+    } catch {
+      // Busy (an operator's tool holds a lock): the next look tries again.
+    }
   }
 
   private migrate(): void {
@@ -361,6 +426,7 @@ export class SqliteStore implements Store {
       this.batchesLost++;
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
     }
+    this.boundWal();
   }
 
   /**
@@ -735,7 +801,7 @@ export class SqliteStore implements Store {
         `INSERT INTO events (id, type, incident_id, occurred_at, received_at, payload)
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
       );
-      return this.db
+      const results = this.db
         .transaction(() =>
           batch.map(({ event: e, jobs }) => {
             const inserted =
@@ -746,6 +812,8 @@ export class SqliteStore implements Store {
           }),
         )
         .immediate();
+      this.boundWal();
+      return results;
     })
       .then(
         (results) => {
@@ -1202,20 +1270,22 @@ export class SqliteStore implements Store {
 
   private insertJob(job: NewJob): void {
     const now = this.now();
+    const payload = JSON.stringify(job.payload);
+    const runAt = job.runAt ?? now;
+    // Most jobs have no dedupe key (every webhook queues one): a plain insert. SQLite evaluates the
+    // NOT EXISTS below even when the key is NULL, which made each webhook's job insert three times dearer.
+    if ((job.dedupeKey ?? null) === null) {
+      this.sql(
+        `INSERT INTO jobs (kind, lane, payload, dedupe_key, state, run_at, created_at)
+           VALUES (?, ?, ?, NULL, 'queued', ?, ?)`,
+      ).run(job.kind, job.lane, payload, runAt, now);
+      return;
+    }
     this.sql(
       `INSERT INTO jobs (kind, lane, payload, dedupe_key, state, run_at, created_at)
          SELECT ?, ?, ?, ?, 'queued', ?, ?
-         WHERE ? IS NULL OR NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = ? AND state = 'queued')`,
-    ).run(
-      job.kind,
-      job.lane,
-      JSON.stringify(job.payload),
-      job.dedupeKey ?? null,
-      job.runAt ?? now,
-      now,
-      job.dedupeKey ?? null,
-      job.dedupeKey ?? null,
-    );
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = ? AND state = 'queued')`,
+    ).run(job.kind, job.lane, payload, job.dedupeKey, runAt, now, job.dedupeKey);
   }
 
   /**
@@ -1485,6 +1555,8 @@ export class SqliteStore implements Store {
     if (this.pendingEvents.length > 0) this.flushEvents();
     // Every caller waiting for an fsync gets its answer before the file is closed.
     if (this.walFd !== undefined) await this.synced().catch(() => {});
+    // Before the last writes: this connection's close is then the file's last, which checkpoints the WAL.
+    await this.checkpointer?.close();
     if (!this.tool) this.durable(() => this.sql('DELETE FROM store_owner WHERE owner = ?').run(this.ownerId));
     if (this.walFd !== undefined) closeSync(this.walFd);
     this.walFd = undefined;

@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { fdatasync, mkdtempSync } from 'node:fs';
+import { copyFileSync, existsSync, fdatasync, mkdtempSync, statSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite.js';
+import { WalCheckpointer } from '../../src/store/sqlite-checkpointer.js';
 import { BUILT_DIR } from '../global-setup.js';
 import { aRun } from '../helpers/builders.js';
 import { storeContract } from './contract.js';
@@ -250,6 +251,84 @@ describe("SqliteStore: a turn's background writes commit together", () => {
     expect(await reopened.listJobs()).toEqual([
       expect.objectContaining({ kind: 'sync_message', state: 'queued', attempts: 1 }),
     ]);
+  });
+});
+
+describe('SqliteStore: the WAL is checkpointed on a thread of its own', () => {
+  /** The events in the database file alone, as a copy of it without its WAL shows: what was checkpointed. */
+  const checkpointedEvents = (path: string) => {
+    const copy = join(mkdtempSync(join(tmpdir(), 'copy-')), 'main-only.db');
+    copyFileSync(path, copy);
+    // A copy taken while the thread writes the file may be torn: no count, look again.
+    let db: Database.Database;
+    try {
+      db = new Database(copy, { readonly: true });
+      db.pragma('schema_version');
+    } catch {
+      return -1;
+    }
+    try {
+      // Before the first checkpoint the file does not even hold the schema.
+      if (!db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'events'").get()) return 0;
+      return (db.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
+    } catch {
+      return -1;
+    } finally {
+      db.close();
+    }
+  };
+  const event = (n: number) => ({
+    id: `e${n}`,
+    type: 'incident.triggered',
+    incidentId: `Q${n}`,
+    occurredAt: '2024-01-01T00:00:00Z',
+    receivedAt: 0,
+    payload: JSON.stringify({ n, padding: 'x'.repeat(1500) }),
+  });
+
+  it('what is committed reaches the database file without a commit filling the WAL first', async () => {
+    const { store, path } = open();
+    // About 60 pages of WAL: SQLite's automatic checkpoint waits for 1000, inside the commit that fills them.
+    await Promise.all(Array.from({ length: 150 }, (_, n) => store.recordEvent(event(n), [])));
+    await waitUntil(() => checkpointedEvents(path) === 150);
+    expect(await store.countEvents()).toBe(150);
+  });
+
+  it('a steady stream of commits keeps the WAL within its limit, and it starts over', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'store-')), 'bot.db');
+    const store = new SqliteStore({ path, walLimitBytes: 1024 * 1024 });
+    stores.push(store);
+    const wal = () => statSync(`${path}-wal`).size;
+    let largest = 0;
+    let n = 0;
+    // Commits in every turn, never a pause for the thread to catch up: about 15 MiB of WAL in all.
+    while (n < 10_000) {
+      await Promise.all(Array.from({ length: 50 }, () => store.recordEvent(event(n++), [])));
+      largest = Math.max(largest, wal());
+    }
+    expect(await store.countEvents()).toBe(10_000);
+    expect(store.walCheckpoints).toBeGreaterThan(0);
+    // The limit, plus a commit or two past it.
+    expect(largest).toBeLessThan(2 * 1024 * 1024);
+  });
+
+  it('its connection is closed before the store closes: the WAL is gone with the last connection', async () => {
+    const { store, path } = open();
+    await Promise.all(Array.from({ length: 100 }, (_, n) => store.recordEvent(event(n), [])));
+    expect(existsSync(`${path}-wal`)).toBe(true);
+    await store.close();
+    expect(existsSync(`${path}-wal`)).toBe(false);
+    expect(checkpointedEvents(path)).toBe(100);
+  });
+
+  it("a thread that cannot open the file reports it (its owner then turns SQLite's own checkpoint back on)", async () => {
+    let reported: (err: Error) => void = () => {};
+    const failed = new Promise<Error>((resolve) => {
+      reported = resolve;
+    });
+    const checkpointer = new WalCheckpointer(join(tmpdir(), 'no-such-dir', 'bot.db'), reported);
+    expect((await failed).message).toMatch(/unable to open|directory does not exist|no such file/i);
+    await checkpointer.close();
   });
 });
 
