@@ -402,11 +402,24 @@ async function main(): Promise<void> {
     const pid = bot.child.pid as number;
     const rssBefore = rssMb(pid);
     await load(bot.port, load_.slice(150_000));
+    // How far the background got meanwhile: events stored, minus those whose job still waits.
+    const progress = () =>
+      query<{ events: number; waiting: number }>(
+        db,
+        `SELECT (SELECT COUNT(*) FROM events) AS events,
+                (SELECT COUNT(*) FROM jobs WHERE kind = 'process_event') AS waiting`,
+      );
+    const before = progress();
     const result = await measured([pid], () => load(bot.port, load_));
+    const after = progress();
     const rssAfter = rssMb(pid);
     await stopChild(bot.child);
     const stored = query<{ n: number }>(db, 'SELECT COUNT(*) AS n FROM events').n;
-    return { result, rssBefore, rssAfter, stored };
+    const background = {
+      eventsProcessed: after.events - after.waiting - (before.events - before.waiting),
+      backlogAtTheEnd: after.waiting,
+    };
+    return { result, rssBefore, rssAfter, stored, background };
   };
   // Issue #15's load: distinct incident.triggered events, whose processing folds the incident and stops.
   const triggeredBodies = Array.from({ length: 200_000 }, (_, n) =>
@@ -435,7 +448,9 @@ async function main(): Promise<void> {
       ratio: triggered.result.requestsPerSecond / base.requestsPerSecond,
       rssMb: { before: triggered.rssBefore, afterLoad: triggered.rssAfter },
       eventsStored: triggered.stored,
+      backgroundDuringLoad: triggered.background,
     },
+    backgroundDuringLoad: resolved.background,
     bot: botLoad,
     backgroundDrain: drain,
     ratio: botLoad.requestsPerSecond / base.requestsPerSecond,
@@ -489,6 +504,11 @@ async function main(): Promise<void> {
       `${botLoad.cpuMicrosPerWebhook.toFixed(0)} µs (${(botLoad.cpuMicrosPerWebhook / base.cpuMicrosPerWebhook).toFixed(2)} × baseline; the process's utime + stime)`,
     ],
     ['non-2xx / errors', `${base.non2xx} / ${base.errors}`, `${botLoad.non2xx} / ${botLoad.errors}`],
+    [
+      'background in the load',
+      '',
+      `triggered: ${triggered.background.eventsProcessed} events processed in the ${DURATION_S} s, ${triggered.background.backlogAtTheEnd} waiting at the end; resolved: ${resolved.background.eventsProcessed}, ${resolved.background.backlogAtTheEnd} waiting (the intake goes first in a flood)`,
+    ],
     [
       'background drain',
       '',
