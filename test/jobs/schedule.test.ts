@@ -79,7 +79,9 @@ describe('CronTicker shared by replicas', () => {
       });
       await waitFor(() => ticks.length >= 3, 'three ticks', SLOW);
       const [first, ...rest] = ticks;
-      expect(first?.end).toBeGreaterThanOrEqual((first?.start ?? 0) + 2500);
+      // By the wall clock a timer can fire a millisecond or two early (libuv measures from its loop's cached
+      // time, which lags the real one): CI saw 2,499 ms once. What matters is that it outlasted two ticks.
+      expect(first?.end).toBeGreaterThanOrEqual((first?.start ?? 0) + 2450);
       // Nothing ran while the slow tick did.
       for (const t of rest) expect(t.start).toBeGreaterThanOrEqual(first?.end ?? 0);
 
