@@ -50,6 +50,12 @@ export interface AppDeps {
   now?: () => number;
   /** Where /metrics reads from (a fresh registry when not given). */
   metrics?: BotMetrics;
+  /**
+   * The store failed for good (SQLite: a lost group of writes, a failed fsync; see SqliteStore.fail): the
+   * bot has stopped taking webhooks and jobs, and the process should exit so that it restarts from what is
+   * on disk (main.ts does). Tests look at it instead.
+   */
+  onStoreFailure?: (err: Error) => void;
 }
 
 export interface PostmortemBot {
@@ -83,10 +89,22 @@ export interface PostmortemBot {
 export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBot {
   const { logger } = deps;
   const now = deps.now ?? Date.now;
-  const store: Store = openStore(config.database, { now, logger });
+  let accepting = true;
+  let jobs: JobRunner | undefined;
+  const store: Store = openStore(config.database, {
+    now,
+    logger,
+    onFailure: (err) => {
+      // Nothing more is taken on: webhooks are answered 503 (PagerDuty delivers them again), and no job
+      // is claimed. What the store holds on disk is where the restart goes on from.
+      accepting = false;
+      logger.fatal({ err: err.message, code: 'store_failed' }, 'the store failed; the bot must restart');
+      void jobs?.stop({ waitMs: 0 }).catch(() => {});
+      deps.onStoreFailure?.(err);
+    },
+  });
   const metrics = deps.metrics ?? new BotMetrics();
   metrics.observeStore(store, now);
-  let accepting = true;
   // Webhooks before background jobs on the one event loop, in a flood.
   const intakeFirst = new IntakeFirst();
 
@@ -115,7 +133,7 @@ export function createPostmortemBot(config: Config, deps: AppDeps): PostmortemBo
     health: () => health,
   });
 
-  const jobs = new JobRunner({
+  jobs = new JobRunner({
     ...config.tuning.jobs,
     beforeClaim: () => intakeFirst.beforeClaim(),
     store,

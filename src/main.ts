@@ -39,8 +39,15 @@ async function main(): Promise<void> {
     return stop(err);
   }
   let bot: ReturnType<typeof createPostmortemBot>;
+  // The store failed for good (a disk error lost writes it had accepted): exit, so that the supervisor
+  // starts the bot again from what is on disk, as after a crash. Requests in flight get their 503 first.
+  const storeFailed = () => {
+    const force = setTimeout(() => process.exit(1), 5000);
+    force.unref();
+    void bot.stop({ graceMs: 1000 }).finally(() => process.exit(1));
+  };
   try {
-    bot = createPostmortemBot(config, { logger, botIdentity });
+    bot = createPostmortemBot(config, { logger, botIdentity, onStoreFailure: storeFailed });
   } catch (err) {
     if (err instanceof AppError || describeStartupFailure(err, config)) return stop(err);
     throw err;

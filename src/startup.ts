@@ -61,6 +61,10 @@ export function describeStartupFailure(err: unknown, config: Config): string | u
     if ((code && fileProblem.includes(code)) || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_READONLY') {
       return `DATABASE_URL: cannot write the SQLite database ${path} (${code}: ${e.message}): point DATABASE_URL at a file in a folder this user may write (in Docker, leave DATABASE_URL unset: the image keeps it in its /data volume)`;
     }
+    // A full disk shows as either, depending on which write meets it first.
+    if (code?.startsWith('SQLITE_FULL') || code?.startsWith('SQLITE_IOERR')) {
+      return `DATABASE_URL: the SQLite database ${path} cannot be written (${code}: ${e.message}): free space on its disk (or check the disk for errors); nothing stored is lost, and the bot starts once it can write`;
+    }
   }
   return undefined;
 }

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
-import { AppError } from '../errors.js';
+import { AppError, RetryableError } from '../errors.js';
 import type { Incident, PostmortemRun, RunState, StormMember } from '../postmortems/model.js';
 import { admissionRoom, decideGate, gateColumns, gatedBirth } from './gate.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
@@ -73,6 +73,11 @@ export interface SqliteStoreOptions {
   logger?: Pick<Logger, 'warn'>;
   /** How large the WAL may grow under a steady stream of commits (see `boundWal`); 64 MiB. */
   walLimitBytes?: number;
+  /**
+   * Told once when the store fails for good (see `fail()`): writes it had accepted may be lost, and from
+   * then on every write is refused. The process must restart to go on from what is on disk.
+   */
+  onFailure?: (err: StoreFailedError) => void;
 }
 
 const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
@@ -157,11 +162,15 @@ export class SqliteStore implements Store {
   /** Groups of background writes committed, and lost (SQLite rolled one back on a disk error). */
   batchCommits = 0;
   batchesLost = 0;
+  /** Set once the store failed for good (see `fail()`): every write is refused from then on. */
+  private failure: StoreFailedError | undefined;
+  private readonly onFailure: SqliteStoreOptions['onFailure'];
 
   constructor(options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
     this.tool = options.tool ?? false;
     this.fsync = options.fsync ?? fdatasync;
+    this.onFailure = options.onFailure;
     if (this.tool) {
       this.db = new Database(options.path, { timeout: 2000, fileMustExist: true });
       this.db.pragma('foreign_keys = ON');
@@ -345,6 +354,7 @@ export class SqliteStore implements Store {
       stmt = this.db.prepare(text);
       this.statements.set(text, stmt);
     }
+    if (this.failure && !stmt.readonly) throw this.failure;
     if (this.batchOpen && this.batching === 0 && !this.commitQueued && !stmt.readonly) {
       this.commitQueued = true;
       queueMicrotask(() => {
@@ -378,15 +388,21 @@ export class SqliteStore implements Store {
    *   commits the group at once (`sql()`), as before.
    * - Durable writes (`durably()`, `durable()`) commit the open group with them, then sync.
    * - Other connections (the operator's tool) see a group at the end of the turn, a few milliseconds on.
-   * - A commit that fails (a disk error: full, I/O) loses the group's writes, and SQLite rolls it back; but
-   *   unlike a crash the process goes on: a job whose claim was in it is claimable again at once and may
-   *   run twice, and one whose placement was in it may post where the store no longer says. Not handled
-   *   beyond counting it (`batchesLost`): with a disk failing its commits, the intake's commits fail too
-   *   (503, so PagerDuty delivers again later).
+   * - A group that SQLite rolls back (a disk error: full, I/O, in its COMMIT or in one of its statements)
+   *   loses writes whose callers already went on: a claim whose job is running, a completion, a placement
+   *   whose message is being posted. Unlike after a crash, the process would go on believing them, and the
+   *   job claimable again might run twice at once. The store fails for good instead (`fail()`): the
+   *   process restarts from what is on disk, which is the crash the paragraph above shows is safe.
    */
   private batched<T>(fn: () => T): T {
+    if (this.failure) throw this.failure;
     if (this.tool || this.direct > 0 || this.closing || !this.beginBatch || this.sharedInProcess())
       return fn();
+    if (this.batchOpen && !this.db.inTransaction) {
+      // A statement's disk error made SQLite roll the whole group back, earlier in this turn.
+      this.commitBatch();
+      throw this.failure ?? new StoreFailedError('the group of background writes was rolled back');
+    }
     if (!this.batchOpen && !this.db.inTransaction) {
       this.beginBatch.run();
       this.batchOpen = true;
@@ -395,9 +411,37 @@ export class SqliteStore implements Store {
     this.batching++;
     try {
       return fn();
+    } catch (err) {
+      // The statement failed; if SQLite rolled back the whole group with it, the store has failed.
+      if (this.batchOpen && !this.db.inTransaction) this.commitBatch();
+      throw err;
     } finally {
       this.batching--;
     }
+  }
+
+  /**
+   * The store fails for good: writes it had accepted were lost while the process went on (a group of
+   * background writes rolled back: see `batched()`), or may be (an fsync of the WAL failed: Linux may then
+   * drop the unsynced pages and report the next fsync as a success, so no later commit is known to be on
+   * disk). Like PostgreSQL, which stops on a failed fsync rather than retrying it, the store trusts only a
+   * restart from the disk: every write is refused from now on (a webhook is answered 503 and delivered
+   * again by PagerDuty), and `onFailure` is told once so that the process exits. Nothing answered 2xx
+   * before was lost: it had been committed and fsynced.
+   */
+  private fail(what: string, cause: unknown): StoreFailedError {
+    if (this.failure) return this.failure;
+    const failure = new StoreFailedError(
+      `${what} failed (${cause instanceof Error ? cause.message : String(cause)}); writes may be lost, so the store refuses every write until the bot restarts from what is on disk`,
+      cause,
+    );
+    this.failure = failure;
+    try {
+      this.onFailure?.(failure);
+    } catch {
+      // The callback's own trouble does not change the store's state.
+    }
+    return failure;
   }
 
   /**
@@ -417,14 +461,21 @@ export class SqliteStore implements Store {
     if (!this.db.open || !this.db.inTransaction) {
       // SQLite rolled it back (a disk error in one of its statements).
       this.batchesLost++;
+      this.fail('a group of background writes', 'SQLite rolled it back after a disk error');
       return;
     }
     try {
       this.commitStatement?.run();
       this.batchCommits++;
-    } catch {
+    } catch (err) {
       this.batchesLost++;
-      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      try {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      } catch {
+        // Rolled back already, or the connection is unusable: the store fails either way.
+      }
+      this.fail('the commit of a group of background writes', err);
+      return;
     }
     this.boundWal();
   }
@@ -446,6 +497,7 @@ export class SqliteStore implements Store {
    */
   private durable<T>(fn: () => T): T {
     this.commitBatch();
+    if (this.failure) throw this.failure;
     this.syncFull.run();
     this.direct++;
     try {
@@ -470,6 +522,8 @@ export class SqliteStore implements Store {
     const result = fn();
     // fn's writes may have joined the turn's group of background writes: it commits now, with them.
     this.commitBatch();
+    // A group lost in that commit took fn's writes with it.
+    if (this.failure) throw this.failure;
     await this.synced();
     return result;
   }
@@ -480,6 +534,7 @@ export class SqliteStore implements Store {
    * fsync for every commit made meanwhile, group commit for durability itself.
    */
   private synced(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       this.syncWaiters.push((err) => (err ? reject(err) : resolve()));
       if (!this.syncing) this.startSync();
@@ -498,7 +553,8 @@ export class SqliteStore implements Store {
     this.diskSyncs++;
     this.fsync(fd, (err) => {
       this.syncing = false;
-      for (const w of waiters) w(err);
+      const failed = err ? this.fail('an fsync of the WAL', err) : null;
+      for (const w of waiters) w(failed);
       if (this.syncWaiters.length > 0) this.startSync();
     });
   }
@@ -768,11 +824,13 @@ export class SqliteStore implements Store {
   async ping(): Promise<void> {
     // Taking the write lock proves the file is writable and not locked by someone else.
     this.commitBatch();
+    if (this.failure) throw this.failure;
     this.db.exec('BEGIN IMMEDIATE');
     this.db.exec('ROLLBACK');
   }
 
   recordEvent(event: ReceivedEvent, jobs: readonly NewJob[]): Promise<'recorded' | 'duplicate'> {
+    if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       this.pendingEvents.push({ event, jobs, resolve, reject });
       this.scheduleFlush();
@@ -1557,7 +1615,9 @@ export class SqliteStore implements Store {
     if (this.walFd !== undefined) await this.synced().catch(() => {});
     // Before the last writes: this connection's close is then the file's last, which checkpoints the WAL.
     await this.checkpointer?.close();
-    if (!this.tool) this.durable(() => this.sql('DELETE FROM store_owner WHERE owner = ?').run(this.ownerId));
+    // A failed store writes nothing more: the next start on this host takes the file over, as after a crash.
+    if (!this.tool && !this.failure)
+      this.durable(() => this.sql('DELETE FROM store_owner WHERE owner = ?').run(this.ownerId));
     if (this.walFd !== undefined) closeSync(this.walFd);
     this.walFd = undefined;
     this.db.close();
@@ -1573,6 +1633,16 @@ const DUE_JOB = `j.state = 'queued' AND j.run_at <= ?
   AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.lane = j.lane AND k.id < j.id AND k.state <> 'dead')`;
 /** The bot's stores open in this process, by file: see `sharedInProcess()`. */
 const OPEN_IN_PROCESS = new Map<string, Set<SqliteStore>>();
+
+/**
+ * The SQLite store failed for good and refuses every write: see `SqliteStore.fail()`. Retryable: the job
+ * that meets it did nothing wrong, and runs again after the restart.
+ */
+export class StoreFailedError extends RetryableError {
+  constructor(message: string, cause?: unknown) {
+    super('store_failed', message, undefined, { cause });
+  }
+}
 
 export class StoreInUseError extends AppError {
   constructor(message: string) {

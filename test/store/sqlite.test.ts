@@ -5,11 +5,12 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { WalCheckpointer } from '../../src/store/sqlite-checkpointer.js';
 import { BUILT_DIR } from '../global-setup.js';
 import { aRun } from '../helpers/builders.js';
+import { SmallDisk } from '../helpers/small-disk.js';
 import { storeContract } from './contract.js';
 
 const setImmediateP = () => new Promise((r) => setImmediate(r));
@@ -19,6 +20,15 @@ async function waitUntil(condition: () => boolean): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+const received = (id: string) => ({
+  id,
+  type: 'incident.resolved',
+  incidentId: 'Q1',
+  occurredAt: '2024-01-01T00:00:00Z',
+  receivedAt: 1,
+  payload: '{}',
+});
 
 const stores: SqliteStore[] = [];
 function open(path = join(mkdtempSync(join(tmpdir(), 'store-')), 'x', 'bot.db')) {
@@ -333,15 +343,6 @@ describe('SqliteStore: the WAL is checkpointed on a thread of its own', () => {
 });
 
 describe('SqliteStore: the intake answers after the fsync, which runs off the main thread', () => {
-  const received = (id: string) => ({
-    id,
-    type: 'incident.resolved',
-    incidentId: 'Q1',
-    occurredAt: '2024-01-01T00:00:00Z',
-    receivedAt: 1,
-    payload: '{}',
-  });
-
   it('an event is not acknowledged until the WAL is fsynced; events meanwhile share the next fsync', async () => {
     // The stand-in for fs.fsync holds each call until the test lets it finish (with a real fsync).
     const held: (() => void)[] = [];
@@ -379,22 +380,131 @@ describe('SqliteStore: the intake answers after the fsync, which runs off the ma
     holding = false;
   });
 
-  it('an fsync that fails fails the deliveries waiting for it (the webhook answers 503)', async () => {
+  it('an fsync that fails fails the store for good: every write is refused until a restart', async () => {
     const failing = { on: false };
+    const failures: Error[] = [];
+    const path = join(mkdtempSync(join(tmpdir(), 'store-')), 'bot.db');
     const store = new SqliteStore({
-      path: join(mkdtempSync(join(tmpdir(), 'store-')), 'bot.db'),
+      path,
       fsync: (fd, done) =>
         failing.on
           ? done(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))
           : fdatasync(fd, done),
+      onFailure: (err) => failures.push(err),
     });
     stores.push(store);
+    expect(await store.recordEvent(received('e0'), [{ kind: 'sync_message', lane: 'q', payload: {} }])).toBe(
+      'recorded',
+    );
     failing.on = true;
-    await expect(store.recordEvent(received('e1'), [])).rejects.toThrow(/EIO/);
+    // The delivery waiting for the fsync is answered 503.
+    await expect(store.recordEvent(received('e1'), [])).rejects.toMatchObject({ code: 'store_failed' });
+    expect(failures).toHaveLength(1);
+    expect(failures[0]?.message).toMatch(/an fsync of the WAL failed \(EIO: i\/o error, fsync\)/);
+    // The disk answers again, but what it lost is unknown (Linux may drop the unsynced pages and report
+    // the next fsync as done): nothing is acknowledged, and no background write is taken, any more.
     failing.on = false;
-    // Delivered again, it is found already stored and answered as a duplicate: nothing is lost either way.
-    expect(await store.recordEvent(received('e1'), [])).toBe('duplicate');
+    await expect(store.recordEvent(received('e1'), [])).rejects.toMatchObject({ code: 'store_failed' });
+    await expect(store.recordEvent(received('e2'), [])).rejects.toMatchObject({ code: 'store_failed' });
+    await expect(store.enqueueJob({ kind: 'sync_message', lane: 'a', payload: {} })).rejects.toMatchObject({
+      code: 'store_failed',
+    });
+    // The job e0 queued is not claimed: the claim would be a write.
+    await expect(store.claimJob(Date.now(), Date.now() + 60_000)).rejects.toMatchObject({
+      code: 'store_failed',
+    });
+    // Readiness fails; reads still answer.
+    await expect(store.ping()).rejects.toMatchObject({ code: 'store_failed' });
+    expect(await store.getEvent('e0')).toMatchObject({ id: 'e0' });
+    expect(await store.countJobs()).toMatchObject({ queued: 1, running: 0 });
+    expect(failures).toHaveLength(1);
+    await store.close();
+
+    // The restart: a new process takes the file over (the failed one left it as a crash would) and
+    // goes on from what is on disk.
+    const restarted = new SqliteStore({ path });
+    stores.push(restarted);
+    expect(await restarted.recordEvent(received('e2'), [])).toBe('recorded');
+    expect(await restarted.countEvents()).toBe(3);
+    expect(await restarted.claimJob(Date.now(), Date.now() + 60_000)).toMatchObject({ lane: 'q' });
   });
+});
+
+describe('SqliteStore on a disk that fills up', () => {
+  const disk = new SmallDisk('4m');
+  const dir = disk.dir ?? '';
+  const mounted = disk.dir !== undefined;
+  afterAll(() => disk.unmount());
+  const fill = () => disk.fill();
+
+  it.skipIf(!mounted)(
+    'a group of background writes the disk cannot take fails the store; nothing answered before is lost',
+    async () => {
+      const path = join(dir, 'bot.db');
+      const failures: Error[] = [];
+      const store = new SqliteStore({ path, onFailure: (err) => failures.push(err) });
+      stores.push(store);
+      expect(await store.recordEvent(received('e1'), [])).toBe('recorded');
+      const free = fill();
+      // One turn's background writes: more than the WAL has room for, and the disk has none.
+      const payload = { blob: 'x'.repeat(100_000) };
+      const enqueued = await Promise.allSettled(
+        Array.from({ length: 30 }, (_, n) =>
+          store.enqueueJob({ kind: 'sync_message', lane: `l${n}`, payload }),
+        ),
+      );
+      await setImmediateP();
+      expect(failures).toHaveLength(1);
+      expect(failures[0]).toMatchObject({ code: 'store_failed' });
+      expect(failures[0]?.message).toMatch(/database or disk is full/);
+      // Some of the group's writes had been answered: the store refuses everything rather than go on as
+      // if they were kept.
+      expect(enqueued.some((r) => r.status === 'fulfilled')).toBe(true);
+      await expect(store.enqueueJob({ kind: 'sync_message', lane: 'b', payload: {} })).rejects.toMatchObject({
+        code: 'store_failed',
+      });
+      await expect(store.recordEvent(received('e2'), [])).rejects.toMatchObject({ code: 'store_failed' });
+      await expect(store.ping()).rejects.toMatchObject({ code: 'store_failed' });
+      await store.close();
+
+      // Space again, and a restart: the acknowledged event is there, the lost group is gone as a whole.
+      free();
+      const restarted = new SqliteStore({ path });
+      stores.push(restarted);
+      expect(await restarted.getEvent('e1')).toMatchObject({ id: 'e1' });
+      expect(await restarted.countJobs()).toMatchObject({ queued: 0 });
+      expect(await restarted.recordEvent(received('e2'), [])).toBe('recorded');
+    },
+  );
+
+  it.skipIf(!mounted)(
+    'an event whose commit went with a group the disk could not take is not acknowledged',
+    async () => {
+      const path = join(dir, 'joined.db');
+      const store = new SqliteStore({ path });
+      stores.push(store);
+      expect(await store.recordEvent(received('e1'), [])).toBe('recorded');
+      const free = fill();
+      // A job's bookkeeping opens the turn's group just before the intake writes its batch, in the same
+      // turn: the event's insert joins the group, and the group's commit is the event's.
+      const payload = { blob: 'x'.repeat(100_000) };
+      const background = new Promise<void>((done) =>
+        setImmediate(() => {
+          for (let n = 0; n < 15; n++)
+            void store.enqueueJob({ kind: 'sync_message', lane: `l${n}`, payload });
+          done();
+        }),
+      );
+      const answer = store.recordEvent(received('e2'), []);
+      await background;
+      await expect(answer).rejects.toMatchObject({ code: 'store_failed' });
+      await store.close();
+      free();
+      const restarted = new SqliteStore({ path });
+      stores.push(restarted);
+      expect(await restarted.getEvent('e2')).toBeUndefined();
+    },
+  );
 });
 
 describe('SqliteStore opened by a tool (npm run jobs)', () => {
