@@ -8,9 +8,16 @@ import type { RunChannel } from './ports.js';
 /** How many times (about a second apart) a started run's message waits for its channel's digest. */
 const DIGEST_WAIT_ATTEMPTS = 300;
 
-/** A run started by policy (auto-start, a storm group), not by a person, and not held for approval. */
+/**
+ * A run that asks people first: an approval request, or a run policy would have started (auto-start, an
+ * early start, a storm group) that the day's budget held for approval. It stays one after it is decided
+ * (its placement is a request's), so a held run approved from the digest reports in the digest's thread.
+ */
+const asksApproval = (run: PostmortemRun): boolean => run.trigger === 'approval' || run.budgetHold !== null;
+
+/** A run started by policy (auto-start, an early start, a storm group), not by a person, never held. */
 const startedByPolicy = (run: PostmortemRun): boolean =>
-  run.trigger === 'auto' && run.state !== 'awaiting_approval';
+  (run.trigger === 'auto' || run.trigger === 'early') && !asksApproval(run);
 
 /** States a request leaves the digest's waiting list for: decided either way, or expired. */
 const DIGEST_CHANGES: readonly RunState[] = ['skipped', 'expired', 'queued', 'starting'];
@@ -94,7 +101,7 @@ export class MessageWorker {
    */
   private async shownInDigest(run: PostmortemRun): Promise<boolean> {
     const digest = this.deps.digest;
-    if (!digest?.enabled || run.trigger !== 'approval') return false;
+    if (!digest?.enabled || !asksApproval(run)) return false;
     if (run.state === 'awaiting_approval') return !run.slackTs && (await digest.place(run)) === 'digest';
     if (DIGEST_CHANGES.includes(run.state)) await digest.changed(run);
     return (

@@ -1,10 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PostmortemRun } from '../../src/postmortems/model.js';
-import { DIGEST_REVIEW_ACTION_ID, DIGEST_SKIP_ALL_ACTION_ID } from '../../src/slack/digest.js';
+import {
+  DIGEST_APPROVE_ALL_ACTION_ID,
+  DIGEST_REVIEW_ACTION_ID,
+  DIGEST_SKIP_ALL_ACTION_ID,
+} from '../../src/slack/digest.js';
 import type { PostedMessage } from '../helpers/fake-slack.js';
 import {
   buttonClick,
   contextText,
+  fixture,
   type Harness,
   postPagerDuty,
   postSlackInteraction,
@@ -236,6 +241,66 @@ describe('a storm bounds the top-level posts of a channel: requests and runs sta
     expect(JSON.stringify(second.blocks)).toContain(DIGEST_REVIEW_ACTION_ID);
     expect(JSON.stringify(second.blocks)).not.toContain('Started automatically');
     expect(channelPosts()).toHaveLength(6 + 6);
+  }, 120_000);
+});
+
+describe("runs that policy would start but the day's budget holds for approval", () => {
+  it('fold into the digest like any request beyond the bound: six posts for 12 P1 groups, and Approve all starts them', async () => {
+    h = await startHarness({ env: { ...ENV, DEVIN_DAILY_SESSION_LIMIT: '0' } });
+    await p1Groups(12);
+    await h.settled(60_000);
+    expect(h.devin.createRequests).toHaveLength(0);
+    const held = await autoRuns();
+    expect(held).toHaveLength(12);
+    expect(held.every((r) => r.state === 'awaiting_approval' && r.budgetHold !== null)).toBe(true);
+    // Five cards of their own (each says why it asks), and one digest for the other seven.
+    expect(channelPosts()).toHaveLength(6);
+    const digest = digestMessage();
+    const text = JSON.stringify(digest.blocks);
+    expect(text).toContain(
+      '24 incidents (in 12 requests: a storm group is one) wait for a postmortem decision',
+    );
+    expect(text).toContain('7 requests are shown only here');
+
+    // Approving from the digest is the override: each starts once; the folded ones report in its thread.
+    await postSlackInteraction(h.url, buttonClick(h.slack, digest, DIGEST_APPROVE_ALL_ACTION_ID, 'UALICE01'));
+    await h.settled(60_000);
+    expect(h.devin.createRequests).toHaveLength(12);
+    const started = await autoRuns();
+    expect(started.every((r) => r.state === 'started' && r.budgetOverrideBy === 'UALICE01')).toBe(true);
+    expect(h.slack.callsOf('chat.postMessage').filter((c) => c.args.thread_ts === digest.ts)).toHaveLength(7);
+    expect(channelPosts()).toHaveLength(6);
+    expect(await h.bot.store.countJobs()).toMatchObject({ queued: 0, dead: 0 });
+  }, 120_000);
+});
+
+describe('early starts in a storm (EARLY_START_PRIORITIES)', () => {
+  it('are runs started by policy: five messages of their own, the rest in the digest thread, every session started', async () => {
+    h = await startHarness({ env: { ...ENV, EARLY_START_PRIORITIES: 'P1' } });
+    const statuses = await Promise.all(
+      Array.from({ length: 9 }, async (_, n) => {
+        const body = fixture('pagerduty/incident-triggered.json');
+        body.event.id = `EVT-ACK-${n}`;
+        body.event.event_type = 'incident.acknowledged';
+        body.event.data.status = 'acknowledged';
+        body.event.data.id = `QACK${n}`;
+        body.event.data.number = 6000 + n;
+        body.event.data.html_url = `https://acme.pagerduty.com/incidents/QACK${n}`;
+        body.event.data.priority = { id: 'PPRI1', summary: 'P1' };
+        body.event.data.service = { ...body.event.data.service, id: `PACKSVC${n}`, summary: `Search ${n}` };
+        return (await postPagerDuty(h.url, body)).status;
+      }),
+    );
+    expect(statuses).toEqual(Array(9).fill(202));
+    await h.settled(60_000);
+    expect(h.devin.createRequests).toHaveLength(9);
+    const early = (await runs()).filter((r) => r.trigger === 'early');
+    expect(early).toHaveLength(9);
+    expect(channelPosts()).toHaveLength(6);
+    const digest = digestMessage();
+    expect(JSON.stringify(digest.blocks)).toContain('Started automatically: 4');
+    expect(h.slack.callsOf('chat.postMessage').filter((c) => c.args.thread_ts === digest.ts)).toHaveLength(4);
+    expect(new Set(early.map((r) => r.slackTs)).size).toBe(9);
   }, 120_000);
 });
 
