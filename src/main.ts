@@ -42,6 +42,7 @@ async function main(): Promise<void> {
   // The store failed for good (a disk error lost writes it had accepted): exit, so that the supervisor
   // starts the bot again from what is on disk, as after a crash. Requests in flight get their 503 first.
   const storeFailed = () => {
+    process.exitCode = 1;
     const force = setTimeout(() => process.exit(1), 5000);
     force.unref();
     void bot.stop({ graceMs: 1000 }).finally(() => process.exit(1));
@@ -78,7 +79,8 @@ async function main(): Promise<void> {
     }, 30_000);
     force.unref();
     bot.stop().then(
-      () => process.exit(0),
+      // A store that failed meanwhile set exit code 1: the supervisor restarts the bot from the disk.
+      () => process.exit(process.exitCode === 1 ? 1 : 0),
       (err) => {
         logger.error({ err: (err as Error).message }, 'error during shutdown');
         process.exit(1);

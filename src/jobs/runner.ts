@@ -209,9 +209,9 @@ export class JobRunner {
       if (job) {
         // The job starts in the next turn of the event loop. Store calls resolve without I/O: without this
         // a backlog of quick jobs would run as one long chain of microtasks and starve incoming requests
-        // (webhooks, Slack clicks) of the event loop. And the SQLite store commits a turn's queue writes
-        // together at its end (SqliteStore.batched): the claim is committed before the job runs, so a job
-        // that crashes the process has its attempt counted.
+        // (webhooks, Slack clicks) of the event loop. (The SQLite store commits a turn's queue writes
+        // together at its end, SqliteStore.batched; its claimJob answers once the claim is committed, so a
+        // job that crashes the process has its attempt counted.)
         await new Promise((resolve) => setImmediate(resolve));
         await this.execute(job);
         continue;

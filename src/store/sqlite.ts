@@ -140,6 +140,10 @@ export class SqliteStore implements Store {
   /** Callers waiting for the next fsync of the WAL, and whether one is under way. */
   private syncWaiters: ((err: Error | null) => void)[] = [];
   private syncing = false;
+  /** The fsync under way, which close() waits for before it closes the descriptor. */
+  private syncInFlight: Promise<void> | undefined;
+  /** Callers waiting for the open group of background writes to commit (see claimJob). */
+  private commitWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   private closing = false;
   /** How many times this store waited for the disk (an fsync of the WAL, or a FULL commit). */
   diskSyncs = 0;
@@ -396,7 +400,16 @@ export class SqliteStore implements Store {
    */
   private batched<T>(fn: () => T): T {
     if (this.failure) throw this.failure;
-    if (this.tool || this.direct > 0 || this.closing || !this.beginBatch || this.sharedInProcess())
+    // Without WAL (a file system that cannot map its index), a reader's lock makes a COMMIT busy after
+    // its writes were answered: there, every write commits on its own, as without grouping.
+    if (
+      this.tool ||
+      this.direct > 0 ||
+      this.closing ||
+      !this.beginBatch ||
+      this.walFd === undefined ||
+      this.sharedInProcess()
+    )
       return fn();
     if (this.batchOpen && !this.db.inTransaction) {
       // A statement's disk error made SQLite roll the whole group back, earlier in this turn.
@@ -413,7 +426,7 @@ export class SqliteStore implements Store {
       return fn();
     } catch (err) {
       // The statement failed; if SQLite rolled back the whole group with it, the store has failed.
-      if (this.batchOpen && !this.db.inTransaction) this.commitBatch();
+      if (this.batchOpen && !this.db.inTransaction) this.commitBatch(err);
       throw err;
     } finally {
       this.batching--;
@@ -454,14 +467,23 @@ export class SqliteStore implements Store {
     return (OPEN_IN_PROCESS.get(this.fileKey)?.size ?? 0) > 1;
   }
 
-  /** Commits the turn's group of background writes, if one is open. */
-  private commitBatch(): void {
+  /**
+   * Commits the turn's group of background writes, if one is open. `cause`: the statement error with
+   * which SQLite rolled the group back, when known.
+   */
+  private commitBatch(cause?: unknown): void {
     if (!this.batchOpen) return;
     this.batchOpen = false;
+    const waiting = this.commitWaiters;
+    this.commitWaiters = [];
     if (!this.db.open || !this.db.inTransaction) {
       // SQLite rolled it back (a disk error in one of its statements).
       this.batchesLost++;
-      this.fail('a group of background writes', 'SQLite rolled it back after a disk error');
+      const failure = this.fail(
+        'a group of background writes',
+        cause ?? 'SQLite rolled it back after a disk error',
+      );
+      for (const w of waiting) w.reject(failure);
       return;
     }
     try {
@@ -474,10 +496,18 @@ export class SqliteStore implements Store {
       } catch {
         // Rolled back already, or the connection is unusable: the store fails either way.
       }
-      this.fail('the commit of a group of background writes', err);
+      const failure = this.fail('the commit of a group of background writes', err);
+      for (const w of waiting) w.reject(failure);
       return;
     }
+    for (const w of waiting) w.resolve();
     this.boundWal();
+  }
+
+  /** Resolves once the open group of background writes is committed; rejects if it is lost. */
+  private groupCommitted(): Promise<void> {
+    if (!this.batchOpen) return this.failure ? Promise.reject(this.failure) : Promise.resolve();
+    return new Promise((resolve, reject) => this.commitWaiters.push({ resolve, reject }));
   }
 
   /**
@@ -545,16 +575,25 @@ export class SqliteStore implements Store {
     const fd = this.walFd;
     const waiters = this.syncWaiters;
     this.syncWaiters = [];
-    if (fd === undefined) {
-      for (const w of waiters) w(new AppError('store_closed', 'the store is closed'));
+    if (fd === undefined || this.failure) {
+      const err = this.failure ?? new AppError('store_closed', 'the store is closed');
+      for (const w of waiters) w(err);
       return;
     }
     this.syncing = true;
     this.diskSyncs++;
+    let done: () => void = () => {};
+    this.syncInFlight = new Promise((resolve) => (done = resolve));
     this.fsync(fd, (err) => {
       this.syncing = false;
+      this.syncInFlight = undefined;
+      done();
+      // This sync's callers learn its own outcome: a success made their commits durable, whatever else
+      // failed meanwhile.
       const failed = err ? this.fail('an fsync of the WAL', err) : null;
       for (const w of waiters) w(failed);
+      // Those who came during it get the next one, unless the store has failed: after a failed fsync no
+      // later one proves anything (see fail()), so none is started, and they are refused.
       if (this.syncWaiters.length > 0) this.startSync();
     });
   }
@@ -1347,13 +1386,16 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Grouped (see `batched()`): the runner runs a job from the turn after its claim, once the claim is
-   * committed, so a job that crashes the process still counts the attempt and is given up after its last.
+   * Grouped (see `batched()`), and answered once the group is committed: a job starts only on a claim
+   * that is in the file, so a job that crashes the process still counts the attempt (and is given up
+   * after its last), and a claim lost with its group (a disk error: see fail()) never runs.
    */
   async claimJob(now: number, leaseUntil: number): Promise<Job | undefined> {
     // An idle worker's look reads, and takes no write lock (nor opens a group) when there is nothing to do.
     if (!this.sql(`SELECT 1 FROM jobs j WHERE ${DUE_JOB} LIMIT 1`).get(now)) return undefined;
-    return this.batched(() => this.claimNext(now, leaseUntil));
+    const job = this.batched(() => this.claimNext(now, leaseUntil));
+    if (job) await this.groupCommitted();
+    return job;
   }
 
   private claimNext(now: number, leaseUntil: number): Job | undefined {
@@ -1611,8 +1653,12 @@ export class SqliteStore implements Store {
     clearInterval(this.renewal);
     this.commitBatch();
     if (this.pendingEvents.length > 0) this.flushEvents();
-    // Every caller waiting for an fsync gets its answer before the file is closed.
-    if (this.walFd !== undefined) await this.synced().catch(() => {});
+    // Every caller waiting for an fsync gets its answer before the file is closed (on a failed store
+    // synced() refuses at once, but an fsync may still be under way on the descriptor).
+    if (this.walFd !== undefined) {
+      await this.synced().catch(() => {});
+      await this.syncInFlight;
+    }
     // Before the last writes: this connection's close is then the file's last, which checkpoints the WAL.
     await this.checkpointer?.close();
     // A failed store writes nothing more: the next start on this host takes the file over, as after a crash.

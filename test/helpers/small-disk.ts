@@ -1,29 +1,45 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+let mountable: boolean | undefined;
+
 /**
- * A real disk that fills up: a tmpfs of `size` mounted on a fresh folder. Mounting needs root (CI runs as
- * root on its own machine); elsewhere `dir` is undefined and the tests that need it are skipped.
+ * A real disk that fills up: a tmpfs of a given size mounted on a fresh folder. Mounting needs root (CI
+ * runs as root on its own machine); where it is not allowed, `SmallDisk.available()` is false and the
+ * tests that need one are skipped. Mount one inside the test and unmount it in `finally`.
  */
 export class SmallDisk {
-  readonly dir: string | undefined;
+  private constructor(readonly dir: string) {}
 
-  constructor(size = '8m') {
+  /** Whether this process may mount a tmpfs (tried once, on a folder of its own, and undone). */
+  static available(): boolean {
+    if (mountable === undefined) {
+      try {
+        SmallDisk.mount('64k').unmount();
+        mountable = true;
+      } catch {
+        mountable = false;
+      }
+    }
+    return mountable;
+  }
+
+  static mount(size: string): SmallDisk {
     const dir = mkdtempSync(join(tmpdir(), 'small-disk-'));
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'ignore' });
-      this.dir = dir;
-    } catch {
-      this.dir = undefined;
+    } catch (err) {
+      rmdirSync(dir);
+      throw err;
     }
+    return new SmallDisk(dir);
   }
 
   /** Fills what is left of the disk; the function it returns frees it again. */
   fill(): () => void {
-    if (!this.dir) throw new Error('no disk mounted');
-    const filler = join(this.dir, `filler-${Date.now()}`);
+    const filler = join(this.dir, `filler-${Date.now()}-${Math.random().toString(36).slice(2)}`);
     const fd = openSync(filler, 'a');
     try {
       for (;;) writeSync(fd, Buffer.alloc(64 * 1024, 1));
@@ -32,10 +48,12 @@ export class SmallDisk {
     } finally {
       closeSync(fd);
     }
-    return () => rmSync(filler);
+    return () => rmSync(filler, { force: true });
   }
 
+  /** Lazily (files still open on it go with it), then removes the folder. */
   unmount(): void {
-    if (this.dir) execFileSync('umount', ['-l', this.dir], { stdio: 'ignore' });
+    execFileSync('umount', ['-l', this.dir], { stdio: 'ignore' });
+    rmdirSync(this.dir);
   }
 }

@@ -5,7 +5,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { WalCheckpointer } from '../../src/store/sqlite-checkpointer.js';
 import { BUILT_DIR } from '../global-setup.js';
@@ -213,14 +213,19 @@ describe("SqliteStore: a turn's background writes commit together", () => {
       for (let i = 0; i < 5; i++) {
         await store.enqueueJob({ kind: 'sync_message', lane: `l${i}`, payload: { runId: `r${i}` } });
       }
-      const job = await store.claimJob(Date.now(), Date.now() + 60_000);
-      await store.completeJob(job as NonNullable<typeof job>);
       // Still this turn: the store reads its own writes, another connection not yet.
-      expect((await store.countJobs()).queued).toBe(4);
+      expect((await store.countJobs()).queued).toBe(5);
       expect(other.jobs()).toBe(0);
+      // A claim is answered once it is committed: with the five new jobs, in one commit at the turn's end.
+      const job = await store.claimJob(Date.now(), Date.now() + 60_000);
+      expect(other.jobs()).toBe(5);
+      expect(store.batchCommits - commits).toBe(1);
+      await store.completeJob(job as NonNullable<typeof job>);
+      expect((await store.countJobs()).queued).toBe(4);
+      expect(other.jobs()).toBe(5);
       await setImmediateP();
       expect(other.jobs()).toBe(4);
-      expect(store.batchCommits - commits).toBe(1);
+      expect(store.batchCommits - commits).toBe(2);
 
       // A Slack message's ts, written while a group is open, is committed once the call returns.
       const { createdAt: _c, updatedAt: _u, ...run } = aRun({ id: 'r1' });
@@ -430,29 +435,59 @@ describe('SqliteStore: the intake answers after the fsync, which runs off the ma
   });
 });
 
-describe('SqliteStore on a disk that fills up', () => {
-  const disk = new SmallDisk('4m');
-  const dir = disk.dir ?? '';
-  const mounted = disk.dir !== undefined;
-  afterAll(() => disk.unmount());
-  const fill = () => disk.fill();
+describe('SqliteStore: after a failed fsync no later one is trusted', () => {
+  it('a delivery committed while the failing fsync ran is not acknowledged by the next one', async () => {
+    // The first fsync (a durable write's: the operator discarding a job) is held, then fails; a webhook
+    // committed meanwhile waits for the next fsync, which would succeed.
+    const held: ((err: NodeJS.ErrnoException | null) => void)[] = [];
+    let holding = true;
+    const store = new SqliteStore({
+      path: join(mkdtempSync(join(tmpdir(), 'store-')), 'bot.db'),
+      fsync: (fd, done) => (holding ? held.push(done) : fdatasync(fd, done)),
+    });
+    stores.push(store);
+    const discarded = store.discardDeadJob(12345);
+    await waitUntil(() => held.length === 1);
+    holding = false;
+    const answer = store.recordEvent(received('e1'), []);
+    // e1's batch is committed and waits for the fsync under way to end.
+    await new Promise((r) => setTimeout(r, 20));
+    held.shift()?.(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+    await expect(discarded).rejects.toMatchObject({ code: 'store_failed' });
+    await expect(answer).rejects.toMatchObject({ code: 'store_failed' });
+  });
+});
 
-  it.skipIf(!mounted)(
+describe('SqliteStore on a disk that fills up', () => {
+  // Each test on a small tmpfs of its own (see SmallDisk), unmounted whatever happens.
+  const onSmallDisk = (name: string, body: (disk: SmallDisk) => Promise<void>) =>
+    it.skipIf(!SmallDisk.available())(name, async () => {
+      const disk = SmallDisk.mount('4m');
+      try {
+        await body(disk);
+      } finally {
+        for (const s of stores.splice(0)) await s.close().catch(() => {});
+        disk.unmount();
+      }
+    });
+  const bigJobs = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      kind: 'sync_message' as const,
+      lane: `big-${i}`,
+      payload: { blob: 'x'.repeat(100_000) },
+    }));
+
+  onSmallDisk(
     'a group of background writes the disk cannot take fails the store; nothing answered before is lost',
-    async () => {
-      const path = join(dir, 'bot.db');
+    async (disk) => {
+      const path = join(disk.dir, 'bot.db');
       const failures: Error[] = [];
       const store = new SqliteStore({ path, onFailure: (err) => failures.push(err) });
       stores.push(store);
       expect(await store.recordEvent(received('e1'), [])).toBe('recorded');
-      const free = fill();
+      const free = disk.fill();
       // One turn's background writes: more than the WAL has room for, and the disk has none.
-      const payload = { blob: 'x'.repeat(100_000) };
-      const enqueued = await Promise.allSettled(
-        Array.from({ length: 30 }, (_, n) =>
-          store.enqueueJob({ kind: 'sync_message', lane: `l${n}`, payload }),
-        ),
-      );
+      const enqueued = await Promise.allSettled(bigJobs(30).map((job) => store.enqueueJob(job)));
       await setImmediateP();
       expect(failures).toHaveLength(1);
       expect(failures[0]).toMatchObject({ code: 'store_failed' });
@@ -477,21 +512,19 @@ describe('SqliteStore on a disk that fills up', () => {
     },
   );
 
-  it.skipIf(!mounted)(
+  onSmallDisk(
     'an event whose commit went with a group the disk could not take is not acknowledged',
-    async () => {
-      const path = join(dir, 'joined.db');
+    async (disk) => {
+      const path = join(disk.dir, 'joined.db');
       const store = new SqliteStore({ path });
       stores.push(store);
       expect(await store.recordEvent(received('e1'), [])).toBe('recorded');
-      const free = fill();
+      const free = disk.fill();
       // A job's bookkeeping opens the turn's group just before the intake writes its batch, in the same
       // turn: the event's insert joins the group, and the group's commit is the event's.
-      const payload = { blob: 'x'.repeat(100_000) };
       const background = new Promise<void>((done) =>
         setImmediate(() => {
-          for (let n = 0; n < 15; n++)
-            void store.enqueueJob({ kind: 'sync_message', lane: `l${n}`, payload });
+          for (const job of bigJobs(15)) void store.enqueueJob(job).catch(() => {});
           done();
         }),
       );
@@ -505,6 +538,19 @@ describe('SqliteStore on a disk that fills up', () => {
       expect(await restarted.getEvent('e2')).toBeUndefined();
     },
   );
+
+  onSmallDisk('a claim lost with its group is never answered: its job does not run', async (disk) => {
+    const path = join(disk.dir, 'claim.db');
+    const store = new SqliteStore({ path });
+    stores.push(store);
+    // Queued durably, with the event that brought it.
+    await store.recordEvent(received('e1'), [{ kind: 'sync_message', lane: 'q', payload: {} }]);
+    disk.fill();
+    // The claim and, in the same turn, more than the disk can take: one group, whose commit fails.
+    const claim = store.claimJob(Date.now(), Date.now() + 60_000);
+    for (const job of bigJobs(15)) void store.enqueueJob(job).catch(() => {});
+    await expect(claim).rejects.toMatchObject({ code: 'store_failed' });
+  });
 });
 
 describe('SqliteStore opened by a tool (npm run jobs)', () => {
