@@ -1,10 +1,8 @@
 import type { Logger } from 'pino';
-import { type CheckResult, describeResult } from './checks/check.js';
-import { checkDevin, checkPagerDuty } from './checks/services.js';
+import { describeResult } from './checks/check.js';
+import { checkConfiguredServices } from './checks/services.js';
 import type { Config } from './config/config.js';
-import { DevinClient } from './devin/client.js';
 import { AppError } from './errors.js';
-import { PagerDutyClient } from './pagerduty/rest-client.js';
 
 /**
  * Start-up's own checks of the services the configuration names, besides Slack's auth.test: the Devin
@@ -13,26 +11,7 @@ import { PagerDutyClient } from './pagerduty/rest-client.js';
  * work waits in the queue).
  */
 export async function checkServicesAtStartup(config: Config, logger: Logger): Promise<void> {
-  const results: CheckResult[] = [
-    await checkDevin(
-      new DevinClient({
-        apiUrl: config.devin.apiUrl,
-        apiKey: config.devin.apiKey,
-        orgId: config.devin.orgId,
-        timeoutMs: 10_000,
-      }),
-      config.devin.orgId,
-    ),
-  ];
-  if (config.pagerduty.apiToken) {
-    const client = new PagerDutyClient({
-      apiUrl: config.pagerduty.apiUrl,
-      token: config.pagerduty.apiToken,
-      timeoutMs: 10_000,
-      rateLimitRetries: 2,
-    });
-    results.push(...(await checkPagerDuty(client, undefined)));
-  }
+  const results = await checkConfiguredServices(config);
   const refused = results.filter((r) => r.status === 'failed');
   for (const r of results.filter((r) => r.status === 'unreachable')) {
     logger.warn({ check: r.check }, `${r.check}: not checked at start-up: ${describeResult(r)}`);

@@ -1,6 +1,35 @@
-import { DevinApiError, type DevinClient } from '../devin/client.js';
-import { PagerDutyApiError, type PagerDutyClient } from '../pagerduty/rest-client.js';
+import type { Config } from '../config/config.js';
+import { DevinApiError, DevinClient } from '../devin/client.js';
+import { PagerDutyApiError, PagerDutyClient } from '../pagerduty/rest-client.js';
 import { type CheckResult, failed, ok, unreachable } from './check.js';
+
+/**
+ * The services the configuration names, besides Slack: the Devin key and organization, and the PagerDuty
+ * token when one is set (with `fromEmail`, the From address for notes, when asked). Shared by start-up
+ * (src/startup.ts) and `npm run doctor`, with the same clients and timeouts.
+ */
+export async function checkConfiguredServices(
+  config: Config,
+  options: { fromEmail?: string | undefined } = {},
+): Promise<CheckResult[]> {
+  const devin = new DevinClient({
+    apiUrl: config.devin.apiUrl,
+    apiKey: config.devin.apiKey,
+    orgId: config.devin.orgId,
+    timeoutMs: 10_000,
+  });
+  const results = [await checkDevin(devin, config.devin.orgId)];
+  if (config.pagerduty.apiToken) {
+    const pagerduty = new PagerDutyClient({
+      apiUrl: config.pagerduty.apiUrl,
+      token: config.pagerduty.apiToken,
+      timeoutMs: 10_000,
+      rateLimitRetries: 2,
+    });
+    results.push(...(await checkPagerDuty(pagerduty, options.fromEmail)));
+  }
+  return results;
+}
 
 /** A tag no session carries: listing by it proves the key, the organization and the permission to list. */
 export const CHECK_TAG = 'pm-configuration-check';

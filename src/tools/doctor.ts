@@ -1,11 +1,9 @@
 import { pathToFileURL } from 'node:url';
 import { type CheckResult, describeResult, ok } from '../checks/check.js';
 import { checkDatabase } from '../checks/database.js';
-import { checkDevin, checkPagerDuty } from '../checks/services.js';
+import { checkConfiguredServices } from '../checks/services.js';
 import { checkSlack } from '../checks/slack.js';
 import { type Config, ConfigError, loadConfigFromProcess } from '../config/config.js';
-import { DevinClient } from '../devin/client.js';
-import { PagerDutyClient } from '../pagerduty/rest-client.js';
 import { routeThroughProxy } from '../proxy.js';
 
 /**
@@ -24,26 +22,8 @@ export async function runDoctor(config: Config): Promise<CheckResult[]> {
     ),
   );
   results.push(...(await checkSlack(config)));
-  results.push(
-    await checkDevin(
-      new DevinClient({
-        apiUrl: config.devin.apiUrl,
-        apiKey: config.devin.apiKey,
-        orgId: config.devin.orgId,
-        timeoutMs: 10_000,
-      }),
-      config.devin.orgId,
-    ),
-  );
-  if (config.pagerduty.apiToken) {
-    const client = new PagerDutyClient({
-      apiUrl: config.pagerduty.apiUrl,
-      token: config.pagerduty.apiToken,
-      timeoutMs: 10_000,
-      rateLimitRetries: 2,
-    });
-    results.push(...(await checkPagerDuty(client, config.pagerduty.fromEmail)));
-  } else {
+  results.push(...(await checkConfiguredServices(config, { fromEmail: config.pagerduty.fromEmail })));
+  if (!config.pagerduty.apiToken) {
     results.push(
       ok('PagerDuty API token', 'not set: `/postmortem <incident>` and PagerDuty evidence are off'),
     );
