@@ -26,8 +26,10 @@ import type { Outcome, PostmortemService } from './service.js';
  * The bound on a channel's top-level posts in a storm: while a storm lasts, a channel gets at most
  * SLACK_DIGEST_AFTER top-level messages about new runs plus one digest. Once SLACK_DIGEST_AFTER of the bot's
  * run messages are open in a channel, further approval requests fold into the digest (as above), and
- * further runs started by policy (auto-start P1/P2, storm groups) post their run message in the digest's
- * thread instead of the channel, and the digest lists them ("Started automatically: N", the newest few).
+ * further runs started by policy (auto-start P1/P2, storm groups, early starts) post their run message in
+ * the digest's thread instead of the channel, and the digest lists them ("Started automatically: N", the
+ * newest few). A run that policy would start but the day's budget holds is a request: it folds like one,
+ * and the digest says that approving it overrides the budget (Approve all asks first).
  *
  * - "Open" counts the approval requests still waiting (as above) plus the runs started by policy in the
  *   channel whose own top-level message was placed within STORM_WINDOW of now (`recentMs`). Not "while
@@ -194,6 +196,7 @@ export class ApprovalDigest {
       total: waiting.total,
       incidents: waiting.incidents,
       inDigest: waiting.inDigest,
+      held: waiting.held,
       newest: waiting.runs,
       openedUpTo: waiting.newestOpenedAt,
       started: { total: started.total, newest: started.runs },

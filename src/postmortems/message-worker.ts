@@ -9,9 +9,10 @@ import type { RunChannel } from './ports.js';
 const DIGEST_WAIT_ATTEMPTS = 300;
 
 /**
- * A run that asks people first: an approval request, or a run policy would have started (auto-start, an
- * early start, a storm group) that the day's budget held for approval. It stays one after it is decided
- * (its placement is a request's), so a held run approved from the digest reports in the digest's thread.
+ * A run that asks people first: an approval request, or a run policy would have started (an auto-start
+ * priority, a storm group) that the day's budget held for approval (an early start is never held: it is
+ * not made over budget). It stays one after it is decided (its placement is a request's), so a held run
+ * approved from the digest reports in the digest's thread.
  */
 const asksApproval = (run: PostmortemRun): boolean => run.trigger === 'approval' || run.budgetHold !== null;
 

@@ -42,6 +42,8 @@ export interface ApprovalDigestView {
   /** The incidents they are for (a storm group's request is for several). */
   incidents: number;
   inDigest: number;
+  /** Of those, the runs the day's budget holds: approving them overrides it (see WaitingApprovals.held). */
+  held?: number;
   /** The newest few, newest first. */
   newest: PostmortemRun[];
   /** When the newest request counted was opened: Approve all and Skip all decide those up to then. */

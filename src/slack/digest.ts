@@ -44,7 +44,7 @@ const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? o
 function requestLine(run: PostmortemRun): string {
   const i = run.incident;
   const label = i.number !== null ? `#${i.number}` : 'Incident';
-  return `• ${link(i.htmlUrl, label)} ${untrusted(i.title, 150)} · ${untrusted(i.serviceName, 80)} · ${untrusted(i.priority ?? 'no priority', 30)}`;
+  return `• ${link(i.htmlUrl, label)} ${untrusted(i.title, 150)} · ${untrusted(i.serviceName, 80)} · ${untrusted(i.priority ?? 'no priority', 30)}${run.budgetHold !== null ? ' · _held by today’s budget_' : ''}`;
 }
 
 /**
@@ -106,6 +106,9 @@ export function renderDigestMessage(view: ApprovalDigestView): SlackMessage {
   });
   const older = view.total - view.newest.length;
   const upTo = String(view.openedUpTo ?? 0);
+  // Approving a run the day's budget holds overrides the budget: said here, and asked again on Approve all.
+  const held = view.held ?? 0;
+  const approveAll = button(DIGEST_APPROVE_ALL_ACTION_ID, `Approve all ${view.total}`, upTo, 'primary');
   return {
     text: `${plural(view.total, 'postmortem request')} wait${view.total === 1 ? 's' : ''} for a decision`,
     blocks: [
@@ -114,11 +117,30 @@ export function renderDigestMessage(view: ApprovalDigestView): SlackMessage {
       ),
       section(`${view.total > view.newest.length ? '*Newest:*\n' : ''}${list}`),
       ...(older > 0 ? [context(`…and ${plural(older, 'older request')}: *Review* lists them all.`)] : []),
+      ...(held > 0
+        ? [
+            context(
+              `:warning: ${plural(held, 'of these is', 'of these are')} held by today’s Devin budget: approving ${held === 1 ? 'it' : 'them'} overrides the budget.`,
+            ),
+          ]
+        : []),
       {
         type: 'actions',
         block_id: 'postmortem_digest',
         elements: [
-          button(DIGEST_APPROVE_ALL_ACTION_ID, `Approve all ${view.total}`, upTo, 'primary'),
+          held > 0
+            ? {
+                ...approveAll,
+                confirm: {
+                  title: plain('Over today’s budget'),
+                  text: plain(
+                    `${plural(held, 'of these', 'of these')} ${held === 1 ? 'is' : 'are'} held by today’s Devin budget. Approving all starts ${view.total === 1 ? 'its session' : `${view.total} sessions`}, over the budget.`,
+                  ),
+                  confirm: plain('Approve all'),
+                  deny: plain('Cancel'),
+                },
+              }
+            : approveAll,
           button(DIGEST_SKIP_ALL_ACTION_ID, `Skip all ${view.total}`, upTo, 'danger'),
           button(DIGEST_REVIEW_ACTION_ID, 'Review', upTo),
         ],
@@ -161,7 +183,7 @@ export function renderReviewModal(page: ReviewPage, note?: string): types.View {
               // plain_text (Slack allows nothing else here): shown as typed, so cut but not escaped.
               description: plain(
                 truncateEscaped(
-                  `${run.incident.serviceName} · ${run.incident.priority ?? 'no priority'}`.toWellFormed(),
+                  `${run.budgetHold !== null ? 'Over today’s budget · ' : ''}${run.incident.serviceName} · ${run.incident.priority ?? 'no priority'}`.toWellFormed(),
                   75,
                 ),
               ),

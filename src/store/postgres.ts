@@ -1250,8 +1250,14 @@ export class PostgresStore implements Store {
     options: { openedUpTo?: number; limit: number; offset?: number },
   ): Promise<WaitingApprovals> {
     const upTo = options.openedUpTo ?? null;
-    const counts = await this.query<{ total: number; in_digest: number; newest: number | null }>(
-      `SELECT COUNT(*)::int AS total, COUNT(p.run_id)::int AS in_digest, MAX(r.created_at) AS newest
+    const counts = await this.query<{
+      total: number;
+      in_digest: number;
+      held: number;
+      newest: number | null;
+    }>(
+      `SELECT COUNT(*)::int AS total, COUNT(p.run_id)::int AS in_digest, COUNT(r.budget_hold)::int AS held,
+              MAX(r.created_at) AS newest
          FROM runs r LEFT JOIN approval_placements p ON p.run_id = r.id AND p.shown_in = 'digest'
          WHERE r.channel = $1 AND r.state = 'awaiting_approval' AND ($2::bigint IS NULL OR r.created_at <= $2)`,
       [channel, upTo],
@@ -1273,6 +1279,7 @@ export class PostgresStore implements Store {
       total: c?.total ?? 0,
       incidents: members.rows[0]?.incidents ?? 0,
       inDigest: c?.in_digest ?? 0,
+      held: c?.held ?? 0,
       newestOpenedAt: c?.newest === null || c?.newest === undefined ? null : Number(c.newest),
       runs: rows.map(toRun),
     };

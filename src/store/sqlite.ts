@@ -828,10 +828,11 @@ export class SqliteStore implements Store {
   ): Promise<WaitingApprovals> {
     const upTo = options.openedUpTo ?? null;
     const counts = this.sql(
-      `SELECT COUNT(*) AS total, COUNT(p.run_id) AS in_digest, MAX(r.created_at) AS newest
+      `SELECT COUNT(*) AS total, COUNT(p.run_id) AS in_digest, COUNT(r.budget_hold) AS held,
+              MAX(r.created_at) AS newest
          FROM runs r LEFT JOIN approval_placements p ON p.run_id = r.id AND p.shown_in = 'digest'
          WHERE r.channel = ? AND r.state = 'awaiting_approval' AND (? IS NULL OR r.created_at <= ?)`,
-    ).get(channel, upTo, upTo) as { total: number; in_digest: number; newest: number | null };
+    ).get(channel, upTo, upTo) as { total: number; in_digest: number; held: number; newest: number | null };
     // A run with storm members is one row per member; a run without, one row.
     const { incidents } = this.sql(
       `SELECT COUNT(*) AS incidents FROM runs r LEFT JOIN storm_members m ON m.run_id = r.id
@@ -846,6 +847,7 @@ export class SqliteStore implements Store {
       total: counts.total,
       incidents,
       inDigest: counts.in_digest,
+      held: counts.held,
       newestOpenedAt: counts.newest,
       runs: rows.map(toRun),
     };

@@ -394,6 +394,11 @@ export interface WaitingApprovals {
   incidents: number;
   /** Of those, the requests shown in the digest (not in a message of their own). */
   inDigest: number;
+  /**
+   * Of those, the runs policy would have started that the day's budget holds for approval: approving one
+   * overrides DEVIN_DAILY_SESSION_LIMIT / DEVIN_DAILY_ACU_LIMIT.
+   */
+  held: number;
   /** created_at of the newest waiting request, null when none waits. */
   newestOpenedAt: number | null;
   runs: PostmortemRun[];

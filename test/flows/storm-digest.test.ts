@@ -261,6 +261,17 @@ describe("runs that policy would start but the day's budget holds for approval",
       '24 incidents (in 12 requests: a storm group is one) wait for a postmortem decision',
     );
     expect(text).toContain('7 requests are shown only here');
+    // It says they are over the budget, each listed one too, and Approve all asks before it overrides it.
+    expect(text).toContain(
+      '12 of these are held by today’s Devin budget: approving them overrides the budget.',
+    );
+    expect(text).toContain('· _held by today’s budget_');
+    const approveAll = (digest.blocks as any[])
+      .flatMap((b) => b.elements ?? [])
+      .find((e) => e.action_id === DIGEST_APPROVE_ALL_ACTION_ID);
+    expect(approveAll.confirm.text.text).toBe(
+      '12 of these are held by today’s Devin budget. Approving all starts 12 sessions, over the budget.',
+    );
 
     // Approving from the digest is the override: each starts once; the folded ones report in its thread.
     await postSlackInteraction(h.url, buttonClick(h.slack, digest, DIGEST_APPROVE_ALL_ACTION_ID, 'UALICE01'));

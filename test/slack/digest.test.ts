@@ -133,7 +133,13 @@ describe('renderDigestMessage: runs started automatically', () => {
 describe('renderReviewModal', () => {
   it('offers one page of checkboxes, with the pages around it and the last result', () => {
     const view = renderReviewModal(
-      { channel: 'C1', page: 1, pages: 3, total: 25, runs: [run(1), run(2)] },
+      {
+        channel: 'C1',
+        page: 1,
+        pages: 3,
+        total: 25,
+        runs: [run(1), { ...run(2), budgetHold: 'daily_sessions' }],
+      },
       'Approved 2 requests.',
     );
     expect(readReviewMetadata(view.private_metadata)).toEqual({ channel: 'C1', page: 1 });
@@ -143,7 +149,7 @@ describe('renderReviewModal', () => {
     const pick = (view.blocks as any[]).find((b) => b.block_id === 'review_pick').elements[0];
     expect(pick.options.map((o: any) => [o.value, o.text.text, o.description])).toEqual([
       ['run-1', '#101 Incident 1', { type: 'plain_text', text: 'API · P3' }],
-      ['run-2', '#102 Incident 2', { type: 'plain_text', text: 'API · P3' }],
+      ['run-2', '#102 Incident 2', { type: 'plain_text', text: 'Over today’s budget · API · P3' }],
     ]);
     expect(
       buttons(view.blocks)

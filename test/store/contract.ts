@@ -1019,6 +1019,7 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
         total: 0,
         incidents: 0,
         inDigest: 0,
+        held: 0,
         newestOpenedAt: null,
         runs: [],
       });
@@ -1042,7 +1043,14 @@ export function storeContract(name: string, newDatabase: () => Promise<ContractD
       await store.openOrJoinStorm(stormRun('g1', 'QG1', 'PSD'), [], stormJoin('PSD', t));
       await store.openOrJoinStorm(stormRun('g2', 'QG2', 'PSD'), [], stormJoin('PSD', t + 1000));
       await store.openOrJoinStorm(stormRun('g3', 'QG3', 'PSD'), [], stormJoin('PSD', t + 2000));
-      expect(await store.waitingApprovals('C1', { limit: 1 })).toMatchObject({ total: 6, incidents: 8 });
+      expect(await store.waitingApprovals('C1', { limit: 1 })).toMatchObject({
+        total: 6,
+        incidents: 8,
+        held: 0,
+      });
+      // A run that policy would have started, held by the day's budget: it waits too, and is counted as held.
+      await store.openGatedRun(gatedRun('h1'), gate({ budget: { sessions: 0 } }), steps('h1'));
+      expect(await store.waitingApprovals('C1', { limit: 1 })).toMatchObject({ total: 7, held: 1 });
     });
 
     it('groups the resolved incidents of one service within the window into one run, atomically', async () => {
