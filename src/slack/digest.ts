@@ -134,7 +134,7 @@ export function renderDigestMessage(view: ApprovalDigestView): SlackMessage {
                 confirm: {
                   title: plain('Over today’s budget'),
                   text: plain(
-                    `${plural(held, 'of these', 'of these')} ${held === 1 ? 'is' : 'are'} held by today’s Devin budget. Approving all starts ${view.total === 1 ? 'its session' : `${view.total} sessions`}, over the budget.`,
+                    `${held} of these ${held === 1 ? 'is' : 'are'} held by today’s Devin budget. Approving all starts ${view.total === 1 ? 'its session' : `${view.total} sessions`}, over the budget.`,
                   ),
                   confirm: plain('Approve all'),
                   deny: plain('Cancel'),

@@ -411,11 +411,8 @@ export class SqliteStore implements Store {
       this.sharedInProcess()
     )
       return fn();
-    if (this.batchOpen && !this.db.inTransaction) {
-      // A statement's disk error made SQLite roll the whole group back, earlier in this turn.
-      this.commitBatch();
-      throw this.failure ?? new StoreFailedError('the group of background writes was rolled back');
-    }
+    // A statement's disk error made SQLite roll the whole group back, earlier in this turn.
+    if (this.batchOpen && !this.db.inTransaction) throw this.groupLost();
     if (!this.batchOpen && !this.db.inTransaction) {
       this.beginBatch.run();
       this.batchOpen = true;
@@ -426,7 +423,7 @@ export class SqliteStore implements Store {
       return fn();
     } catch (err) {
       // The statement failed; if SQLite rolled back the whole group with it, the store has failed.
-      if (this.batchOpen && !this.db.inTransaction) this.commitBatch(err);
+      if (this.batchOpen && !this.db.inTransaction) this.groupLost(err);
       throw err;
     } finally {
       this.batching--;
@@ -468,24 +465,30 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Commits the turn's group of background writes, if one is open. `cause`: the statement error with
-   * which SQLite rolled the group back, when known.
+   * The open group was rolled back by SQLite (a disk error in one of its statements; `cause` when known):
+   * it is closed, its waiters refused, and the store fails.
    */
-  private commitBatch(cause?: unknown): void {
+  private groupLost(cause?: unknown): StoreFailedError {
+    this.batchOpen = false;
+    this.batchesLost++;
+    const failure = this.fail(
+      'a group of background writes',
+      cause ?? 'SQLite rolled it back after a disk error',
+    );
+    for (const w of this.commitWaiters.splice(0)) w.reject(failure);
+    return failure;
+  }
+
+  /** Commits the turn's group of background writes, if one is open. */
+  private commitBatch(): void {
     if (!this.batchOpen) return;
+    if (!this.db.open || !this.db.inTransaction) {
+      this.groupLost();
+      return;
+    }
     this.batchOpen = false;
     const waiting = this.commitWaiters;
     this.commitWaiters = [];
-    if (!this.db.open || !this.db.inTransaction) {
-      // SQLite rolled it back (a disk error in one of its statements).
-      this.batchesLost++;
-      const failure = this.fail(
-        'a group of background writes',
-        cause ?? 'SQLite rolled it back after a disk error',
-      );
-      for (const w of waiting) w.reject(failure);
-      return;
-    }
     try {
       this.commitStatement?.run();
       this.batchCommits++;

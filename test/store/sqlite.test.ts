@@ -441,8 +441,9 @@ describe('SqliteStore: after a failed fsync no later one is trusted', () => {
     // committed meanwhile waits for the next fsync, which would succeed.
     const held: ((err: NodeJS.ErrnoException | null) => void)[] = [];
     let holding = true;
+    const path = join(mkdtempSync(join(tmpdir(), 'store-')), 'bot.db');
     const store = new SqliteStore({
-      path: join(mkdtempSync(join(tmpdir(), 'store-')), 'bot.db'),
+      path,
       fsync: (fd, done) => (holding ? held.push(done) : fdatasync(fd, done)),
     });
     stores.push(store);
@@ -450,8 +451,10 @@ describe('SqliteStore: after a failed fsync no later one is trusted', () => {
     await waitUntil(() => held.length === 1);
     holding = false;
     const answer = store.recordEvent(received('e1'), []);
-    // e1's batch is committed and waits for the fsync under way to end.
-    await new Promise((r) => setTimeout(r, 20));
+    // e1's batch is committed (another connection reads it) and waits for the fsync under way to end.
+    const reader = new Database(path, { readonly: true });
+    await waitUntil(() => reader.prepare('SELECT 1 FROM events WHERE id = ?').get('e1') !== undefined);
+    reader.close();
     held.shift()?.(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
     await expect(discarded).rejects.toMatchObject({ code: 'store_failed' });
     await expect(answer).rejects.toMatchObject({ code: 'store_failed' });
